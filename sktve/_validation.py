@@ -1,0 +1,252 @@
+"""Shared input checks: windows, timestamps and task tables of (entity id, time) rows.
+
+Every estimator of sktve takes ``X`` as a *task table*: one row per (entity id,
+prediction time). This module turns such input into arrays, with errors that say what
+is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sktve.database import TIME_DTYPE, Database
+
+__all__ = ["TaskRows", "parse_windows", "resolve_task_table", "to_naive_times"]
+
+
+def parse_windows(window: Any, name: str = "window") -> list[pd.Timedelta]:
+    """Parse one window or several into a list of positive Timedeltas.
+
+    Parameters
+    ----------
+    window : str, Timedelta, datetime.timedelta or sequence of those
+        E.g. ``"30D"``, ``"30 days"``, ``pd.Timedelta(days=7)`` or ``["7D", "90D"]``.
+
+    Returns
+    -------
+    list of Timedelta, in the order given (duplicates removed).
+    """
+    items = list(window) if isinstance(window, (list, tuple)) else [window]
+    if not items:
+        raise ValueError(f"{name} is empty; give at least one window such as '30D'.")
+    out: list[pd.Timedelta] = []
+    for item in items:
+        if not isinstance(item, (str, pd.Timedelta, timedelta, np.timedelta64)):
+            raise TypeError(
+                f"{name} entries must be strings like '30D' or Timedeltas, got "
+                f"{type(item).__name__} {item!r}."
+            )
+        try:
+            value = pd.Timedelta(item)
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"cannot parse {name} {item!r} as a duration ({err}); use e.g. '30D', "
+                "'12h' or pd.Timedelta(days=30)."
+            ) from err
+        if pd.isna(value) or value <= pd.Timedelta(0):
+            raise ValueError(f"{name} must be a positive duration, got {item!r}.")
+        if value not in out:
+            out.append(value)
+    return out
+
+
+def to_naive_times(values: Any, what: str = "times") -> pd.Series:
+    """Convert timestamps to timezone-naive datetime64[ns] (UTC for aware input)."""
+    series = pd.Series(values) if not isinstance(values, pd.Series) else values
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif series.dtype.kind != "M":
+        if series.dtype.kind in "iufb":
+            raise ValueError(
+                f"{what} are numeric ({series.dtype}); give timestamps (datetime64 or ISO strings)."
+            )
+        try:
+            series = pd.to_datetime(series, utc=True, format="mixed").dt.tz_localize(None)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{what} are not parseable as timestamps ({err}).") from err
+    return series.astype(TIME_DTYPE)
+
+
+@dataclass(frozen=True)
+class TaskRows:
+    """A validated task table.
+
+    Attributes
+    ----------
+    keys : ndarray
+        Entity primary-key values, one per row.
+    positions : ndarray of int64
+        Row positions of the entities in the entity table; -1 for unknown ids.
+    times : ndarray of datetime64[ns]
+        Prediction times, one per row.
+    entity_col, time_col : str
+        The column names used (as found in X).
+    """
+
+    keys: np.ndarray
+    positions: np.ndarray
+    times: np.ndarray
+    entity_col: str
+    time_col: str
+
+    @property
+    def times_ns(self) -> np.ndarray:
+        return self.times.view(np.int64)
+
+    @property
+    def unknown(self) -> np.ndarray:
+        return self.positions < 0
+
+
+def _infer_columns(
+    X: pd.DataFrame, pkey: str, entity_col: str | None, time_col: str | None
+) -> tuple[str, str]:
+    columns = list(X.columns)
+    if time_col is None:
+        datetime_cols = [
+            c
+            for c in columns
+            if X[c].dtype.kind == "M" or isinstance(X[c].dtype, pd.DatetimeTZDtype)
+        ]
+        if len(datetime_cols) == 1:
+            time_col = datetime_cols[0]
+        else:
+            raise ValueError(
+                f"cannot tell which column of X holds the prediction time (datetime "
+                f"columns: {datetime_cols}); pass time_col=... ."
+            )
+    if entity_col is None:
+        if pkey in columns:
+            entity_col = pkey
+        else:
+            others = [c for c in columns if c != time_col]
+            if len(others) == 1:
+                entity_col = others[0]
+            else:
+                raise ValueError(
+                    f"cannot tell which column of X holds the entity id (no column named "
+                    f"{pkey!r}; candidates {others}); pass entity_col=... ."
+                )
+    for role, col in (("entity_col", entity_col), ("time_col", time_col)):
+        if col not in columns:
+            raise ValueError(f"X has no column {col!r} ({role}); its columns are {columns}.")
+    if entity_col == time_col:
+        raise ValueError("entity_col and time_col must be different columns.")
+    extra = [c for c in columns if c not in (entity_col, time_col)]
+    if extra:
+        raise ValueError(
+            f"X has columns {extra} besides the entity column {entity_col!r} and the time "
+            f"column {time_col!r}; select only those two (e.g. X[[{entity_col!r}, "
+            f"{time_col!r}]]) so that labels cannot leak in."
+        )
+    return entity_col, time_col
+
+
+def resolve_task_table(
+    X: Any,
+    database: Database,
+    entity_table: str,
+    entity_col: str | None = None,
+    time_col: str | None = None,
+    *,
+    warn_before_start: bool = True,
+) -> TaskRows:
+    """Validate a task table ``X`` against the database.
+
+    Parameters
+    ----------
+    X : DataFrame or array of shape (n_rows, 2)
+        Entity ids and prediction times. An array's first column holds ids, its second
+        holds times (datetime64, or numbers read as seconds since the epoch).
+    database : Database
+    entity_table : str
+    entity_col, time_col : str, optional
+        Column names in X; inferred when unambiguous.
+
+    Returns
+    -------
+    TaskRows
+    """
+    pkey = database.pkey(entity_table)
+    if pkey is None:
+        raise ValueError(
+            f"entity table {entity_table!r} has no primary key, so its rows cannot be "
+            "named by id; choose a table with a primary key."
+        )
+    if isinstance(X, pd.DataFrame):
+        entity_col, time_col = _infer_columns(X, pkey, entity_col, time_col)
+        ids = X[entity_col]
+        raw_times = X[time_col]
+    else:
+        array = np.asarray(X) if not isinstance(X, Sequence) or len(X) else np.empty((0, 2))
+        if array.ndim != 2 or array.shape[1] != 2:
+            raise ValueError(
+                f"X must be a DataFrame with an entity and a time column, or an array of "
+                f"shape (n_rows, 2); got shape {array.shape}."
+            )
+        entity_col = entity_col or pkey
+        time_col = time_col or "time"
+        ids = pd.Series(array[:, 0])
+        raw_times = pd.Series(array[:, 1])
+        if raw_times.dtype.kind in "iuf" or raw_times.dtype == object:
+            numeric = pd.to_numeric(raw_times, errors="coerce")
+            if numeric.notna().all():
+                raw_times = pd.to_datetime(numeric.astype("float64"), unit="s")
+    if len(ids) == 0:
+        raise ValueError("X is empty: give at least one (entity id, time) row.")
+    if ids.isna().any():
+        raise ValueError(
+            f"X[{entity_col!r}] has {int(ids.isna().sum())} missing entity ids; drop or fill "
+            "those rows."
+        )
+    times = to_naive_times(raw_times.reset_index(drop=True), f"X[{time_col!r}]")
+    n_nat = int(times.isna().sum())
+    if n_nat:
+        raise ValueError(
+            f"X[{time_col!r}] has {n_nat} missing times (NaT); every row needs a prediction time."
+        )
+    key_values = ids.to_numpy()
+    index = database.key_index(entity_table)
+    if key_values.dtype.kind == "f" and index.dtype.kind in "iu":
+        if not np.all(np.mod(key_values, 1) == 0):
+            raise ValueError(
+                f"X[{entity_col!r}] holds non-integer ids, but {entity_table}.{pkey} is integer."
+            )
+        key_values = key_values.astype(index.dtype)
+    positions = index.get_indexer(key_values).astype(np.int64)
+    times_array = times.to_numpy(dtype=TIME_DTYPE)
+    if warn_before_start and any(database.is_temporal(t) for t in database.table_names):
+        start = database.min_timestamp
+        n_early = int((times_array < np.datetime64(start)).sum())
+        if n_early:
+            warnings.warn(
+                f"{n_early} rows of X have times before the database starts ({start}); "
+                "their embeddings/features see no history.",
+                UserWarning,
+                stacklevel=3,
+            )
+    return TaskRows(
+        keys=key_values,
+        positions=positions,
+        times=times_array,
+        entity_col=entity_col,
+        time_col=time_col,
+    )
+
+
+def raise_unknown_entities(rows: TaskRows, entity_table: str) -> None:
+    """Raise a clear error if any row names an entity that is not in the entity table."""
+    if rows.unknown.any():
+        examples = pd.unique(rows.keys[rows.unknown])[:5].tolist()
+        raise ValueError(
+            f"{int(rows.unknown.sum())} rows of X name entities that are not in table "
+            f"{entity_table!r} (e.g. {examples}). Remove them, or set "
+            "handle_unknown='zeros' to give them all-zero outputs."
+        )
