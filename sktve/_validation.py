@@ -43,6 +43,12 @@ def parse_windows(window: Any, name: str = "window") -> list[pd.Timedelta]:
                 f"{name} entries must be strings like '30D' or Timedeltas, got "
                 f"{type(item).__name__} {item!r}."
             )
+        if isinstance(item, str) and item.strip().lstrip("+-").replace(".", "", 1).isdigit():
+            # pd.Timedelta("30") is 30 *nanoseconds*: a unitless number is never meant.
+            raise ValueError(
+                f"{name} {item!r} has no unit; write e.g. '{item.strip()}D' for days or "
+                f"'{item.strip()}h' for hours."
+            )
         try:
             value = pd.Timedelta(item)
         except (ValueError, TypeError) as err:

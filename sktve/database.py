@@ -242,7 +242,9 @@ class Database:
                     f"primary key {name}.{schema.pkey} has {n_dup} duplicated values "
                     f"(e.g. {pkey[pkey.duplicated()].iloc[0]!r}); keys must be unique."
                 )
-        out = frame
+        # A shallow copy under pandas copy-on-write: later edits to the caller's frame
+        # cannot reach ours, and nothing is copied until one side writes.
+        out = frame.copy(deep=False)
         changed: dict[str, pd.Series] = {}
         for col in frame.columns:
             if isinstance(frame[col].dtype, pd.StringDtype):
@@ -252,10 +254,8 @@ class Database:
             changed[schema.time_col] = _as_naive_datetime(
                 frame[schema.time_col], f"{name}.{schema.time_col}"
             )
-        if changed:
-            out = frame.copy()
-            for col, values in changed.items():
-                out[col] = values
+        for col, values in changed.items():
+            out[col] = values
         return out
 
     def _null_dangling_keys(self, dangling: str) -> None:
@@ -274,7 +274,7 @@ class Database:
                 if dangling == "null":
                     bad_mask = present.copy()
                     bad_mask[present] = ~ok.to_numpy()
-                    new_values = values.astype("float64" if values.dtype.kind in "iu" else object)
+                    new_values = values.astype("float64" if values.dtype.kind in "iuf" else object)
                     new_values = new_values.where(~bad_mask)
                     if values.dtype.kind in "iu":
                         new_values = new_values.astype("Int64")
@@ -329,9 +329,7 @@ class Database:
         """
         if not isinstance(other, Database):
             raise TypeError(f"attach expects a sktve Database, got {type(other).__name__}.")
-        expected = self._expected_fingerprint or (
-            self._fingerprint if self._tables is not None else None
-        )
+        expected = self._expected_fingerprint if self._tables is None else self.fingerprint
         if expected is not None and other.fingerprint != expected:
             raise ValueError(
                 f"the database to attach has fingerprint {other.fingerprint[:12]}..., but this "
@@ -409,6 +407,7 @@ class Database:
     @property
     def foreign_keys(self) -> list[ForeignKey]:
         """Every foreign key, as schema-graph edges (source table -> referenced table)."""
+        self._check_attached()
         schema = self._schema
         return [
             ForeignKey(src, col, dst) for src in schema for col, dst in schema[src].fkeys.items()
@@ -728,6 +727,12 @@ def load_database(
         )
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
+        looks_like_path = isinstance(source, Path) or str(source).startswith((".", "/", "~"))
+        if looks_like_path and not path.exists():
+            raise FileNotFoundError(
+                f"no dataset folder at {str(source)!r}; give an existing RelBench 3 folder "
+                "(with manifest.yaml) or a RelBench dataset name such as 'rel-f1'."
+            )
         if path.exists():
             if not (path / "manifest.yaml").exists():
                 raise ValueError(
@@ -737,8 +742,6 @@ def load_database(
                 )
             kind, text = "folder", str(path.resolve())
         else:
-            if "/" in str(source) and str(source).startswith((".", "/", "~")):
-                raise FileNotFoundError(f"no dataset folder at {str(source)!r}.")
             kind, text = "relbench-name", str(source)
         dataset = relbench.load_dataset(text)
         rdb = dataset.get_db(upto_test_timestamp=upto_test_timestamp)

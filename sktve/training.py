@@ -1,0 +1,231 @@
+"""The pre-training loop: AdamW, a cosine learning-rate schedule, early stopping, history.
+
+The loop is independent of how targets were built: it gets seed rows (table positions and
+times), their scaled task vectors and activity flags, a sampler and an encoder. Early
+stopping watches the target loss on held-out rows (the latest pre-training cutoffs),
+never downstream labels.
+
+The loop keeps the seams for data-parallel training: all randomness comes from
+``random_state`` and the epoch number, and :func:`epoch_batches` could shard its index
+permutation by rank before torch's DistributedDataParallel wraps the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sktve.nn.tve import scaled_cosine_loss
+
+__all__ = ["TrainingConfig", "TrainingResult", "epoch_batches", "pretrain", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'.") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for, but CUDA is not available here.")
+    return resolved
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of the pre-training loop (see TVEPretrainer for their meaning)."""
+
+    max_epochs: int = 20
+    steps_per_epoch: int = 50
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 4
+    inactive_weight: float = 0.1
+    mask_rate: float = 0.15
+    eval_batch_size: int = 1024
+    random_state: int = 0
+    verbose: bool = False
+
+
+@dataclass
+class TrainingResult:
+    """What the loop learned: best weights, per-epoch history and throughput."""
+
+    encoder_state: dict[str, torch.Tensor]
+    head_state: dict[str, torch.Tensor]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    n_steps: int = 0
+    steps_per_second: float = 0.0
+
+
+def epoch_batches(n_rows: int, batch_size: int, steps: int, rng: np.random.Generator) -> list:
+    """Index batches of one epoch: a fresh permutation cut into at most ``steps`` batches."""
+    order = rng.permutation(n_rows)
+    n_batches = min(steps, max(1, math.ceil(n_rows / batch_size)))
+    return [order[i * batch_size : (i + 1) * batch_size] for i in range(n_batches)]
+
+
+def _progress(iterable: Any, verbose: bool, **kwargs: Any) -> Any:
+    if not verbose:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+def pretrain(
+    encoder: nn.Module,
+    head: nn.Module,
+    sample: Callable[[np.ndarray, np.ndarray], Any],
+    positions: np.ndarray,
+    times_ns: np.ndarray,
+    targets: np.ndarray,
+    inactive: np.ndarray,
+    train_idx: np.ndarray,
+    holdout_idx: np.ndarray,
+    config: TrainingConfig,
+    device: torch.device,
+) -> TrainingResult:
+    """Train ``head(encoder(batch))`` to predict task vectors.
+
+    Parameters
+    ----------
+    encoder, head : nn.Module
+    sample : callable
+        ``sample(positions, times_ns)`` returns a batch the encoder consumes.
+    positions, times_ns : ndarray of int64, shape (n_rows,)
+        Seed rows: entity-table positions and cutoff times.
+    targets : ndarray of float32, shape (n_rows, d)
+        Scaled task vectors.
+    inactive : ndarray of bool, shape (n_rows,)
+        True where the entity has no activity in the window.
+    train_idx, holdout_idx : ndarray of int
+        Rows used to train, and rows whose loss drives early stopping (may be empty:
+        then the last epoch is kept).
+    config : TrainingConfig
+    device : torch.device
+
+    Returns
+    -------
+    TrainingResult
+    """
+    encoder.to(device)
+    head.to(device)
+    params = list(encoder.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(
+        params, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = min(
+        config.steps_per_epoch, max(1, math.ceil(len(train_idx) / config.batch_size))
+    )
+    total_steps = max(1, steps_per_epoch * config.max_epochs)
+    warmup = max(1, total_steps // 20)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    generator = torch.Generator(device="cpu").manual_seed(config.random_state)
+    rng = np.random.default_rng(config.random_state)
+    targets_t = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
+    inactive_t = torch.from_numpy(np.asarray(inactive, dtype=bool))
+
+    def batch_loss(rows: np.ndarray, train: bool) -> torch.Tensor:
+        batch = sample(positions[rows], times_ns[rows]).to(device)
+        embedding = encoder(
+            batch, corruption_rate=config.mask_rate if train else 0.0, generator=generator
+        )
+        prediction = head(embedding)
+        return scaled_cosine_loss(
+            prediction,
+            targets_t[rows].to(device),
+            inactive_t[rows].to(device),
+            config.inactive_weight,
+        )
+
+    def holdout_loss() -> float:
+        if len(holdout_idx) == 0:
+            return float("nan")
+        encoder.eval()
+        head.eval()
+        total, weight = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(holdout_idx), config.eval_batch_size):
+                rows = holdout_idx[start : start + config.eval_batch_size]
+                total += float(batch_loss(rows, train=False)) * len(rows)
+                weight += len(rows)
+        return total / weight
+
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, stale = math.inf, 0, 0
+    best_state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict()))
+    n_steps, train_seconds = 0, 0.0
+    for epoch in range(1, config.max_epochs + 1):
+        encoder.train()
+        head.train()
+        started = time.perf_counter()
+        losses = []
+        batches = epoch_batches(len(train_idx), config.batch_size, steps_per_epoch, rng)
+        for index in _progress(
+            batches, config.verbose, desc=f"epoch {epoch}/{config.max_epochs}", leave=False
+        ):
+            loss = batch_loss(train_idx[index], train=True)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss))
+            n_steps += 1
+        train_seconds += time.perf_counter() - started
+        val_loss = holdout_loss()
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "holdout_loss": val_loss,
+            "learning_rate": float(scheduler.get_last_lr()[0]),
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(record)
+        if config.verbose:
+            print(
+                f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  "
+                f"held-out loss {val_loss:.4f}  ({record['seconds']:.1f}s)",
+                flush=True,
+            )
+        improved = math.isnan(val_loss) or val_loss < best_loss - 1e-5
+        if improved:
+            best_loss = val_loss if not math.isnan(val_loss) else best_loss
+            best_epoch, stale = epoch, 0
+            best_state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict()))
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    encoder.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    return TrainingResult(
+        encoder_state={k: v.detach().cpu() for k, v in best_state[0].items()},
+        head_state={k: v.detach().cpu() for k, v in best_state[1].items()},
+        history=history,
+        best_epoch=best_epoch,
+        n_steps=n_steps,
+        steps_per_second=n_steps / train_seconds if train_seconds > 0 else 0.0,
+    )

@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import mean_absolute_error, roc_auc_score
+
+from sktve.heads import SkorchMLPClassifier, SkorchMLPRegressor, head_grid
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6)).astype(np.float32)
+    logit = 2 * X[:, 0] - X[:, 1]
+    y_bin = (logit + 0.3 * rng.normal(size=400) > 0).astype(int)
+    y_reg = 3 * X[:, 0] + 0.1 * rng.normal(size=400)
+    return X, y_bin, y_reg
+
+
+@pytest.mark.parametrize("head", ["logistic", "hgb", "lightgbm", "skorch"])
+def test_heads_learn_binary_and_regression(head, data):
+    X, y_bin, y_reg = data
+    model = clone(head_grid(head, binary=True)[0]).fit(X[:300], y_bin[:300])
+    assert roc_auc_score(y_bin[300:], model.predict_proba(X[300:])[:, 1]) > 0.85
+    reg = clone(head_grid(head, binary=False)[-1]).fit(X[:300], y_reg[:300])
+    baseline = mean_absolute_error(y_reg[300:], np.full(100, np.median(y_reg[:300])))
+    assert mean_absolute_error(y_reg[300:], reg.predict(X[300:])) < 0.6 * baseline
+
+
+def test_skorch_heads_accept_float64_and_string_labels(data):
+    X, y_bin, y_reg = data
+    labels = np.where(y_bin == 1, "yes", "no")
+    clf = SkorchMLPClassifier(max_epochs=5).fit(X.astype(np.float64), labels)
+    assert set(clf.predict(X)) <= {"yes", "no"}
+    assert clf.predict_proba(X).shape == (400, 2)
+    reg = SkorchMLPRegressor(max_epochs=5).fit(X.astype(np.float64), y_reg)
+    assert reg.predict(X).shape == (400,)
+
+
+def test_unknown_head():
+    with pytest.raises(ValueError, match="unknown head"):
+        head_grid("forest", binary=True)
