@@ -119,8 +119,14 @@ def head_grid(head: str, *, binary: bool, random_state: int = 0) -> list[Any]:
         estimator = HistGradientBoostingClassifier if binary else HistGradientBoostingRegressor
         extra = {} if binary else {"loss": "absolute_error"}
         return [
-            estimator(learning_rate=lr, max_leaf_nodes=leaves, max_iter=200,
-                      early_stopping=False, random_state=random_state, **extra)
+            estimator(
+                learning_rate=lr,
+                max_leaf_nodes=leaves,
+                max_iter=200,
+                early_stopping=False,
+                random_state=random_state,
+                **extra,
+            )
             for lr in (0.03, 0.1)
             for leaves in (7, 31)
         ]
@@ -134,13 +140,22 @@ def head_grid(head: str, *, binary: bool, random_state: int = 0) -> list[Any]:
         estimator = lightgbm.LGBMClassifier if binary else lightgbm.LGBMRegressor
         extra = {} if binary else {"objective": "l1"}
         return [
-            estimator(learning_rate=lr, num_leaves=leaves, n_estimators=200,
-                      random_state=random_state, verbose=-1, **extra)
+            estimator(
+                learning_rate=lr,
+                num_leaves=leaves,
+                n_estimators=200,
+                random_state=random_state,
+                verbose=-1,
+                **extra,
+            )
             for lr in (0.03, 0.1)
             for leaves in (7, 31)
         ]
     if head == "skorch":
         estimator = SkorchMLPClassifier if binary else SkorchMLPRegressor
-        return [estimator(hidden=h, lr=lr, random_state=random_state)
-                for h in (32, 128) for lr in (1e-3, 3e-3)]
+        return [
+            estimator(hidden=h, lr=lr, random_state=random_state)
+            for h in (32, 128)
+            for lr in (1e-3, 3e-3)
+        ]
     raise ValueError(f"unknown head {head!r}; choose logistic, hgb, lightgbm or skorch.")

@@ -126,9 +126,7 @@ def pretrain(
     encoder.to(device)
     head.to(device)
     params = list(encoder.parameters()) + list(head.parameters())
-    optimizer = torch.optim.AdamW(
-        params, lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = min(
         config.steps_per_epoch, max(1, math.ceil(len(train_idx) / config.batch_size))
     )
