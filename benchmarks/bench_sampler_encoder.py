@@ -1,0 +1,266 @@
+"""Benchmark the temporal neighbour sampler and the relational encoder.
+
+Measures, on rel-f1 (seeds = drivers at the driver-top3 train cutoffs) and on the
+synthetic database at ``--synthetic-orders`` fact rows:
+
+- graph build time (featurizer fit + transform);
+- sampler throughput (seeds/s, sampled edges/s) for index sampling alone and with the
+  feature gather, and its ratio to a lower bound measured in the same run: the time to
+  gather the same number of edges with one plain numpy fancy-indexing pass
+  (``neighbours[random_positions]``);
+- encoder forward + backward throughput (seeds/s) at width 128, 2 layers, on CPU with
+  ``torch.set_num_threads(2)``;
+- peak resident memory.
+
+Usage::
+
+    python benchmarks/bench_sampler_encoder.py --relf1 ../shared/data/rel-f1 \\
+        --synthetic-orders 10000000
+    python benchmarks/bench_sampler_encoder.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from sktve import load_database  # noqa: E402
+from sktve.graph import GraphFeaturizer, TemporalNeighborSampler  # noqa: E402
+from sktve.nn import RelationalEncoder, keep_freed_memory  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_gib() -> float:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def machine() -> dict:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    try:
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    return info
+
+
+def batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def bench_sampler(sampler, table, positions, times, batch_size, min_seconds):
+    """(index-only seconds, with-features seconds, edges, seeds) over repeated passes."""
+    n = len(positions)
+    n_edges = n_seeds = 0
+    sub_s = full_s = 0.0
+    passes = 0
+    while passes == 0 or (sub_s < min_seconds and passes < 50):
+        for sl in batches(n, batch_size):
+            t0 = time.perf_counter()
+            sub = sampler.sample_subgraph(table, positions[sl], times[sl])
+            t1 = time.perf_counter()
+            sampler.sample(table, positions[sl], times[sl])
+            t2 = time.perf_counter()
+            sub_s += t1 - t0
+            full_s += t2 - t1
+            n_edges += sum(e.shape[1] for e in sub["edges"].values())
+            n_seeds += sl.stop - sl.start
+        passes += 1
+    return sub_s, full_s, n_edges, n_seeds
+
+
+def gather_lower_bound(graph, n_edges: int, repeats: int = 3) -> float:
+    """Seconds to gather ``n_edges`` neighbour ids by one fancy-indexing pass."""
+    nbr = np.concatenate([a.nbr for a in graph.adj.values()])
+    rng = np.random.default_rng(0)
+    best = float("inf")
+    chunk = 10_000_000
+    for _ in range(repeats):
+        total = 0.0
+        left = n_edges
+        while left > 0:
+            idx = rng.integers(0, len(nbr), min(left, chunk))
+            t0 = time.perf_counter()
+            nbr[idx]
+            total += time.perf_counter() - t0
+            left -= len(idx)
+        best = min(best, total)
+    return best
+
+
+def bench_encoder(encoder, sampler, table, positions, times, batch_size, n_batches):
+    opt = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    encoder.train()
+    prepared = []
+    for i, sl in enumerate(batches(len(positions), batch_size)):
+        if i >= n_batches + 1:
+            break
+        prepared.append(sampler.sample(table, positions[sl], times[sl]))
+    # first batch warms up the allocator; not timed
+    timed, seeds = 0.0, 0
+    for i, batch in enumerate(prepared):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = encoder(batch, corruption_rate=0.15, generator=gen).pow(2).mean()
+        loss.backward()
+        opt.step()
+        if i > 0 or len(prepared) == 1:
+            timed += time.perf_counter() - t0
+            seeds += batch.num_seeds
+    nodes = float(np.mean([sum(b.num_nodes.values()) for b in prepared]))
+    return {"seeds_per_s": seeds / timed, "seconds": timed, "mean_nodes_per_batch": nodes}
+
+
+def run_case(name, db, table, positions, times, args, boundary=None):
+    print(f"[{name}] {db.num_rows():,} rows, {len(positions):,} seeds", flush=True)
+    t0 = time.perf_counter()
+    featurizer = GraphFeaturizer().fit(db, boundary=boundary)
+    t1 = time.perf_counter()
+    graph = featurizer.transform(db)
+    t2 = time.perf_counter()
+    sampler = TemporalNeighborSampler(graph, fanouts=args.fanouts, random_state=0)
+    sub_s, full_s, n_edges, n_seeds = bench_sampler(
+        sampler, table, positions, times, args.batch_size, args.min_seconds
+    )
+    bound = gather_lower_bound(graph, n_edges)
+    torch.manual_seed(0)
+    encoder = RelationalEncoder(featurizer.metadata_, channels=128, num_layers=2, dropout=0.0)
+    enc = bench_encoder(
+        encoder, sampler, table, positions, times, args.batch_size, args.encoder_batches
+    )
+    result = {
+        "rows": db.num_rows(),
+        "seeds": int(len(positions)),
+        "fanouts": args.fanouts,
+        "batch_size": args.batch_size,
+        "featurizer_fit_s": t1 - t0,
+        "graph_build_s": t2 - t1,
+        "sampler": {
+            "edges_per_seed": n_edges / n_seeds,
+            "index_only": {
+                "seeds_per_s": n_seeds / sub_s,
+                "edges_per_s": n_edges / sub_s,
+                "ratio_to_gather_bound": sub_s / bound,
+            },
+            "with_features": {
+                "seeds_per_s": n_seeds / full_s,
+                "edges_per_s": n_edges / full_s,
+                "ratio_to_gather_bound": full_s / bound,
+            },
+            "gather_bound_edges_per_s": n_edges / bound,
+        },
+        "encoder_fwd_bwd_width128_2layers": enc,
+        "peak_rss_gib": peak_rss_gib(),
+    }
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
+def relf1_case(args):
+    path = Path(args.relf1)
+    if not (path / "manifest.yaml").exists():
+        print(f"rel-f1 not found at {path}; skipped")
+        return None
+    db = load_database(path)
+    train = pd.read_parquet(path / "tasks/driver-top3/train.parquet")
+    positions = db.entity_positions("drivers", train["driverId"].to_numpy())
+    times = train["date"].to_numpy().astype("datetime64[ns]").view(np.int64)
+    return run_case("rel-f1", db, "drivers", positions, times, args, boundary=train["date"].max())
+
+
+def synthetic_case(args):
+    from sktve.datasets import make_synthetic_database
+
+    n_orders = args.synthetic_orders
+    n_customers = max(300, n_orders // 50)  # about 50 orders per customer
+    t0 = time.perf_counter()
+    db = make_synthetic_database(n_customers=n_customers, n_orders=n_orders, random_state=0)
+    gen_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    n_seeds = args.synthetic_seeds
+    positions = rng.integers(0, n_customers, n_seeds)
+    lo, hi = pd.Timestamp("2021-01-01").value, pd.Timestamp("2023-12-31").value
+    times = rng.integers(lo, hi, n_seeds)
+    result = run_case(
+        f"synthetic-{n_orders}",
+        db,
+        "customers",
+        positions,
+        times,
+        args,
+        boundary=pd.Timestamp("2022-12-31"),
+    )
+    result["generate_s"] = gen_s
+    result["n_customers"] = n_customers
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--relf1", default=str(ROOT.parent / "shared/data/rel-f1"))
+    parser.add_argument("--synthetic-orders", type=int, default=10_000_000)
+    parser.add_argument("--synthetic-seeds", type=int, default=8192)
+    parser.add_argument("--fanouts", type=int, nargs="+", default=[128, 64])
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--encoder-batches", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="small synthetic, short runs")
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="skip sktve.nn.keep_freed_memory() (glibc then unmaps freed blocks; much "
+        "slower training on VMs)",
+    )
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/sampler_encoder.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.synthetic_orders = min(args.synthetic_orders, 200_000)
+        args.synthetic_seeds = min(args.synthetic_seeds, 2048)
+        args.min_seconds = 0.5
+        args.encoder_batches = 2
+    torch.set_num_threads(args.threads)
+    allocator_tuned = False if args.default_allocator else keep_freed_memory()
+    report = {
+        "machine": machine(),
+        "args": vars(args),
+        "quick": args.quick,
+        "keep_freed_memory": allocator_tuned,
+    }
+    report["relf1"] = relf1_case(args)
+    report["synthetic"] = synthetic_case(args)
+    report["peak_rss_gib"] = peak_rss_gib()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

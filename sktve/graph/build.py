@@ -1,0 +1,211 @@
+"""The heterogeneous temporal graph: node features, node times and time-sorted adjacency.
+
+One node type per table (node ``i`` of a type is row ``i`` of the table), and for every
+foreign key ``child.col -> parent`` two edge types (messages flow ``src -> dst``, as in
+PyG):
+
+- ``(child, col, parent)``: a parent row's neighbours are the child rows that reference
+  it (an entity's fact rows). This is where fan-out and time filtering matter.
+- ``(parent, "rev_" + col, child)``: a child row's single neighbour is the row it
+  references (none for a null key).
+
+For sampling, each edge type stores a CSR indexed by the *destination* row (the node
+that samples), whose neighbour lists are sorted by (neighbour time, neighbour row). The
+neighbours visible at time ``t`` are then a prefix of the list, found for a whole batch
+at once by one ``searchsorted`` on a combined (segment, time rank) key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sktve.database import Database
+from sktve.graph.features import EdgeType, GraphMetadata
+
+__all__ = ["Adjacency", "TemporalGraph"]
+
+
+@dataclass
+class Adjacency:
+    """Neighbour lists of one edge type, indexed by destination row.
+
+    Attributes
+    ----------
+    indptr : ndarray of int64, shape (n_dst + 1,)
+        Neighbours of destination row ``v`` are ``nbr[indptr[v]:indptr[v + 1]]``.
+    nbr : ndarray of int64
+        Source rows, sorted within each segment by (source time, source row).
+    time_key : ndarray of int64 or None
+        ``segment * stride + rank(source time)`` (non-decreasing), for temporal sources.
+    stride : int
+        ``len(time levels of the source table) + 1``.
+    direct : ndarray of int64 or None
+        When every row has at most one neighbour: that neighbour or -1 (fast path).
+    """
+
+    indptr: np.ndarray
+    nbr: np.ndarray
+    time_key: np.ndarray | None
+    stride: int
+    direct: np.ndarray | None
+
+    @property
+    def num_edges(self) -> int:
+        return int(len(self.nbr))
+
+
+class TemporalGraph:
+    """Heterogeneous temporal graph of a database; build it with ``GraphFeaturizer.transform``.
+
+    Attributes
+    ----------
+    metadata : GraphMetadata
+        Node types, edge types and feature layout (the featurizer's ``metadata_``).
+    num_nodes : dict of str to int
+    x_num : dict of str to ndarray of float32, shape (n_rows, num_dim)
+    x_cat : dict of str to ndarray of int64, shape (n_rows, n_categorical)
+    time : dict of str to ndarray of int64 or None
+        Node times in ns since the epoch; None for static tables.
+    time_levels : dict of str to ndarray of int64
+        Sorted distinct times of each temporal table.
+    node_id : dict of str to ndarray of int64
+        A stable identity per row: a hash of the primary key value (the row position for
+        tables without one). Sampling keys and neighbour tie-breaks use it, so a seed's
+        subgraph does not depend on the order of rows in a table.
+    adj : dict of edge type to Adjacency
+    """
+
+    def __init__(
+        self,
+        metadata: GraphMetadata,
+        x_num: dict[str, np.ndarray],
+        x_cat: dict[str, np.ndarray],
+        time: dict[str, np.ndarray | None],
+        adj: dict[EdgeType, Adjacency],
+        node_id: dict[str, np.ndarray] | None = None,
+        time_levels: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.metadata = metadata
+        self.x_num = x_num
+        self.x_cat = x_cat
+        self.time = time
+        self.adj = adj
+        self.num_nodes = {t: int(len(x_num[t])) for t in metadata.node_types}
+        self.time_levels = time_levels or {
+            t: _sorted_unique(v) for t, v in time.items() if v is not None
+        }
+        self.node_id = node_id or {
+            t: np.arange(n, dtype=np.int64) for t, n in self.num_nodes.items()
+        }
+
+    @property
+    def node_types(self) -> list[str]:
+        return list(self.metadata.node_types)
+
+    @property
+    def edge_types(self) -> list[EdgeType]:
+        return list(self.metadata.edge_types)
+
+    @classmethod
+    def from_database(
+        cls,
+        database: Database,
+        metadata: GraphMetadata,
+        features: dict[str, tuple[np.ndarray, np.ndarray]],
+    ) -> TemporalGraph:
+        """Assemble the graph from a database and per-table ``(x_num, x_cat)`` features."""
+        time = {t: database.time_values(t) for t in metadata.node_types}
+        node_id = {t: _row_identity(database, t) for t in metadata.node_types}
+        levels = {t: _sorted_unique(v) for t, v in time.items() if v is not None}
+        adj: dict[EdgeType, Adjacency] = {}
+        for fk in database.foreign_keys:
+            child, col, parent = fk.src_table, fk.fkey_col, fk.dst_table
+            parent_pos = database.fkey_positions(child, col)
+            n_child, n_parent = len(parent_pos), database.num_rows(parent)
+            # Parent samples its children (many, time-filtered).
+            adj[(child, col, parent)] = _build_adjacency(
+                dst_of_edge=parent_pos,
+                src_of_edge=np.arange(n_child, dtype=np.int64),
+                n_dst=n_parent,
+                src_time=time[child],
+                src_levels=levels.get(child),
+                src_id=node_id[child],
+            )
+            # Child samples the one row it references.
+            adj[(parent, f"rev_{col}", child)] = _build_adjacency(
+                dst_of_edge=np.arange(n_child, dtype=np.int64),
+                src_of_edge=parent_pos,
+                n_dst=n_child,
+                src_time=time[parent],
+                src_levels=levels.get(parent),
+                src_id=node_id[parent],
+            )
+        x_num = {t: features[t][0] for t in metadata.node_types}
+        x_cat = {t: features[t][1] for t in metadata.node_types}
+        return cls(metadata, x_num, x_cat, time, adj, node_id, levels)
+
+    def __repr__(self) -> str:
+        nodes = ", ".join(f"{t}={n}" for t, n in self.num_nodes.items())
+        n_edges = sum(a.num_edges for a in self.adj.values())
+        return f"TemporalGraph(nodes: {nodes}; {len(self.adj)} edge types, {n_edges} edges)"
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    # A plain sort is faster than np.unique's hash path on large int64 arrays.
+    ordered = np.sort(values)
+    keep = np.ones(len(ordered), dtype=bool)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    return ordered[keep]
+
+
+def _row_identity(database: Database, table: str) -> np.ndarray:
+    pkey = database.pkey(table)
+    if pkey is None:
+        return np.arange(database.num_rows(table), dtype=np.int64)
+    # pandas' hash is seeded with a fixed key: stable across processes and runs.
+    hashed = pd.util.hash_pandas_object(database.table(table)[pkey], index=False)
+    return hashed.to_numpy().view(np.int64)
+
+
+def _build_adjacency(
+    dst_of_edge: np.ndarray,
+    src_of_edge: np.ndarray,
+    n_dst: int,
+    src_time: np.ndarray | None,
+    src_levels: np.ndarray | None,
+    src_id: np.ndarray,
+) -> Adjacency:
+    valid = (dst_of_edge >= 0) & (src_of_edge >= 0)
+    dst = dst_of_edge[valid]
+    src = src_of_edge[valid]
+    if src_time is not None:
+        rank = np.searchsorted(src_levels, src_time[src]).astype(np.int64)
+        # Sort by destination, then time, then source identity: the visible neighbours of
+        # a destination at time t are then a prefix of its list, in an order that does not
+        # depend on row positions.
+        order = np.lexsort((src_id[src], rank, dst))
+    else:
+        rank = None
+        order = np.lexsort((src_id[src], dst))
+    dst, src = dst[order], src[order]
+    counts = np.bincount(dst, minlength=n_dst)
+    indptr = np.zeros(n_dst + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    stride = int(len(src_levels)) + 1 if src_levels is not None else 1
+    time_key = None
+    if rank is not None:
+        time_key = dst.astype(np.int64) * stride + rank[order]
+    direct = None
+    if n_dst == 0 or counts.max(initial=0) <= 1:
+        direct = np.full(n_dst, -1, dtype=np.int64)
+        direct[dst] = src
+    return Adjacency(
+        indptr=indptr,
+        nbr=np.ascontiguousarray(src, dtype=np.int64),
+        time_key=time_key,
+        stride=stride,
+        direct=direct,
+    )

@@ -1,0 +1,556 @@
+"""TVEPretrainer: TVE pre-training as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from sktve._validation import (
+    TaskRows,
+    parse_windows,
+    raise_unknown_entities,
+    resolve_task_table,
+)
+from sktve.database import Database, load_database
+from sktve.graph import GraphFeaturizer, TemporalNeighborSampler
+from sktve.nn import RelationalEncoder
+from sktve.nn.tve import TVEHead
+from sktve.targets import TaskVectorScaler, task_vectors
+from sktve.training import TrainingConfig, pretrain, resolve_device
+
+__all__ = ["TVEPretrainer", "default_cutoffs", "infer_window"]
+
+
+def infer_window(times: np.ndarray) -> pd.Timedelta:
+    """The typical spacing of a task table's distinct timestamps (its label window).
+
+    RelBench task tables step their timestamps by the task's window, so the median gap
+    between distinct timestamps recovers it.
+    """
+    distinct = np.unique(times)
+    if len(distinct) < 2:
+        raise ValueError(
+            "cannot infer the window: X has a single distinct timestamp. Pass window=... "
+            "(e.g. window='30D', the horizon of the downstream labels)."
+        )
+    gaps = np.diff(distinct.astype("datetime64[ns]").view(np.int64))
+    return pd.Timedelta(int(np.median(gaps)), unit="ns")
+
+
+def default_cutoffs(x_times: np.ndarray, step: pd.Timedelta, start: pd.Timestamp) -> np.ndarray:
+    """X's distinct timestamps plus earlier ones stepping back by ``step`` to ``start``."""
+    distinct = np.unique(x_times.astype("datetime64[ns]"))
+    earliest = distinct[0]
+    n_back = int((pd.Timestamp(earliest) - start) // step)
+    back = earliest - np.arange(1, n_back + 1) * np.timedelta64(step.value, "ns")
+    return np.unique(np.concatenate([back, distinct]))
+
+
+def _state_to_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _state_from_bytes(blob: bytes) -> dict[str, torch.Tensor]:
+    # weights_only: a saved model never runs arbitrary pickled code when loaded.
+    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
+
+
+def _pretrain_state(
+    database: Database,
+    entity_table: str,
+    keys: np.ndarray,
+    times: np.ndarray,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything ``fit`` learns, as a picklable dict (the unit ``memory`` caches)."""
+    started = time.perf_counter()
+    verbose = settings["verbose"]
+    windows = settings["windows"]
+    largest = max(windows)
+    x_times = times.astype("datetime64[ns]")
+    boundary = pd.Timestamp(x_times.max())
+    cutoffs = settings["cutoffs"]
+    if cutoffs is None:
+        cutoffs = default_cutoffs(x_times, largest, database.min_timestamp)
+    if verbose:
+        print(
+            f"[sktve] task vectors: {len(cutoffs)} cutoffs, windows "
+            f"{[str(w) for w in windows]}, boundary {boundary} + {largest}",
+            flush=True,
+        )
+    frame = task_vectors(
+        database,
+        entity_table,
+        cutoffs,
+        [str(w) for w in windows] if len(windows) > 1 else str(windows[0]),
+        max_hops=settings["max_hops"],
+        entities="active",
+        include=settings["target_include"],
+        exclude=settings["target_exclude"],
+    )
+    if len(frame) == 0:
+        raise ValueError(
+            f"no entity of {entity_table!r} has activity at or before the pre-training "
+            "cutoffs; there is nothing to pre-train on."
+        )
+    pkey = database.pkey(entity_table)
+    positions = database.entity_positions(entity_table, frame[pkey].to_numpy())
+    seed_times = frame["cutoff"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    inactive = frame["no_activity"].to_numpy().astype(bool)
+
+    # Hold out the latest cutoffs: early stopping then measures how well the encoder
+    # predicts a future it was not trained on, as downstream use will.
+    distinct = np.unique(seed_times)
+    n_holdout = int(round(len(distinct) * settings["holdout_fraction"]))
+    n_holdout = min(max(n_holdout, 1 if len(distinct) >= 3 else 0), len(distinct) - 1)
+    holdout_from = distinct[-n_holdout] if n_holdout > 0 else np.iinfo(np.int64).max
+    is_holdout = seed_times >= holdout_from
+    train_idx = np.flatnonzero(~is_holdout)
+    holdout_idx = np.flatnonzero(is_holdout)
+    if len(holdout_idx) > settings["max_holdout_rows"]:
+        # A fixed random subset keeps the per-epoch check cheap and comparable across epochs.
+        rng = np.random.default_rng(settings["random_state"])
+        holdout_idx = np.sort(rng.choice(holdout_idx, settings["max_holdout_rows"], replace=False))
+
+    scaler = TaskVectorScaler().fit(frame.iloc[train_idx])
+    targets = scaler.transform(frame)
+
+    featurizer = GraphFeaturizer().fit(database, boundary=boundary)
+    graph = featurizer.transform(database)
+    sampler = TemporalNeighborSampler(
+        graph, fanouts=list(settings["fanouts"]), random_state=settings["random_state"]
+    )
+    torch.manual_seed(settings["random_state"])
+    encoder = RelationalEncoder(
+        featurizer.metadata_,
+        channels=settings["embedding_dim"],
+        num_layers=len(settings["fanouts"]),
+        dropout=settings["dropout"],
+    )
+    head = TVEHead(settings["embedding_dim"], targets.shape[1])
+    target_seconds = time.perf_counter() - started
+    result = None
+    if settings["max_epochs"] > 0:
+        config = TrainingConfig(
+            max_epochs=settings["max_epochs"],
+            steps_per_epoch=settings["steps_per_epoch"],
+            batch_size=settings["batch_size"],
+            learning_rate=settings["learning_rate"],
+            weight_decay=settings["weight_decay"],
+            patience=settings["patience"],
+            inactive_weight=settings["inactive_weight"],
+            mask_rate=settings["mask_rate"],
+            random_state=settings["random_state"],
+            verbose=verbose,
+        )
+        result = pretrain(
+            encoder,
+            head,
+            lambda pos, t: sampler.sample(entity_table, pos, t),
+            positions,
+            seed_times,
+            targets,
+            inactive,
+            train_idx,
+            holdout_idx,
+            config,
+            resolve_device(settings["device"]),
+        )
+    encoder_state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    head_state = {k: v.detach().cpu() for k, v in head.state_dict().items()}
+    return {
+        "featurizer": featurizer,
+        "scaler": scaler,
+        "encoder_state": _state_to_bytes(encoder_state),
+        "head_state": _state_to_bytes(head_state),
+        "cutoffs": cutoffs,
+        "boundary": boundary,
+        "history": result.history if result is not None else [],
+        "best_epoch": result.best_epoch if result is not None else 0,
+        "n_steps": result.n_steps if result is not None else 0,
+        "steps_per_second": result.steps_per_second if result is not None else 0.0,
+        "n_pretrain_rows": len(frame),
+        "n_holdout_rows": len(holdout_idx),
+        "target_seconds": target_seconds,
+        "fit_seconds": time.perf_counter() - started,
+    }
+
+
+class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Pre-train a temporal relational encoder with Task Vector Estimation.
+
+    ``fit`` builds task vectors (SQL-style aggregations of what happens to each entity in
+    the next window, over schema paths) at pre-training cutoffs up to the last time in
+    ``X``, and trains a temporal heterogeneous GraphSAGE to predict them. ``transform``
+    returns the encoder's embedding of each (entity, time) row of ``X``, computed only
+    from database rows at or before that row's time.
+
+    Parameters
+    ----------
+    database : Database, str or Path
+        The relational database (see :func:`sktve.load_database`). A path or RelBench
+        name is loaded at fit.
+    entity_table : str
+        Table whose rows are the entities of ``X``.
+    entity_col, time_col : str, optional
+        Columns of ``X`` with entity ids and prediction times; inferred when unambiguous
+        (the entity table's primary key name; the only datetime column).
+    window : str, Timedelta or list, optional
+        Horizon(s) of the task vectors, e.g. ``"30D"`` or ``["7D", "90D"]``. Default: the
+        spacing of X's distinct timestamps (RelBench task tables step by their window).
+    cutoffs : array-like of timestamps, optional
+        Pre-training cutoffs. Default: X's distinct timestamps plus earlier ones stepping
+        back by the window to the start of the data. Cutoffs after max(X.time) are
+        rejected: training never reads past ``max(X.time) + window``.
+    max_hops : int, default=2
+        Schema-path length of the task-vector aggregations.
+    target_include, target_exclude : list of str, optional
+        Path or column names to keep or drop from the task vectors.
+    embedding_dim : int, default=64
+        Width of the encoder and of the output embedding.
+    fanouts : tuple of int, default=(32, 16)
+        Neighbours sampled per node at each hop; its length is the number of layers.
+    dropout : float, default=0.0
+    mask_rate : float, default=0.15
+        Probability that a feature cell is replaced by another row's value in training.
+    inactive_weight : float, default=0.1
+        Loss weight of rows with no activity in the window (active rows: 1 - weight).
+    max_epochs : int, default=15
+        Zero gives the untrained (random-init) encoder, a useful baseline.
+    steps_per_epoch : int, default=40
+        Cap on optimizer steps per epoch.
+    batch_size : int, default=256
+    learning_rate : float, default=2e-3
+    weight_decay : float, default=1e-4
+    patience : int, default=4
+        Epochs without improvement of the held-out loss before stopping.
+    holdout_fraction : float, default=0.1
+        Share of the latest pre-training cutoffs held out for early stopping.
+    handle_unknown : {"error", "zeros"}, default="error"
+        Rows of ``X`` naming entities absent from the entity table: raise, or return
+        all-zero embeddings for them.
+    device : str, default="auto"
+        ``"auto"`` uses CUDA when available, else CPU.
+    memory : str, Path or joblib.Memory, optional
+        Caches pre-training: identical (database, X, settings) are trained once.
+    random_state : int, optional
+        Seeds sampling, initialisation, corruption and batch order.
+    verbose : bool, default=False
+        Progress output during fit.
+
+    Attributes
+    ----------
+    database_ : Database
+    windows_ : list of Timedelta
+    cutoffs_ : ndarray of datetime64[ns]
+    boundary_ : Timestamp
+        ``max(X.time)``; task vectors were read up to ``boundary_ + max(windows_)``.
+    featurizer_ : GraphFeaturizer
+    target_scaler_ : TaskVectorScaler
+    history_ : list of dict
+        Per-epoch ``train_loss``, ``holdout_loss``, ``learning_rate``, ``seconds``.
+    n_features_in_ : int
+        Always 2 (entity id, time).
+    feature_names_in_ : ndarray of str
+        Columns of X at fit, when X was a DataFrame.
+
+    Examples
+    --------
+    >>> from sktve import TVEPretrainer
+    >>> from sktve.datasets import make_synthetic_database
+    >>> db = make_synthetic_database(n_customers=100, n_orders=2000, random_state=0)
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"customer_id": [0, 1, 2],
+    ...                   "timestamp": pd.to_datetime(["2021-06-01"] * 3)})
+    >>> tve = TVEPretrainer(database=db, entity_table="customers", window="30D",
+    ...                     max_epochs=1, steps_per_epoch=2, random_state=0)
+    >>> tve.fit_transform(X).shape
+    (3, 64)
+    """
+
+    def __init__(
+        self,
+        *,
+        database: Any = None,
+        entity_table: str | None = None,
+        entity_col: str | None = None,
+        time_col: str | None = None,
+        window: Any = None,
+        cutoffs: Any = None,
+        max_hops: int = 2,
+        target_include: list[str] | None = None,
+        target_exclude: list[str] | None = None,
+        embedding_dim: int = 64,
+        fanouts: tuple[int, ...] = (32, 16),
+        dropout: float = 0.0,
+        mask_rate: float = 0.15,
+        inactive_weight: float = 0.1,
+        max_epochs: int = 15,
+        steps_per_epoch: int = 40,
+        batch_size: int = 256,
+        learning_rate: float = 2e-3,
+        weight_decay: float = 1e-4,
+        patience: int = 4,
+        holdout_fraction: float = 0.1,
+        handle_unknown: str = "error",
+        device: str = "auto",
+        memory: Any = None,
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.database = database
+        self.entity_table = entity_table
+        self.entity_col = entity_col
+        self.time_col = time_col
+        self.window = window
+        self.cutoffs = cutoffs
+        self.max_hops = max_hops
+        self.target_include = target_include
+        self.target_exclude = target_exclude
+        self.embedding_dim = embedding_dim
+        self.fanouts = fanouts
+        self.dropout = dropout
+        self.mask_rate = mask_rate
+        self.inactive_weight = inactive_weight
+        self.max_epochs = max_epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.holdout_fraction = holdout_fraction
+        self.handle_unknown = handle_unknown
+        self.device = device
+        self.memory = memory
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        if self.database is None:
+            raise ValueError(
+                "TVEPretrainer needs a database: TVEPretrainer(database=load_database(...), "
+                "entity_table=...)."
+            )
+        if not isinstance(self.entity_table, str):
+            raise ValueError("entity_table must name the table whose rows X refers to.")
+        checks = [
+            ("embedding_dim", self.embedding_dim, 1),
+            ("max_hops", self.max_hops, 1),
+            ("batch_size", self.batch_size, 1),
+            ("steps_per_epoch", self.steps_per_epoch, 1),
+            ("patience", self.patience, 1),
+            ("max_epochs", self.max_epochs, 0),
+        ]
+        for name, value, low in checks:
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+        fanouts = tuple(self.fanouts) if np.iterable(self.fanouts) else ()
+        if not fanouts or any(not isinstance(f, (int, np.integer)) or f < 1 for f in fanouts):
+            raise ValueError(
+                f"fanouts must be a non-empty sequence of positive integers, got {self.fanouts!r}."
+            )
+        for name, value in (
+            ("dropout", self.dropout),
+            ("mask_rate", self.mask_rate),
+            ("inactive_weight", self.inactive_weight),
+            ("holdout_fraction", self.holdout_fraction),
+        ):
+            if not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {value!r}.")
+        if self.handle_unknown not in ("error", "zeros"):
+            raise ValueError(
+                f"handle_unknown must be 'error' or 'zeros', got {self.handle_unknown!r}."
+            )
+        if not float(self.learning_rate) > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
+
+    def _rows(self, X: Any, database: Database) -> TaskRows:
+        rows = resolve_task_table(X, database, self.entity_table, self.entity_col, self.time_col)
+        if self.handle_unknown == "error":
+            raise_unknown_entities(rows, self.entity_table)
+        return rows
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any = None) -> TVEPretrainer:
+        """Pre-train the encoder on task vectors up to the last time in ``X``.
+
+        Parameters
+        ----------
+        X : DataFrame of (entity id, time) rows, or array of shape (n_rows, 2)
+        y : ignored
+            Present for Pipeline compatibility; labels are never used.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        database = load_database(self.database)
+        if self.entity_table not in database:
+            raise ValueError(
+                f"unknown entity_table {self.entity_table!r}; tables: {database.table_names}."
+            )
+        rows = self._rows(X, database)
+        known = ~rows.unknown
+        if not known.any():
+            raise ValueError("no row of X names a known entity; nothing to pre-train on.")
+        windows = (
+            parse_windows(self.window)
+            if self.window is not None
+            else [infer_window(rows.times[known])]
+        )
+        span = database.max_timestamp - database.min_timestamp
+        if max(windows) > span:
+            warnings.warn(
+                f"the window {max(windows)} is longer than the data's whole time span "
+                f"({span}); every task vector will cover most of the database.",
+                UserWarning,
+                stacklevel=2,
+            )
+        boundary = rows.times[known].max()
+        cutoffs = None
+        if self.cutoffs is not None:
+            cutoffs = np.unique(pd.to_datetime(np.asarray(self.cutoffs)).to_numpy("datetime64[ns]"))
+            if len(cutoffs) == 0:
+                raise ValueError("cutoffs is empty; give at least one timestamp or None.")
+            if cutoffs.max() > boundary:
+                raise ValueError(
+                    f"cutoffs reach past the last time in X ({pd.Timestamp(boundary)}); "
+                    "training must not read past max(X.time) + window. Drop later cutoffs."
+                )
+        random_state = (
+            int(np.random.default_rng().integers(2**31 - 1))
+            if self.random_state is None
+            else int(self.random_state)
+        )
+        settings = {
+            "windows": windows,
+            "cutoffs": cutoffs,
+            "max_hops": self.max_hops,
+            "target_include": self.target_include,
+            "target_exclude": self.target_exclude,
+            "embedding_dim": int(self.embedding_dim),
+            "fanouts": tuple(int(f) for f in self.fanouts),
+            "dropout": float(self.dropout),
+            "mask_rate": float(self.mask_rate),
+            "inactive_weight": float(self.inactive_weight),
+            "max_epochs": int(self.max_epochs),
+            "steps_per_epoch": int(self.steps_per_epoch),
+            "batch_size": int(self.batch_size),
+            "learning_rate": float(self.learning_rate),
+            "weight_decay": float(self.weight_decay),
+            "patience": int(self.patience),
+            "holdout_fraction": float(self.holdout_fraction),
+            "max_holdout_rows": 2048,
+            "random_state": random_state,
+            "device": self.device,
+            "verbose": bool(self.verbose),
+        }
+        fit_fn = _pretrain_state
+        if self.memory is not None:
+            from sklearn.utils.validation import check_memory
+
+            fit_fn = check_memory(self.memory).cache(_pretrain_state, ignore=[])
+        state = fit_fn(database, self.entity_table, rows.keys[known], rows.times[known], settings)
+        self.database_ = database
+        self.windows_ = windows
+        self.cutoffs_ = state["cutoffs"]
+        self.boundary_ = state["boundary"]
+        self.featurizer_ = state["featurizer"]
+        self.target_scaler_ = state["scaler"]
+        self.encoder_state_ = state["encoder_state"]
+        self.head_state_ = state["head_state"]
+        self.history_ = state["history"]
+        self.best_epoch_ = state["best_epoch"]
+        self.n_steps_ = state["n_steps"]
+        self.steps_per_second_ = state["steps_per_second"]
+        self.n_pretrain_rows_ = state["n_pretrain_rows"]
+        self.fit_seconds_ = state["fit_seconds"]
+        self.random_state_ = random_state
+        self._n_features_out = int(self.embedding_dim)
+        self.n_features_in_ = 2
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._runtime = None
+        return self
+
+    # ------------------------------------------------------------------ transform
+    def _runtime_for(self, database: Database) -> tuple[Any, Any, torch.nn.Module]:
+        """Graph, sampler and encoder for ``database`` (rebuilt when the database changes)."""
+        runtime = getattr(self, "_runtime", None)
+        if runtime is not None and runtime[0] is database:
+            return runtime[1], runtime[2], runtime[3]
+        graph = self.featurizer_.transform(database)
+        sampler = TemporalNeighborSampler(
+            graph, fanouts=list(self.fanouts), random_state=self.random_state_
+        )
+        encoder = RelationalEncoder(
+            self.featurizer_.metadata_,
+            channels=int(self.embedding_dim),
+            num_layers=len(self.fanouts),
+            dropout=float(self.dropout),
+        )
+        encoder.load_state_dict(_state_from_bytes(self.encoder_state_))
+        encoder.to(resolve_device(self.device))
+        encoder.eval()
+        self._runtime = (database, graph, sampler, encoder)
+        return graph, sampler, encoder
+
+    def _current_database(self) -> Database:
+        # set_params(database=...) after fit points transform at another handle (e.g. the
+        # same data re-attached after loading, or a database with later rows appended).
+        if self.database is None or self.database is self.database_:
+            return self.database_
+        return load_database(self.database)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Embed each (entity, time) row using only data at or before that time.
+
+        Parameters
+        ----------
+        X : DataFrame of (entity id, time) rows, or array of shape (n_rows, 2)
+
+        Returns
+        -------
+        ndarray of float32, shape (n_rows, embedding_dim)
+        """
+        check_is_fitted(self, "encoder_state_")
+        database = self._current_database()
+        rows = self._rows(X, database)
+        _, sampler, encoder = self._runtime_for(database)
+        device = next(encoder.parameters()).device
+        out = np.zeros((len(rows.keys), int(self.embedding_dim)), dtype=np.float32)
+        known = np.flatnonzero(~rows.unknown)
+        chunk = 1024
+        with torch.no_grad():
+            for start in range(0, len(known), chunk):
+                idx = known[start : start + chunk]
+                batch = sampler.sample(
+                    self.entity_table, rows.positions[idx], rows.times_ns[idx]
+                ).to(device)
+                out[idx] = encoder(batch).detach().cpu().numpy().astype(np.float32)
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_runtime", None)
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.non_deterministic = self.random_state is None
+        return tags

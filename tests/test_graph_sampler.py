@@ -1,0 +1,299 @@
+"""TemporalNeighborSampler: time-correctness, sampling semantics, determinism, batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from _graph_dbs import perturb_future, random_database
+
+from sktve import load_database
+from sktve.graph import GraphFeaturizer, SampledBatch, TemporalNeighborSampler
+from sktve.graph.sampler import _choose_offsets, _mix
+
+
+def _seeds(db, table, n, rng, lo="2020-01-01", hi="2021-12-31"):
+    pos = rng.integers(0, db.num_rows(table), n)
+    span = pd.Timestamp(hi).value - pd.Timestamp(lo).value
+    times = pd.Timestamp(lo).value + rng.integers(0, span, n)
+    # round to days so that seed times coincide with (day-rounded) row times
+    times = times // 86_400_000_000_000 * 86_400_000_000_000
+    return pos, times
+
+
+def _entity(db):
+    return next(t for t in db.table_names if t.startswith("ent"))
+
+
+def _node_set(batch, seed):
+    """Multiset of (type, row, depth) of one seed's subgraph."""
+    out = []
+    for t, rows in batch.node_rows.items():
+        depth = np.zeros(len(rows), dtype=int)
+        for d in range(len(batch.depth_ptr[t]) - 1):
+            depth[batch.depth_ptr[t][d] : batch.depth_ptr[t][d + 1]] = d
+        mine = batch.node_seed[t].numpy() == seed
+        out += [(t, int(r), int(d)) for r, d in zip(rows.numpy()[mine], depth[mine])]
+    return sorted(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_sampled_node_is_later_than_its_seed(seed):
+    db, _, _ = random_database(seed)
+    graph = GraphFeaturizer().fit_transform(db)
+    rng = np.random.default_rng(seed)
+    for table in db.table_names:
+        pos, times = _seeds(db, table, 40, rng)
+        batch = TemporalNeighborSampler(graph, [5, 3, 2], random_state=seed).sample(
+            table, pos, times
+        )
+        for t, node_time in batch.node_time.items():
+            horizon = batch.seed_time[batch.node_seed[t]]
+            later = node_time > horizon
+            if t == table:  # a seed row itself may be later; it is blanked, not sampled
+                later[: batch.num_seeds] = False
+            assert not later.any(), (table, t)
+            assert (batch.rel_time[t] >= 0).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_future_perturbation_leaves_subgraphs_unchanged(seed):
+    db, frames, schema = random_database(seed)
+    cutoff = pd.Timestamp("2020-12-31")
+    fz = GraphFeaturizer().fit(db, boundary=cutoff)
+    perturbed = load_database(perturb_future(frames, schema, cutoff, seed + 100), schema=schema)
+    g1, g2 = fz.transform(db), fz.transform(perturbed)
+    rng = np.random.default_rng(seed)
+    for table in db.table_names:
+        pos, times = _seeds(db, table, 30, rng, hi="2020-12-31")
+        b1 = TemporalNeighborSampler(g1, [4, 3], random_state=1).sample(table, pos, times)
+        b2 = TemporalNeighborSampler(g2, [4, 3], random_state=1).sample(table, pos, times)
+        assert b1.num_nodes == b2.num_nodes
+        for t in b1.node_rows:
+            assert torch.equal(b1.node_rows[t], b2.node_rows[t])
+            assert torch.equal(b1.x_num[t], b2.x_num[t])
+            assert torch.equal(b1.x_cat[t], b2.x_cat[t])
+        for et in b1.edge_index:
+            assert torch.equal(b1.edge_index[et], b2.edge_index[et])
+
+
+def _valid_children(db, child, col, parent_row, t):
+    fk = db.fkey_positions(child, col)
+    times = db.time_values(child)
+    ok = fk == parent_row
+    if times is not None:
+        ok &= times <= t
+    return set(np.flatnonzero(ok).tolist())
+
+
+@pytest.mark.parametrize("fanout", [1, 3, 1000])
+def test_first_hop_is_a_uniform_subset_of_valid_neighbours(fanout):
+    db, _, _ = random_database(7)
+    graph = GraphFeaturizer().fit_transform(db)
+    ent = _entity(db)
+    rng = np.random.default_rng(0)
+    pos, times = _seeds(db, ent, 25, rng)
+    batch = TemporalNeighborSampler(graph, [fanout]).sample(ent, pos, times)
+    for et, ei in batch.edge_index.items():
+        child, col, parent = et
+        if parent != ent or col.startswith("rev_"):
+            continue
+        rows = batch.node_rows[child].numpy()
+        for s in range(len(pos)):
+            picked = rows[ei[0][ei[1] == s].numpy()]
+            valid = _valid_children(db, child, col, pos[s], times[s])
+            assert len(set(picked)) == len(picked), "sampled with replacement"
+            assert set(picked) <= valid
+            assert len(picked) == min(fanout, len(valid))
+
+
+def test_referenced_temporal_row_excluded_when_later():
+    events = pd.DataFrame(
+        {"event_id": [0, 1], "when": pd.to_datetime(["2020-01-10", "2020-03-01"])}
+    )
+    facts = pd.DataFrame(
+        {
+            "fact_id": [0, 1],
+            "event_id": [0, 1],
+            "ts": pd.to_datetime(["2020-01-01", "2020-01-02"]),
+            "v": [1.0, 2.0],
+        }
+    )
+    db = load_database(
+        {"events": events, "facts": facts},
+        schema={
+            "events": {"pkey": "event_id", "time_col": "when"},
+            "facts": {"pkey": "fact_id", "time_col": "ts", "fkeys": {"event_id": "events"}},
+        },
+    )
+    graph = GraphFeaturizer().fit_transform(db)
+    sampler = TemporalNeighborSampler(graph, [10])
+    t = pd.Timestamp("2020-02-01").value
+    batch = sampler.sample("facts", np.array([0, 1]), np.array([t, t]))
+    # fact 0 -> event 0 (2020-01-10) is visible, fact 1 -> event 1 (2020-03-01) is not
+    assert batch.node_rows["events"].tolist() == [0]
+    assert batch.node_seed["events"].tolist() == [0]
+    # a seed time equal to the row time counts as visible
+    at = pd.Timestamp("2020-01-10").value
+    batch = sampler.sample("facts", np.array([0]), np.array([at]))
+    assert batch.node_rows["events"].tolist() == [0]
+
+
+def test_deterministic_and_keyed_by_random_state(small_db):
+    graph = GraphFeaturizer().fit_transform(small_db)
+    rng = np.random.default_rng(0)
+    pos = rng.integers(0, 300, 64)
+    times = np.full(64, pd.Timestamp("2023-06-01").value)
+    a = TemporalNeighborSampler(graph, [4, 2], random_state=0).sample("customers", pos, times)
+    b = TemporalNeighborSampler(graph, [4, 2], random_state=0).sample("customers", pos, times)
+    c = TemporalNeighborSampler(graph, [4, 2], random_state=1).sample("customers", pos, times)
+    assert all(torch.equal(a.node_rows[t], b.node_rows[t]) for t in a.node_rows)
+    assert not torch.equal(a.node_rows["orders"], c.node_rows["orders"])
+
+
+def test_subgraph_does_not_depend_on_batch_composition(small_db):
+    graph = GraphFeaturizer().fit_transform(small_db)
+    sampler = TemporalNeighborSampler(graph, [6, 3], random_state=5)
+    rng = np.random.default_rng(1)
+    pos = rng.integers(0, 300, 50)
+    times = pd.Timestamp("2021-01-01").value + rng.integers(0, 10**17, 50)
+    full = sampler.sample("customers", pos, times)
+    for i in (0, 17, 49):
+        alone = sampler.sample("customers", pos[i : i + 1], times[i : i + 1])
+        assert _node_set(alone, 0) == _node_set(full, i)
+    shuffled = np.random.default_rng(2).permutation(50)
+    other = sampler.sample("customers", pos[shuffled], times[shuffled])
+    j = int(np.flatnonzero(shuffled == 17)[0])
+    assert _node_set(other, j) == _node_set(full, 17)
+
+
+def test_seeds_without_history_and_empty_batch(small_db):
+    graph = GraphFeaturizer().fit_transform(small_db)
+    sampler = TemporalNeighborSampler(graph, [8, 4])
+    early = np.full(3, pd.Timestamp("2000-01-01").value)
+    batch = sampler.sample("customers", np.array([0, 1, 2]), early)
+    assert batch.num_nodes["orders"] == 0 and batch.num_nodes["reviews"] == 0
+    assert batch.num_nodes["customers"] == 3
+    empty = sampler.sample("customers", np.zeros(0, np.int64), np.zeros(0, np.int64))
+    assert empty.num_seeds == 0 and empty.num_edges == 0
+
+
+def test_static_only_schema():
+    a = pd.DataFrame({"a_id": np.arange(6), "x": np.arange(6.0)})
+    b = pd.DataFrame({"b_id": np.arange(30), "a_id": np.arange(30) % 6, "y": ["u", "v"] * 15})
+    db = load_database(
+        {"a": a, "b": b},
+        schema={"a": {"pkey": "a_id"}, "b": {"pkey": "b_id", "fkeys": {"a_id": "a"}}},
+    )
+    graph = GraphFeaturizer().fit_transform(db)
+    batch = TemporalNeighborSampler(graph, [3, 2]).sample("a", np.arange(6), np.zeros(6, np.int64))
+    assert batch.rel_time == {} and batch.node_time == {}
+    assert batch.num_nodes["b"] == 18  # 3 of the 5 children of each a
+    assert batch.num_nodes["a"] == 6 + 18  # seeds, then each b's parent at hop 2
+
+
+def test_hidden_seed_row_is_blanked():
+    db, _, _ = random_database(0)
+    if "event" not in db.table_names:
+        pytest.skip("random schema without a timestamped entity")
+    graph = GraphFeaturizer().fit_transform(db)
+    when = db.time_values("event")
+    batch = TemporalNeighborSampler(graph, [2]).sample("event", np.array([0]), when[:1] - 1)
+    assert float(batch.x_num["event"][0].abs().sum()) == 0.0
+    assert int(batch.x_cat["event"][0].abs().sum()) == 0
+    assert float(batch.rel_time["event"][0]) == 0.0
+    assert batch.num_edges == 0  # its references are future data too: not expanded
+
+
+def test_input_validation(small_db):
+    graph = GraphFeaturizer().fit_transform(small_db)
+    sampler = TemporalNeighborSampler(graph, [2])
+    with pytest.raises(KeyError, match="unknown seed table"):
+        sampler.sample("nope", np.array([0]), np.array([0]))
+    with pytest.raises(ValueError, match="row positions"):
+        sampler.sample("customers", np.array([300]), np.array([0]))
+    with pytest.raises(ValueError, match="one length"):
+        sampler.sample("customers", np.array([0, 1]), np.array([0]))
+    with pytest.raises(ValueError, match="fanouts"):
+        TemporalNeighborSampler(graph, [0])
+    with pytest.raises(TypeError):
+        TemporalNeighborSampler(small_db, [2])
+    dt = np.array(["2022-01-01"], dtype="datetime64[ns]")
+    assert sampler.sample("customers", np.array([0]), dt).seed_time.tolist() == [
+        dt.view(np.int64)[0]
+    ]
+
+
+def test_batch_to_and_hetero_data(small_db):
+    graph = GraphFeaturizer().fit_transform(small_db)
+    batch = TemporalNeighborSampler(graph, [3, 2]).sample(
+        "customers", np.arange(4), np.full(4, pd.Timestamp("2023-01-01").value)
+    )
+    assert isinstance(batch, SampledBatch)
+    moved = batch.to("cpu")
+    assert moved.num_nodes == batch.num_nodes and moved.device.type == "cpu"
+    data = batch.to_hetero_data()
+    assert data["orders"].num_nodes == batch.num_nodes["orders"]
+    et = ("orders", "customer_id", "customers")
+    assert torch.equal(data[et].edge_index, batch.edge_index[et])
+
+
+@pytest.mark.parametrize(("n", "k"), [(3, 2), (9, 2), (600, 7), (5000, 64)])
+def test_choose_offsets_distinct_and_uniform(n, k):
+    draws = 20000 if n < 1000 else 3000
+    keys = _mix(np.arange(draws, dtype=np.uint64) + np.uint64(99))
+    out = _choose_offsets(keys, np.full(draws, n, dtype=np.int64), k)
+    assert ((out >= 0) & (out < n)).all()
+    assert (np.diff(np.sort(out, axis=1), axis=1) > 0).all()
+    freq = np.bincount(out.ravel(), minlength=n) / draws
+    z = (freq - k / n) / np.sqrt(k / n * (1 - k / n) / draws)
+    # chi-square of inclusion counts, in standard deviations above its mean
+    assert ((z**2).sum() - n) / np.sqrt(2 * n) < 4
+
+
+def test_pyg_neighbor_loader_statistics(small_db):
+    pytest.importorskip("pyg_lib")
+    from torch_geometric.loader import NeighborLoader
+
+    graph = GraphFeaturizer().fit_transform(small_db)
+    data = __import__("torch_geometric.data", fromlist=["HeteroData"]).HeteroData()
+    for t in graph.node_types:
+        data[t].num_nodes = graph.num_nodes[t]
+        if graph.time[t] is not None:
+            data[t].time = torch.from_numpy(graph.time[t])
+        else:
+            data[t].time = torch.full((graph.num_nodes[t],), np.iinfo(np.int64).min)
+    for et, adj in graph.adj.items():
+        dst = np.repeat(np.arange(len(adj.indptr) - 1), np.diff(adj.indptr))
+        data[et].edge_index = torch.from_numpy(np.stack([adj.nbr, dst]))
+    t = pd.Timestamp("2022-06-01").value
+    seeds = torch.arange(300)
+    loader = NeighborLoader(
+        data,
+        num_neighbors=[4, 2],
+        input_nodes=("customers", seeds),
+        input_time=torch.full((300,), t),
+        time_attr="time",
+        temporal_strategy="uniform",
+        disjoint=True,
+        batch_size=300,
+    )
+    ref = next(iter(loader))
+    ours = TemporalNeighborSampler(graph, [4, 2]).sample(
+        "customers", seeds.numpy(), np.full(300, t)
+    )
+    # hop-1 orders per customer follow the same rule: min(fanout, visible orders)
+    assert ours.num_nodes["orders"] == ref["orders"].num_nodes
+
+
+@pytest.mark.relf1
+def test_relf1_time_correct(relf1_db):
+    graph = GraphFeaturizer().fit_transform(relf1_db, boundary=pd.Timestamp("2005-01-01"))
+    rng = np.random.default_rng(0)
+    pos = rng.integers(0, relf1_db.num_rows("drivers"), 256)
+    times = pd.Timestamp("1990-01-01").value + rng.integers(0, 15 * 365 * 86_400 * 10**9, 256)
+    batch = TemporalNeighborSampler(graph, [128, 64]).sample("drivers", pos, times)
+    assert batch.num_nodes["results"] > 0
+    for t, node_time in batch.node_time.items():
+        assert (node_time <= batch.seed_time[batch.node_seed[t]]).all()

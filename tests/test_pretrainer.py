@@ -1,0 +1,262 @@
+import io
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
+from sklearn.pipeline import Pipeline
+
+import sktve.pretrainer as pretrainer_module
+from sktve import DatabaseNotAttachedError, TVEPretrainer, load_database
+from sktve.datasets import make_synthetic_database
+from sktve.pretrainer import default_cutoffs, infer_window
+
+FAST = dict(
+    entity_table="customers",
+    window="30D",
+    embedding_dim=16,
+    fanouts=(8, 4),
+    max_epochs=2,
+    steps_per_epoch=3,
+    batch_size=64,
+    random_state=0,
+)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return make_synthetic_database(n_customers=120, n_orders=3000, random_state=1, as_frames=True)
+
+
+@pytest.fixture(scope="module")
+def db(frames):
+    return load_database(frames[0], schema=frames[1])
+
+
+@pytest.fixture(scope="module")
+def X():
+    times = pd.date_range("2021-03-01", periods=6, freq="30D")
+    ids = np.arange(40)
+    grid = pd.MultiIndex.from_product([times, ids], names=["timestamp", "customer_id"])
+    return grid.to_frame(index=False)[["customer_id", "timestamp"]]
+
+
+@pytest.fixture(scope="module")
+def fitted(db, X):
+    return TVEPretrainer(database=db, **FAST).fit(X)
+
+
+def _perturb_after(frames, schema, boundary):
+    """Change every value and time of rows later than ``boundary`` (they stay later)."""
+    rng = np.random.default_rng(123)
+    out = {}
+    for name, frame in frames.items():
+        time_col = schema[name].get("time_col") if isinstance(schema[name], dict) else None
+        frame = frame.copy()
+        if time_col is not None:
+            late = (frame[time_col] > boundary).to_numpy()
+            keys = {schema[name].get("pkey"), time_col, *schema[name].get("fkeys", {})}
+            for col in frame.columns:
+                if col in keys:
+                    continue
+                values = frame[col]
+                if values.dtype.kind in "if":
+                    frame.loc[late, col] = values[late] * 3 + 7
+                elif values.dtype.kind == "b":
+                    frame.loc[late, col] = ~values[late]
+                elif values.dtype == object:
+                    frame.loc[late, col] = "perturbed"
+            shift = pd.to_timedelta(rng.integers(0, 5, late.sum()), unit="D")
+            frame.loc[late, time_col] = frame.loc[late, time_col] + shift
+        out[name] = frame
+    return out
+
+
+def test_infer_window_and_default_cutoffs():
+    times = pd.date_range("2020-01-01", periods=5, freq="30D").to_numpy()
+    assert infer_window(np.concatenate([times, times])) == pd.Timedelta("30D")
+    with pytest.raises(ValueError, match="single distinct timestamp"):
+        infer_window(times[:1])
+    cutoffs = default_cutoffs(times, pd.Timedelta("30D"), pd.Timestamp("2019-10-01"))
+    assert pd.DatetimeIndex(cutoffs[-5:]).equals(pd.DatetimeIndex(times))
+    assert pd.Timestamp(cutoffs[0]) >= pd.Timestamp("2019-10-01")
+    assert np.all(np.diff(cutoffs) == np.timedelta64(30, "D"))
+
+
+def test_fit_transform_shapes_dtype_and_names(fitted, X):
+    Z = fitted.transform(X)
+    assert Z.shape == (len(X), 16) and Z.dtype == np.float32
+    assert np.isfinite(Z).all() and Z.std(axis=0).max() > 0
+    assert list(fitted.get_feature_names_out()) == [f"tvepretrainer{i}" for i in range(16)]
+    assert fitted.n_features_in_ == 2
+    assert len(fitted.history_) >= 1 and {"train_loss", "holdout_loss"} <= set(fitted.history_[0])
+    assert fitted.boundary_ == X["timestamp"].max()
+    assert pd.Timestamp(fitted.cutoffs_.max()) <= X["timestamp"].max()
+
+
+def test_set_output_pandas_keeps_index(db, X):
+    X_indexed = X.set_index(pd.Index(np.arange(len(X)) * 10 + 5))
+    est = TVEPretrainer(database=db, **FAST).set_output(transform="pandas")
+    out = est.fit_transform(X_indexed)
+    assert isinstance(out, pd.DataFrame)
+    assert out.index.equals(X_indexed.index)
+    assert list(out.columns) == list(est.get_feature_names_out())
+
+
+def test_deterministic_given_random_state_and_row_independent(fitted, db, X):
+    again = TVEPretrainer(database=db, **FAST).fit(X)
+    np.testing.assert_array_equal(fitted.transform(X), again.transform(X))
+    Z = fitted.transform(X)
+    subset = X.iloc[[7, 3, 150]]
+    np.testing.assert_allclose(fitted.transform(subset), Z[[7, 3, 150]], rtol=1e-5, atol=1e-6)
+
+
+def test_transform_ignores_rows_after_each_time(fitted, frames, X):
+    tables, schema = frames
+    boundary = X["timestamp"].max()
+    perturbed = load_database(_perturb_after(tables, schema, boundary), schema=schema)
+    before = fitted.transform(X)
+    est = clone(fitted).set_params(database=perturbed)
+    # Same fitted state, other database: only rows at or before each row's time may matter.
+    est.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    np.testing.assert_array_equal(est.transform(X), before)
+
+
+def test_fit_ignores_rows_after_boundary_plus_window(frames, X, db):
+    tables, schema = frames
+    boundary = X["timestamp"].max() + pd.Timedelta("30D")
+    perturbed = load_database(_perturb_after(tables, schema, boundary), schema=schema)
+    a = TVEPretrainer(database=db, **FAST).fit(X)
+    b = TVEPretrainer(database=perturbed, **FAST).fit(X)
+    assert a.encoder_state_ == b.encoder_state_
+    assert [h["train_loss"] for h in a.history_] == [h["train_loss"] for h in b.history_]
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+
+
+def test_fit_sees_rows_inside_the_window(frames, X, db):
+    # The converse: the targets do depend on the window after the last cutoff.
+    tables, schema = frames
+    boundary = X["timestamp"].max() - pd.Timedelta("60D")
+    perturbed = load_database(_perturb_after(tables, schema, boundary), schema=schema)
+    a = TVEPretrainer(database=db, **FAST).fit(X)
+    b = TVEPretrainer(database=perturbed, **FAST).fit(X)
+    assert a.encoder_state_ != b.encoder_state_
+
+
+def test_untrained_encoder_differs_from_trained(fitted, db, X):
+    untrained = TVEPretrainer(database=db, **{**FAST, "max_epochs": 0}).fit(X)
+    assert untrained.history_ == [] and untrained.n_steps_ == 0
+    assert not np.allclose(untrained.transform(X), fitted.transform(X))
+
+
+def test_persistence_identical_and_database_not_pickled(fitted, db, X, tmp_path):
+    path = tmp_path / "tve.joblib"
+    joblib.dump(fitted, path)
+    assert path.stat().st_size < 5_000_000
+    loaded = joblib.load(path)
+    with pytest.raises(DatabaseNotAttachedError, match="attach"):
+        loaded.transform(X)
+    loaded.database_.attach(db)
+    np.testing.assert_array_equal(loaded.transform(X), fitted.transform(X))
+    reloaded = pickle.loads(pickle.dumps(fitted))
+    reloaded.set_params(database=db)
+    np.testing.assert_array_equal(reloaded.transform(X), fitted.transform(X))
+
+
+def test_weights_are_saved_as_safe_tensors(fitted):
+    import torch
+
+    state = torch.load(io.BytesIO(fitted.encoder_state_), weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_clone_shares_database(fitted):
+    assert clone(fitted).database is fitted.database
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda X: X[["customer_id"]], "prediction time"),
+        (lambda X: X.assign(label=1), "besides the entity column"),
+        (lambda X: X.iloc[:0], "empty"),
+        (lambda X: X.assign(timestamp=pd.NaT), "time"),
+    ],
+)
+def test_bad_input_errors(db, X, bad, message):
+    with pytest.raises(ValueError, match=message):
+        TVEPretrainer(database=db, **FAST).fit(bad(X))
+
+
+def test_unknown_entities_policy(fitted, X):
+    X_bad = X.iloc[:5].copy()
+    X_bad.loc[X_bad.index[0], "customer_id"] = 99_999
+    with pytest.raises(ValueError, match="not in table 'customers'"):
+        fitted.transform(X_bad)
+    zeros = clone(fitted).set_params(handle_unknown="zeros")
+    zeros.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    Z = zeros.transform(X_bad)
+    assert (Z[0] == 0).all() and np.abs(Z[1:]).sum() > 0
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"database": None}, "needs a database"),
+        ({"entity_table": "nope"}, "unknown entity_table"),
+        ({"fanouts": ()}, "fanouts"),
+        ({"mask_rate": 1.5}, "mask_rate"),
+        ({"embedding_dim": 0}, "embedding_dim"),
+        ({"handle_unknown": "ignore"}, "handle_unknown"),
+        ({"window": "-3D"}, "positive"),
+        ({"cutoffs": ["2030-01-01"]}, "past the last time"),
+    ],
+)
+def test_bad_parameters(db, X, params, message):
+    with pytest.raises(ValueError, match=message):
+        TVEPretrainer(**{**FAST, "database": db, **params}).fit(X)
+
+
+def test_window_longer_than_data_warns(db, X):
+    with pytest.warns(UserWarning, match="longer than the data"):
+        TVEPretrainer(database=db, **{**FAST, "window": "3000D", "max_epochs": 0}).fit(X)
+
+
+def test_does_not_mutate_X(fitted, X):
+    before = X.copy()
+    fitted.transform(X)
+    pd.testing.assert_frame_equal(X, before)
+
+
+def test_pipeline_gridsearch_with_memory_pretrains_once(db, X, tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, len(X))
+    calls = []
+    original = pretrainer_module.pretrain
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pretrainer_module, "pretrain", counting)
+    pipe = Pipeline(
+        [
+            ("tve", TVEPretrainer(database=db, **FAST, memory=str(tmp_path / "cache"))),
+            ("clf", LogisticRegression(max_iter=500)),
+        ]
+    )
+    fold = np.where(X["timestamp"] < X["timestamp"].max(), -1, 0)
+    search = GridSearchCV(
+        pipe, {"clf__C": [0.1, 1.0, 10.0]}, cv=PredefinedSplit(fold), scoring="roc_auc"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.fit(X, y)
+    # One pre-training for the CV fold (3 grid points share it), one for the refit on all rows.
+    assert len(calls) == 2
+    assert search.predict_proba(X).shape == (len(X), 2)
