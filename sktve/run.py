@@ -93,6 +93,7 @@ def run_task(
             "regression entity tasks."
         )
     binary = task.task_type == TaskType.BINARY_CLASSIFICATION
+    candidates = head_grid(head, binary=binary, random_state=random_state)
     database = load_database(dataset)
     tables = {
         split: task.get_table(split, mask_input_cols=False) for split in ("train", "val", "test")
@@ -129,7 +130,7 @@ def run_task(
     )
 
     best = None
-    for candidate in head_grid(head, binary=binary, random_state=random_state):
+    for candidate in candidates:
         model = clone(candidate).fit(Z_train, y_train)
         name, value, higher = task_metric(task, _predict(model, Z_val, binary), tables["val"])
         score = value if higher else -value

@@ -260,3 +260,32 @@ def test_pipeline_gridsearch_with_memory_pretrains_once(db, X, tmp_path, monkeyp
     # One pre-training for the CV fold (3 grid points share it), one for the refit on all rows.
     assert len(calls) == 2
     assert search.predict_proba(X).shape == (len(X), 2)
+
+
+@pytest.mark.parametrize("head", ["logistic", "hgb", "hgb-regressor", "lightgbm", "skorch"])
+def test_pipeline_with_each_head(db, X, head, tmp_path_factory):
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    from sktve.heads import SkorchMLPClassifier
+
+    heads = {
+        "logistic": LogisticRegression(max_iter=500),
+        "hgb": HistGradientBoostingClassifier(max_iter=20),
+        "hgb-regressor": HistGradientBoostingRegressor(max_iter=20),
+        "lightgbm": LGBMClassifier(n_estimators=20, verbose=-1),
+        "skorch": SkorchMLPClassifier(max_epochs=3),
+    }
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=len(X)) if head == "hgb-regressor" else rng.integers(0, 2, len(X))
+    cache = tmp_path_factory.getbasetemp() / "shared-tve-cache"
+    pipe = Pipeline(
+        [("tve", TVEPretrainer(database=db, **FAST, memory=str(cache))), ("head", heads[head])]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe.fit(X, y)
+    pred = pipe.predict(X)
+    assert pred.shape == (len(X),)
+    if head != "hgb-regressor":
+        assert set(np.unique(pred)) <= {0, 1}

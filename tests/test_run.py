@@ -1,0 +1,53 @@
+import json
+
+import joblib
+import numpy as np
+import pytest
+import relbench
+
+from sktve.run import run_task
+
+FAST = {"embedding_dim": 8, "fanouts": (4, 2), "steps_per_epoch": 2, "batch_size": 64}
+
+
+@pytest.mark.parametrize(
+    "task_name, head", [("customer-churn", "hgb"), ("customer-spend", "logistic")]
+)
+def test_run_task_reports_val_and_test_and_saves_pipeline(
+    synthetic_path, tmp_path, task_name, head
+):
+    out = tmp_path / "run"
+    result = run_task(
+        str(synthetic_path),
+        task_name,
+        head=head,
+        out=out,
+        max_epochs=1,
+        verbose=False,
+        pretrainer_params=FAST,
+    )
+    assert result["metric"] == ("roc_auc" if task_name == "customer-churn" else "mae")
+    for split in ("val", "test"):
+        assert np.isfinite(result[split])
+        if result["metric"] == "roc_auc":
+            assert 0.0 <= result[split] <= 1.0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test"] == pytest.approx(result["test"])
+    pipeline = joblib.load(out / "pipeline.joblib")
+    task = relbench.load_dataset(str(synthetic_path)).load_task(task_name)
+    X_val = task.get_table("val").df[[task.entity_col, task.time_col]]
+    # The saved pipeline finds its (folder-based) database again on its own.
+    preds = pipeline.predict(X_val)
+    assert len(preds) == len(X_val)
+
+
+def test_run_task_rejects_unknown_head(synthetic_path):
+    with pytest.raises(ValueError, match="unknown head"):
+        run_task(
+            str(synthetic_path),
+            "customer-churn",
+            head="forest",
+            max_epochs=0,
+            verbose=False,
+            pretrainer_params=FAST,
+        )
