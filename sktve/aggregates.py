@@ -1,0 +1,258 @@
+"""AggregateFeatures: history aggregates over the window *before* each prediction time.
+
+The same schema paths and SQL engine as the task vectors (:mod:`sktve.targets`), pointed
+at the past: for a row (entity e, time t) and window w, the first timestamped table of
+every path contributes its rows with time in ``(t - w, t]``, and no path ever reads a row
+after t. A strong, cheap baseline and a complement to TVE embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from sktve._validation import parse_windows, raise_unknown_entities, resolve_task_table
+from sktve.database import Database
+from sktve.targets.paths import check_entity_table, enumerate_paths
+from sktve.targets.vectors import DEFAULT_MAX_COLUMNS, compute_blocks, window_label
+
+__all__ = ["AggregateFeatures"]
+
+
+class AggregateFeatures(TransformerMixin, BaseEstimator):
+    """Aggregates of each entity's history before each prediction time, as features.
+
+    Parameters
+    ----------
+    database : Database
+        The relational database (see :func:`sktve.load_database`).
+    entity_table : str
+        Table whose primary key the task table's entity column holds.
+    window : str, Timedelta or list of those, default="365D"
+        History windows; one block of features per window (e.g. ``["30D", "365D"]``).
+    entity_col, time_col : str, optional
+        Columns of X; inferred when unambiguous.
+    max_hops : {1, 2}, default=2
+    include, exclude : str or list of str, optional
+        Path / column name patterns (see :func:`sktve.targets.enumerate_paths`).
+    lookback : str or Timedelta, optional
+        Sibling-path look-back (None: each window's length).
+    top_k : int, default=5
+        Categories one-hot encoded per mode column (most frequent at fit).
+    handle_unknown : {"error", "zeros"}, default="error"
+        Rows naming entities absent from the entity table: raise, or output zeros.
+    max_columns : int or None, default=500
+        Cap on aggregate columns per window (see :func:`sktve.targets.task_vectors`).
+
+    Attributes
+    ----------
+    paths_ : list of PathSpec
+        Paths and columns, frozen at fit (decided from rows up to the last fit time).
+    feature_names_out_ : ndarray of str
+        Kept features: columns that are all-NaN or constant on the fit rows are dropped
+        (HistGradientBoosting fails on all-NaN columns), modes become one-hot columns
+        ``"<name>=<category>"`` of categories seen at fit.
+    dropped_constant_ : list of str
+        Candidate features dropped at fit for being all-NaN or constant.
+    dropped_by_cap_ : list of str
+        Aggregates left out by ``max_columns``.
+    n_features_in_ : int
+
+    Notes
+    -----
+    ``transform`` returns float32 with NaN where an aggregate is undefined (e.g. the mean
+    over no rows); counts and sums over no rows are 0.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sktve import load_database
+    >>> from sktve.aggregates import AggregateFeatures
+    >>> db = load_database(
+    ...     {"users": pd.DataFrame({"user_id": [0, 1]}),
+    ...      "orders": pd.DataFrame({"order_id": [0, 1, 2], "user_id": [0, 0, 1],
+    ...                              "ts": pd.to_datetime(["2024-01-02", "2024-01-05",
+    ...                                                    "2024-01-03"]),
+    ...                              "amount": [3.0, 5.0, 7.0]})},
+    ...     schema={"users": {"pkey": "user_id"},
+    ...             "orders": {"pkey": "order_id", "time_col": "ts",
+    ...                        "fkeys": {"user_id": "users"}}})
+    >>> X = pd.DataFrame({"user_id": [0, 1], "ts": pd.to_datetime(["2024-01-06"] * 2)})
+    >>> agg = AggregateFeatures(database=db, entity_table="users", window="30D",
+    ...                         include="orders|amount")
+    >>> agg.fit_transform(X)[:, :2]
+    array([[4., 3.],
+           [7., 7.]], dtype=float32)
+    >>> agg.get_feature_names_out()[:2].tolist()
+    ['30D|orders|amount|mean', '30D|orders|amount|min']
+    """
+
+    def __init__(
+        self,
+        *,
+        database: Database | None = None,
+        entity_table: str | None = None,
+        window: Any = "365D",
+        entity_col: str | None = None,
+        time_col: str | None = None,
+        max_hops: int = 2,
+        include: Any = None,
+        exclude: Any = None,
+        lookback: Any = None,
+        top_k: int = 5,
+        handle_unknown: str = "error",
+        max_columns: int | None = DEFAULT_MAX_COLUMNS,
+    ) -> None:
+        self.database = database
+        self.entity_table = entity_table
+        self.window = window
+        self.entity_col = entity_col
+        self.time_col = time_col
+        self.max_hops = max_hops
+        self.include = include
+        self.exclude = exclude
+        self.lookback = lookback
+        self.top_k = top_k
+        self.handle_unknown = handle_unknown
+        self.max_columns = max_columns
+
+    # ------------------------------------------------------------------ helpers
+    def _validate(self) -> None:
+        if not isinstance(self.database, Database):
+            raise TypeError(
+                "database must be a sktve Database (see sktve.load_database), got "
+                f"{type(self.database).__name__}."
+            )
+        check_entity_table(self.database, self.entity_table)
+        if self.handle_unknown not in ("error", "zeros"):
+            raise ValueError(
+                f"handle_unknown must be 'error' or 'zeros', got {self.handle_unknown!r}."
+            )
+        if not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {self.top_k!r}.")
+
+    def _rows(self, X: Any):
+        rows = resolve_task_table(
+            X, self.database, self.entity_table, self.entity_col, self.time_col
+        )
+        if self.handle_unknown == "error":
+            raise_unknown_entities(rows, self.entity_table)
+        return rows
+
+    def _raw(self, rows) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Raw candidate columns (numeric float64 and mode objects) for the rows."""
+        known = ~rows.unknown
+        keys = rows.keys[known]
+        times = rows.times_ns[known]
+        pairs = pd.DataFrame({"e": keys, "c": times})
+        inverse = pairs.groupby(["e", "c"], sort=False).ngroup().to_numpy()
+        unique = pairs.drop_duplicates()
+        columns: dict[str, np.ndarray] = {}
+        if len(unique):
+            blocks = compute_blocks(
+                self.database,
+                self.entity_table,
+                unique["e"].to_numpy(),
+                unique["c"].to_numpy(dtype=np.int64),
+                self._windows,
+                paths=self.paths_,
+                max_columns=self.max_columns,
+                direction="past",
+                horizon_ns=int(times.max()),
+            )
+            self._dropped_by_cap = blocks.dropped
+            matrix = blocks.matrix[:, inverse]
+            for i, name in enumerate(blocks.numeric_names):
+                columns[name] = matrix[i]
+            for name, values in blocks.modes.items():
+                columns[name] = values[inverse]
+            labels = [window_label(w) for w in self._windows]
+            if len(labels) > 1:
+                for label in labels:
+                    columns[f"{label}|no_activity"] = blocks.block_inactive[label][inverse].astype(
+                        np.float64
+                    )
+            largest = labels[int(np.argmax([w.value for w in self._windows]))]
+            columns["no_activity"] = blocks.block_inactive[largest][inverse].astype(np.float64)
+        return columns, known
+
+    def _encode(self, columns: dict[str, np.ndarray], known: np.ndarray, n: int) -> np.ndarray:
+        out = np.zeros((n, len(self.feature_names_out_)), dtype=np.float32)
+        for j, (source, category) in enumerate(self._spec):
+            if source not in columns:
+                continue
+            values = columns[source]
+            if category is None:
+                out[known, j] = values
+            else:
+                out[known, j] = (values == category).astype(np.float32)
+        return out
+
+    # ------------------------------------------------------------------ API
+    def fit(self, X: Any, y: Any = None) -> AggregateFeatures:
+        """Freeze paths, mode categories and the kept columns from the rows of X."""
+        self._fit(X)
+        return self
+
+    def _fit(self, X: Any) -> np.ndarray:
+        self._validate()
+        self._windows = parse_windows(self.window)
+        rows = self._rows(X)
+        as_of = pd.Timestamp(rows.times.max())
+        self.paths_ = enumerate_paths(
+            self.database,
+            self.entity_table,
+            max_hops=self.max_hops,
+            include=self.include,
+            exclude=self.exclude,
+            lookback=self.lookback,
+            as_of=as_of,
+        )
+        self._dropped_by_cap = []
+        columns, known = self._raw(rows)
+        spec: list[tuple[str, Any]] = []
+        names: list[str] = []
+        dropped: list[str] = []
+        for name, values in columns.items():
+            if values.dtype == object:
+                seen = pd.Series(values).dropna().astype(str).value_counts()
+                ranked = sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[: self.top_k]
+                for category, _ in ranked:
+                    spec.append((name, category))
+                    names.append(f"{name}={category}")
+                continue
+            series = pd.Series(values)
+            if series.isna().all() or series.nunique(dropna=False) <= 1:
+                dropped.append(name)
+                continue
+            spec.append((name, None))
+            names.append(name)
+        self._spec = spec
+        self.feature_names_out_ = np.asarray(names, dtype=object)
+        self.dropped_constant_ = dropped
+        self.dropped_by_cap_ = list(self._dropped_by_cap)
+        self.n_features_in_ = X.shape[1] if hasattr(X, "shape") and len(X.shape) == 2 else 2
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self._encode(columns, known, len(rows.keys))
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """Fit and return the features of X (computed once)."""
+        return self._fit(X)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Features of each (entity, time) row of X: float32 (n_rows, n_features)."""
+        check_is_fitted(self, "feature_names_out_")
+        self._validate()
+        rows = self._rows(X)
+        columns, known = self._raw(rows)
+        return self._encode(columns, known, len(rows.keys))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output features (``"<window>|<path>|<column>|<aggregate>"``)."""
+        check_is_fitted(self, "feature_names_out_")
+        return self.feature_names_out_.copy()

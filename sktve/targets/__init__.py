@@ -1,0 +1,22 @@
+"""Task vectors: schema paths -> generated SQL -> DuckDB -> wide frame -> scaler.
+
+>>> from sktve.targets import task_vectors, TaskVectorScaler, enumerate_paths
+"""
+
+from sktve.targets.engine import DuckDBEngine
+from sktve.targets.paths import AggregateSpec, ColumnSpec, Hop, PathSpec, enumerate_paths
+from sktve.targets.scaler import TaskVectorScaler
+from sktve.targets.vectors import DEFAULT_MAX_COLUMNS, task_vectors, window_label
+
+__all__ = [
+    "DEFAULT_MAX_COLUMNS",
+    "AggregateSpec",
+    "ColumnSpec",
+    "DuckDBEngine",
+    "Hop",
+    "PathSpec",
+    "TaskVectorScaler",
+    "enumerate_paths",
+    "task_vectors",
+    "window_label",
+]

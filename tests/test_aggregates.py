@@ -1,0 +1,169 @@
+"""Tests of sktve.aggregates.AggregateFeatures (history windows before each time)."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import make_pipeline
+
+import sktve
+from sktve.aggregates import AggregateFeatures
+from sktve.targets import enumerate_paths
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from pandas_reference import reference_aggregates  # noqa: E402
+from test_targets import _perturbed, _tiny_frames  # noqa: E402
+
+RELF1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rel-f1"
+
+
+@pytest.fixture(scope="module")
+def _agg_db():
+    frames, schema = _tiny_frames()
+    return sktve.load_database(frames, schema=schema)
+
+
+@pytest.fixture(scope="module")
+def _agg_relf1():
+    if not RELF1.exists():
+        pytest.skip(f"rel-f1 data not found at {RELF1}")
+    return sktve.load_database(str(RELF1))
+
+
+def _task(keys, times, key="user_id", time="when"):
+    return pd.DataFrame({key: keys, time: pd.to_datetime(times)}, index=[f"r{i}" for i in keys])
+
+
+def test_values_match_reference(_agg_db):
+    X = pd.DataFrame(
+        {
+            "user_id": [0, 0, 1, 2, 3, 0],
+            "when": pd.to_datetime(
+                ["2024-01-05", "2024-01-11", "2024-01-05", "2024-02-15", "2024-01-05", "2024-01-01"]
+            ),
+        }
+    )
+    agg = AggregateFeatures(
+        database=_agg_db, entity_table="users", window=["5D", "30D"], max_columns=None
+    )
+    out = agg.fit_transform(X)
+    assert out.dtype == np.float32 and out.shape == (6, len(agg.get_feature_names_out()))
+    paths = enumerate_paths(_agg_db, "users")
+    ref = reference_aggregates(
+        _agg_db,
+        "users",
+        X["user_id"].to_numpy(),
+        X["when"].to_numpy(),
+        sktve._validation.parse_windows(["5D", "30D"]),
+        paths,
+        direction="past",
+    )
+    for j, name in enumerate(agg.get_feature_names_out()):
+        if "=" in name:
+            source, category = name.split("=", 1)
+            want = (ref[source].astype(object) == category).to_numpy(dtype=np.float32)
+        else:
+            want = ref[name].to_numpy(dtype=np.float32)
+        np.testing.assert_allclose(out[:, j], want, rtol=1e-6, equal_nan=True, err_msg=name)
+    # the row at t is included (history window is (t - w, t])
+    names = agg.get_feature_names_out().tolist()
+    # user 0 at 2024-01-01 has one order at exactly that instant: it counts
+    assert out[5, names.index("5D|orders|*|count")] == 1
+
+
+def test_drops_all_nan_and_constant_columns(_agg_db):
+    X = _task([0, 1], ["2024-01-05", "2024-01-05"])
+    agg = AggregateFeatures(database=_agg_db, entity_table="users", window="5D").fit(X)
+    out = agg.transform(X)
+    assert not np.isnan(out).all(axis=0).any()
+    assert agg.dropped_constant_
+    # HistGradientBoosting right after it must work (all-NaN columns crash it)
+    y = np.array([0, 1] * 4)
+    X8 = pd.concat([X] * 4, ignore_index=True)
+    pipe = make_pipeline(
+        AggregateFeatures(database=_agg_db, entity_table="users", window="5D"),
+        HistGradientBoostingClassifier(max_iter=5),
+    )
+    pipe.fit(X8, y)
+    assert pipe.predict_proba(X8).shape == (8, 2)
+
+
+def test_sklearn_api(_agg_db):
+    X = _task([0, 1, 2], ["2024-01-05", "2024-01-20", "2024-02-15"])
+    X_before = X.copy()
+    agg = AggregateFeatures(database=_agg_db, entity_table="users", window="30D")
+    params = agg.get_params()
+    assert params["window"] == "30D" and params["database"] is _agg_db
+    cloned = clone(agg)
+    assert cloned.database is _agg_db
+    out = agg.fit(X).transform(X)
+    pd.testing.assert_frame_equal(X, X_before)  # X never mutated
+    frame = clone(agg).set_output(transform="pandas").fit(X).transform(X)
+    assert list(frame.index) == list(X.index)
+    assert list(frame.columns) == list(agg.get_feature_names_out())
+    np.testing.assert_array_equal(frame.to_numpy(), out)
+    restored = pickle.loads(pickle.dumps(agg))
+    restored.database = _agg_db  # in-memory databases are re-attached by the user
+    np.testing.assert_array_equal(restored.transform(X), out)
+
+
+def test_unknown_entities_and_bad_params(_agg_db):
+    X = _task([0, 99], ["2024-01-05", "2024-01-05"])
+    with pytest.raises(ValueError, match="not in table"):
+        AggregateFeatures(database=_agg_db, entity_table="users").fit(X)
+    agg = AggregateFeatures(database=_agg_db, entity_table="users", handle_unknown="zeros")
+    out = agg.fit_transform(_task([0, 1], ["2024-01-05", "2024-01-20"]))
+    assert out.shape[0] == 2
+    assert (agg.transform(X)[1] == 0).all()
+    with pytest.raises(ValueError, match="handle_unknown"):
+        AggregateFeatures(database=_agg_db, entity_table="users", handle_unknown="x").fit(X)
+    with pytest.raises(ValueError, match="unknown entity table"):
+        AggregateFeatures(database=_agg_db, entity_table="nope").fit(X)
+    with pytest.raises(ValueError, match="positive"):
+        AggregateFeatures(database=_agg_db, entity_table="users", window="0D").fit(X)
+    with pytest.raises(TypeError, match="sktve Database"):
+        AggregateFeatures(database="db", entity_table="users").fit(X)
+    X_nat = pd.DataFrame({"user_id": [0], "when": pd.to_datetime([pd.NaT])})
+    with pytest.raises(ValueError, match="NaT"):
+        AggregateFeatures(database=_agg_db, entity_table="users").fit(X_nat)
+
+
+def test_rows_after_t_never_matter(_agg_db):
+    boundary = pd.Timestamp("2024-01-11")
+    X = _task([0, 1, 2, 0], ["2024-01-03", "2024-01-11", "2024-01-11", "2024-01-11"])
+    perturbed = _perturbed(_agg_db, lambda s: s > boundary)
+    kwargs = dict(entity_table="users", window=["5D", "30D"], max_columns=None)
+    a = AggregateFeatures(database=_agg_db, **kwargs).fit_transform(X)
+    b = AggregateFeatures(database=perturbed, **kwargs).fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.relf1
+def test_rows_after_t_never_matter_relf1(_agg_relf1):
+    db = _agg_relf1
+    boundary = pd.Timestamp("2000-01-01")
+    drivers = np.arange(0, 857, 3)
+    X = pd.DataFrame(
+        {
+            "driverId": np.concatenate([drivers, drivers]),
+            "date": np.repeat(pd.to_datetime(["1999-06-01", "2000-01-01"]), len(drivers)),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        perturbed = _perturbed(db, lambda s: s > boundary)
+    kwargs = dict(entity_table="drivers", window=["30D", "365D"])
+    a = AggregateFeatures(database=db, **kwargs)
+    out_a = a.fit_transform(X)
+    out_b = AggregateFeatures(database=perturbed, **kwargs).fit_transform(X)
+    np.testing.assert_array_equal(out_a, out_b)
+    assert out_a.shape[1] > 50

@@ -1,0 +1,438 @@
+"""Tests of sktve.targets: paths, SQL engine results against a pandas oracle, scaler."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sktve
+from sktve.targets import (
+    DuckDBEngine,
+    TaskVectorScaler,
+    enumerate_paths,
+    task_vectors,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from pandas_reference import reference_aggregates  # noqa: E402
+
+RELF1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rel-f1"
+DAY = pd.Timedelta("1D")
+
+
+# ---------------------------------------------------------------------- fixtures
+def _tiny_frames() -> tuple[dict, dict]:
+    """Hand-made database: users <- orders -> items -> suppliers; users <- reviews -> orders."""
+    users = pd.DataFrame({"user_id": [0, 1, 2, 3, 4], "name": list("abcde")})
+    suppliers = pd.DataFrame({"supplier_id": [0, 1], "country": ["fr", "de"]})
+    items = pd.DataFrame(
+        {
+            "item_id": [10, 11, 12],
+            "category": ["toy", "book", "toy"],
+            "price": [5.0, 12.5, np.nan],
+            "supplier_id": [0, 1, 1],
+        }
+    )
+    t = pd.Timestamp("2024-01-01")
+    orders = pd.DataFrame(
+        {
+            "order_id": range(10),
+            "ts": [
+                t,  # exactly at the cutoff: excluded
+                t + DAY,
+                t + 2 * DAY,
+                t + 10 * DAY,  # exactly at t + 10D: included in the 10D window
+                t + 11 * DAY,
+                t + 3 * DAY,
+                t + 3 * DAY,
+                t - 5 * DAY,
+                t + 40 * DAY,
+                t + 20 * DAY,
+            ],
+            "user_id": [0, 0, 0, 0, 0, 1, 1, 1, 2, 1],
+            "item_id": [10, 11, 10, 12, 11, 10, 11, 12, 10, 10],
+            "amount": [1.0, 2.0, np.nan, 4.0, 8.0, 3.0, 3.0, 100.0, 7.0, 6.0],
+            # user 0 in (t, t+10D]: "web", "app", "app", "web" -> tie, smallest is "app"
+            "channel": ["zz", "web", "app", "app", "web", "web", None, "app", "web", "web"],
+            "gift": [True, False, True, True, False, False, True, True, False, False],
+        }
+    )
+    reviews = pd.DataFrame(
+        {
+            "review_id": range(5),
+            "ts": [t + 2 * DAY, t + 4 * DAY, t + 12 * DAY, t + 4 * DAY, t + 50 * DAY],
+            "user_id": [0, 0, 1, 1, 3],
+            "order_id": [1, 2, 5, 6, 8],
+            "stars": pd.array([5, 3, pd.NA, 1, 4], dtype="Int64"),
+            "text": [f"free text number {i} that is unique" for i in range(5)],
+        }
+    )
+    frames = {
+        "users": users,
+        "suppliers": suppliers,
+        "items": items,
+        "orders": orders,
+        "reviews": reviews,
+    }
+    schema = {
+        "users": {"pkey": "user_id"},
+        "suppliers": {"pkey": "supplier_id"},
+        "items": {"pkey": "item_id", "fkeys": {"supplier_id": "suppliers"}},
+        "orders": {
+            "pkey": "order_id",
+            "time_col": "ts",
+            "fkeys": {"user_id": "users", "item_id": "items"},
+        },
+        "reviews": {
+            "pkey": "review_id",
+            "time_col": "ts",
+            "fkeys": {"user_id": "users", "order_id": "orders"},
+        },
+    }
+    return frames, schema
+
+
+@pytest.fixture(scope="module")
+def _tiny_db():
+    frames, schema = _tiny_frames()
+    return sktve.load_database(frames, schema=schema)
+
+
+@pytest.fixture(scope="module")
+def _synthetic_db():
+    datasets = pytest.importorskip("sktve.datasets")
+    if not hasattr(datasets, "make_synthetic_database"):
+        pytest.skip("sktve.datasets.make_synthetic_database is not available yet")
+    return datasets.make_synthetic_database(n_customers=60, n_orders=1500, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def _relf1_db():
+    if not RELF1.exists():
+        pytest.skip(f"rel-f1 data not found at {RELF1}")
+    return sktve.load_database(str(RELF1))
+
+
+def _pairs(keys, cutoffs, key="user_id") -> pd.DataFrame:
+    return pd.DataFrame({key: keys, "cutoff": pd.to_datetime(cutoffs)})
+
+
+def assert_matches_reference(frame: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """Every aggregate column of ``frame`` equals the oracle's (modes exactly)."""
+    assert "no_activity" in frame.columns
+    missing = [c for c in frame.columns[2:] if c not in ref.columns]
+    assert not missing, missing
+    for col in frame.columns[2:]:
+        got, want = frame[col], ref[col]
+        if col.endswith("|mode"):
+            g = [None if pd.isna(v) else str(v) for v in got]
+            w = [None if pd.isna(v) else str(v) for v in want]
+            assert g == w, col
+        else:
+            np.testing.assert_allclose(
+                got.to_numpy(dtype=float),
+                want.to_numpy(dtype=float),
+                rtol=1e-7,
+                atol=1e-7,
+                equal_nan=True,
+                err_msg=col,
+            )
+
+
+def _check_against_reference(db, entity_table, pairs, windows, **kwargs):
+    key = db.pkey(entity_table)
+    frame = task_vectors(
+        db, entity_table, None, windows, entities=pairs, max_columns=None, **kwargs
+    )
+    paths = enumerate_paths(
+        db,
+        entity_table,
+        max_hops=kwargs.get("max_hops", 2),
+        lookback=kwargs.get("lookback"),
+    )
+    parsed = sktve._validation.parse_windows(windows)
+    ref = reference_aggregates(
+        db, entity_table, pairs[key].to_numpy(), pairs["cutoff"].to_numpy(), parsed, paths
+    )
+    assert_matches_reference(frame, ref)
+    return frame
+
+
+# ---------------------------------------------------------------------- paths
+def test_enumerate_paths_kinds_and_names(_tiny_db):
+    paths = {p.name: p for p in enumerate_paths(_tiny_db, "users")}
+    assert paths["orders"].kind == "direct"
+    assert paths["reviews"].kind == "direct"
+    assert paths["orders->items"].kind == "dimension"
+    assert paths["orders->items<-orders"].kind == "sibling"
+    assert paths["orders<-reviews"].kind == "child"
+    assert paths["reviews->orders"].kind == "dimension"
+    assert paths["reviews->orders<-reviews"].kind == "sibling"
+    # the path back to the entity itself is excluded
+    assert not any(name.endswith("->users") for name in paths)
+    # keys, time columns and free text are never aggregated
+    cols = {c.name: c.kind for c in paths["reviews"].columns}
+    assert cols == {"stars": "numeric"}
+    cols = {c.name: c.kind for c in paths["orders"].columns}
+    assert cols == {"amount": "numeric", "channel": "categorical", "gift": "boolean"}
+    one_hop = enumerate_paths(_tiny_db, "users", max_hops=1)
+    assert [p.name for p in one_hop] == ["orders", "reviews"]
+    assert repr(one_hop[0])  # frozen dataclass, readable
+
+
+def test_include_exclude(_tiny_db):
+    paths = enumerate_paths(_tiny_db, "users", include=["orders", "orders->items"])
+    assert [p.name for p in paths] == ["orders", "orders->items"]
+    paths = enumerate_paths(_tiny_db, "users", exclude=["*|amount", "reviews*"], max_hops=1)
+    assert [p.name for p in paths] == ["orders"]
+    assert "amount" not in [c.name for c in paths[0].columns]
+    frame = task_vectors(
+        _tiny_db, "users", ["2024-01-01"], "10D", include=["orders|amount"], max_hops=1
+    )
+    assert [c for c in frame.columns if "|" in c] == [
+        f"10D|orders|amount|{a}" for a in ("mean", "min", "max", "sum", "std", "count")
+    ]
+
+
+# ---------------------------------------------------------------------- exact values
+def test_window_boundaries_nulls_and_ties(_tiny_db):
+    pairs = _pairs([0, 1, 3, 4], ["2024-01-01"] * 4)
+    frame = task_vectors(_tiny_db, "users", None, "10D", entities=pairs, max_hops=1)
+    row = frame.iloc[0]
+    # order at t excluded, order at t + 10D included, NaN amount skipped
+    assert row["10D|orders|*|count"] == 3
+    assert row["10D|orders|amount|count"] == 2
+    assert row["10D|orders|amount|sum"] == 6.0
+    assert row["10D|orders|amount|mean"] == 3.0
+    assert row["10D|orders|amount|std"] == 1.0  # population std of {2, 4}
+    assert row["10D|orders|channel|mode"] == "app"  # tie web/app -> smallest
+    assert row["10D|orders|channel|nunique"] == 2
+    assert row["10D|orders|gift|mean"] == pytest.approx(2 / 3)
+    assert row["no_activity"] == 0
+    # user 1: a null channel is not counted
+    assert frame.iloc[1]["10D|orders|channel|count"] == 1
+    # users 3 and 4: no rows -> counts and sums 0, the rest NaN, flagged inactive
+    for i in (2, 3):
+        row = frame.iloc[i]
+        assert row["10D|orders|*|count"] == 0 and row["10D|orders|amount|sum"] == 0
+        assert np.isnan(row["10D|orders|amount|mean"])
+        assert pd.isna(row["10D|orders|channel|mode"])
+        assert row["no_activity"] == 1
+    assert frame["no_activity"].dtype == np.int8
+
+
+def test_matches_reference_tiny_two_hops_multiple_windows(_tiny_db):
+    cutoffs = ["2023-12-20", "2024-01-01", "2024-01-02", "2024-01-15", "2024-02-01"]
+    pairs = _pairs(np.repeat([0, 1, 2, 3, 4], 5), cutoffs * 5)
+    frame = _check_against_reference(_tiny_db, "users", pairs, ["3D", "10D", "45D"])
+    assert "3D|no_activity" in frame.columns and "45D|no_activity" in frame.columns
+    assert frame.columns[-1] == "no_activity"
+    np.testing.assert_array_equal(frame["no_activity"], frame["45D|no_activity"])
+    # lookback is honoured on sibling paths
+    _check_against_reference(_tiny_db, "users", pairs, "10D", lookback="2D")
+
+
+def test_entities_dataframe_order_and_duplicates(_tiny_db):
+    pairs = _pairs([2, 0, 2, 0], ["2024-01-01", "2024-01-01", "2024-01-01", "2023-12-01"])
+    frame = task_vectors(_tiny_db, "users", None, "10D", entities=pairs, max_hops=1)
+    assert frame["user_id"].tolist() == [2, 0, 2, 0]
+    assert frame["cutoff"].tolist() == list(pd.to_datetime(pairs["cutoff"]))
+    pd.testing.assert_series_equal(frame.iloc[0], frame.iloc[2], check_names=False)
+
+
+def test_active_universe(_tiny_db):
+    frame = task_vectors(_tiny_db, "users", ["2023-12-20", "2024-01-01"], "10D", max_hops=1)
+    # first rows: user 1 at t-5D, user 0 at t, user 2 at t+40D, user 3 (review) at t+50D
+    per_cutoff = frame.groupby("cutoff")["user_id"].apply(list).to_dict()
+    assert per_cutoff[pd.Timestamp("2023-12-20")] == [1]
+    assert per_cutoff[pd.Timestamp("2024-01-01")] == [0, 1]
+    active = frame.set_index(["cutoff", "user_id"])["no_activity"]
+    assert active[(pd.Timestamp("2024-01-01"), 0)] == 0
+
+
+def test_engine_object_is_used():
+    engine = DuckDBEngine(threads=1, memory_limit="1GB")
+    engine.register("t", pd.DataFrame({"x": [1.0, 2.0]}))
+    assert engine.execute(["SELECT sum(x) AS s FROM t"])["s"].iloc[0] == 3.0
+    frames, schema = _tiny_frames()
+    db = sktve.load_database(frames, schema=schema)
+    a = task_vectors(db, "users", ["2024-01-01"], "10D", engine=engine)
+    b = task_vectors(db, "users", ["2024-01-01"], "10D")
+    pd.testing.assert_frame_equal(a, b)
+    engine.close()
+
+
+def test_matches_reference_synthetic(_synthetic_db):
+    db = _synthetic_db
+    cutoffs = pd.date_range("2020-03-01", "2023-06-01", periods=6)
+    keys = db.table("customers")["customer_id"].to_numpy()[:40]
+    pairs = _pairs(np.tile(keys, len(cutoffs)), np.repeat(cutoffs, len(keys)), "customer_id")
+    _check_against_reference(db, "customers", pairs, ["30D", "120D"])
+
+
+@pytest.mark.relf1
+def test_matches_reference_relf1(_relf1_db):
+    db = _relf1_db
+    cutoffs = pd.date_range("1995-01-01", "2004-06-01", periods=8)
+    keys = np.arange(0, 857, 7)
+    pairs = _pairs(np.tile(keys, len(cutoffs)), np.repeat(cutoffs, len(keys)), "driverId")
+    frame = _check_against_reference(db, "drivers", pairs, ["30D", "90D"])
+    assert (frame["no_activity"] == 0).sum() > 20
+
+
+# ---------------------------------------------------------------------- leakage
+def _perturbed(db, predicate) -> sktve.Database:
+    """Copy of db with every value of timestamped rows selected by predicate changed."""
+    frames = {}
+    rng = np.random.default_rng(0)
+    for name in db.table_names:
+        frame = db.table(name).copy()
+        time_col = db.time_col(name)
+        if time_col is not None:
+            mask = predicate(frame[time_col]).to_numpy()
+            skip = {db.pkey(name), time_col, *db.fkeys(name)}
+            for col in frame.columns:
+                if col in skip or not mask.any():
+                    continue
+                values = frame[col]
+                if pd.api.types.is_bool_dtype(values.dtype):
+                    frame.loc[mask, col] = ~values[mask].astype(bool)
+                elif pd.api.types.is_numeric_dtype(values.dtype):
+                    frame.loc[mask, col] = values[mask] * 3 + rng.integers(1, 9, int(mask.sum()))
+                elif values.dtype == object:
+                    frame.loc[mask, col] = "perturbed"
+        frames[name] = frame
+    schema = {name: db.schema[name] for name in db.table_names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sktve.load_database(frames, schema=schema)
+
+
+def test_rows_after_window_never_matter(_tiny_db):
+    t, w = pd.Timestamp("2024-01-01"), pd.Timedelta("10D")
+    perturbed = _perturbed(_tiny_db, lambda s: s > t + w)
+    a = task_vectors(_tiny_db, "users", [t], w)
+    b = task_vectors(perturbed, "users", [t], w)
+    pd.testing.assert_frame_equal(a, b)
+    # with one hop, rows before the window do not matter either
+    perturbed = _perturbed(_tiny_db, lambda s: (s <= t) | (s > t + w))
+    pairs = _pairs([0, 1, 2, 3, 4], [t] * 5)
+    a = task_vectors(_tiny_db, "users", None, w, entities=pairs, max_hops=1)
+    b = task_vectors(perturbed, "users", None, w, entities=pairs, max_hops=1)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_rows_after_window_never_matter_synthetic(_synthetic_db):
+    t, w = pd.Timestamp("2022-01-01"), pd.Timedelta("30D")
+    perturbed = _perturbed(_synthetic_db, lambda s: s > t + w)
+    cutoffs = [t - pd.Timedelta("60D"), t]
+    a = task_vectors(_synthetic_db, "customers", cutoffs, w, max_columns=None)
+    b = task_vectors(perturbed, "customers", cutoffs, w, max_columns=None)
+    pd.testing.assert_frame_equal(a, b)
+
+
+# ---------------------------------------------------------------------- caps and errors
+def test_max_columns_cap_reports_drops(_tiny_db):
+    with pytest.warns(UserWarning, match="max_columns=12 dropped"):
+        frame = task_vectors(_tiny_db, "users", ["2024-01-01"], "10D", max_columns=12)
+    aggregates = [c for c in frame.columns if "|" in c]
+    assert len(aggregates) == 12
+    assert frame.attrs["dropped_columns"]
+    # 1-hop aggregates come first
+    assert all(c.split("|")[1] in ("orders", "reviews") for c in aggregates)
+
+
+def test_bad_inputs(_tiny_db):
+    with pytest.raises(ValueError, match="unknown entity table"):
+        task_vectors(_tiny_db, "nope", ["2024-01-01"], "10D")
+    with pytest.raises(ValueError, match="positive"):
+        task_vectors(_tiny_db, "users", ["2024-01-01"], "-3D")
+    with pytest.raises(ValueError, match="cannot parse"):
+        task_vectors(_tiny_db, "users", ["2024-01-01"], "soon")
+    with pytest.raises(ValueError, match="NaT"):
+        task_vectors(_tiny_db, "users", [pd.Timestamp("2024-01-01"), pd.NaT], "10D")
+    with pytest.raises(ValueError, match="not referenced by any timestamped table"):
+        task_vectors(_tiny_db, "suppliers", ["2024-01-01"], "10D")
+    with pytest.raises(ValueError, match="entities must"):
+        task_vectors(_tiny_db, "users", ["2024-01-01"], "10D", entities="all")
+    with pytest.raises(ValueError, match="missing"):
+        task_vectors(_tiny_db, "users", None, "10D", entities=pd.DataFrame({"x": [1]}))
+    with pytest.raises(ValueError, match="not keys"):
+        task_vectors(_tiny_db, "users", None, "10D", entities=_pairs([99], ["2024-01-01"]))
+    with pytest.warns(UserWarning, match="outside the database's time range"):
+        task_vectors(_tiny_db, "users", ["1990-01-01"], "10D")
+    with pytest.raises(ValueError, match="max_hops"):
+        enumerate_paths(_tiny_db, "users", max_hops=3)
+
+
+# ---------------------------------------------------------------------- scaler
+def _scaler_frame():
+    return pd.DataFrame(
+        {
+            "id": [0, 1, 2, 3],
+            "cutoff": pd.to_datetime(["2024-01-01"] * 4),
+            "7D|a|x|mean": [1.0, 3.0, np.nan, 50.0],
+            "7D|a|c|mode": ["u", "v", None, "w"],
+            "7D|no_activity": [0, 0, 1, 1],
+            "30D|a|x|sum": [2.0, 6.0, 4.0, 99.0],
+            "30D|no_activity": [0, 0, 0, 1],
+            "no_activity": np.array([0, 0, 0, 1], dtype=np.int8),
+        }
+    )
+
+
+def test_scaler_fit_transform():
+    frame = _scaler_frame()
+    scaler = TaskVectorScaler(top_k=1).fit(frame)
+    names = scaler.get_feature_names_out().tolist()
+    assert names == [
+        "7D|a|x|mean",
+        "7D|a|c|mode=u",
+        "7D|a|c|mode=other",
+        "7D|no_activity",
+        "30D|a|x|sum",
+        "30D|no_activity",
+        "no_activity",
+    ]
+    assert scaler.n_features_out_ == 7
+    out = scaler.transform(frame)
+    assert out.dtype == np.float32 and out.shape == (4, 7)
+    # min-max on active rows only (row 3 is inactive, its 50.0 / 99.0 are ignored)
+    np.testing.assert_allclose(out[:, 0], [0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(out[:, 4], [0.0, 1.0, 0.5, 0.0])
+    np.testing.assert_allclose(out[:, 1], [1, 0, 0, 0])  # "u"
+    np.testing.assert_allclose(out[:, 2], [0, 1, 0, 0])  # "v" -> other, None -> zeros
+    np.testing.assert_allclose(out[:, 3], [0, 0, 1, 0])
+    np.testing.assert_allclose(out[3], [0, 0, 0, 0, 0, 0, 1])  # inactive: only the flag
+    assert out[:, -1].tolist() == [0, 0, 0, 1]
+
+
+def test_scaler_frozen_and_picklable():
+    frame = _scaler_frame()
+    scaler = TaskVectorScaler().fit(frame)
+    shifted = frame.copy()
+    shifted["30D|a|x|sum"] = shifted["30D|a|x|sum"] + 100
+    out = scaler.transform(shifted)
+    assert out[0, scaler.get_feature_names_out().tolist().index("30D|a|x|sum")] == 25.0
+    clone = pickle.loads(pickle.dumps(scaler))
+    np.testing.assert_array_equal(clone.transform(frame), scaler.transform(frame))
+    with pytest.raises(ValueError, match="lacks"):
+        scaler.transform(frame.drop(columns=["7D|a|x|mean"]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TaskVectorScaler().transform(frame)
+
+
+def test_scaler_on_task_vectors(_tiny_db):
+    frame = task_vectors(_tiny_db, "users", ["2023-12-20", "2024-01-01"], ["3D", "10D"])
+    scaler = TaskVectorScaler().fit(frame)
+    out = scaler.transform(frame)
+    assert out.shape == (len(frame), scaler.n_features_out_)
+    assert np.isfinite(out).all()
+    inactive = frame["no_activity"].to_numpy() == 1
+    assert (out[inactive, :-1] == 0).all() and (out[inactive, -1] == 1).all()
