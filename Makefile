@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench-quick
+.PHONY: setup demo test lint bench-quick docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,9 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check sktve tests benchmarks
 	$(BIN)/ruff format --check sktve tests benchmarks
+
+# The documentation site (docs/_build/html): installs the "docs" extra, then builds with
+# warnings as errors; the gallery examples run on the synthetic database.
+docs: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[docs]"
+	HF_HUB_OFFLINE=1 $(MAKE) -C docs html PYTHON=$(abspath $(BIN))/python

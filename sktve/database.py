@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,11 @@ __all__ = [
 ]
 
 TIME_DTYPE = "datetime64[ns]"
+
+# Live handles by fingerprint. A handle restored from a pickle in a process that still holds
+# the same data (e.g. a fitted step returned by Pipeline(memory=...) or joblib.Memory)
+# attaches to it on first use instead of failing. Weak references: never keeps data alive.
+_LIVE_HANDLES: weakref.WeakValueDictionary[str, Database] = weakref.WeakValueDictionary()
 
 
 class DatabaseNotAttachedError(RuntimeError):
@@ -115,10 +121,11 @@ class Database:
     Build one with :func:`load_database`. The handle is light: ``copy.deepcopy`` and
     ``sklearn.base.clone`` return the same object, and pickling stores only
     :attr:`spec` (how to find the data again) and :attr:`fingerprint`. A handle
-    restored from a pickle re-loads lazily from a path or RelBench name on first use and
-    checks the fingerprint; a handle built from in-memory frames must be re-attached
-    with :meth:`attach` (or by passing a fresh database to the estimator with
-    ``set_params(database=...)``).
+    restored from a pickle attaches on first use to a live handle with the same
+    fingerprint in the same process (so cached pipeline steps keep working), else
+    re-loads lazily from a path or RelBench name and checks the fingerprint; otherwise a
+    handle built from in-memory frames must be re-attached with :meth:`attach` (or by
+    passing a fresh database to the estimator with ``set_params(database=...)``).
 
     Parameters
     ----------
@@ -240,7 +247,7 @@ class Database:
             if n_dup:
                 raise ValueError(
                     f"primary key {name}.{schema.pkey} has {n_dup} duplicated values "
-                    f"(e.g. {pkey[pkey.duplicated()].iloc[0]!r}); keys must be unique."
+                    f"(e.g. {pkey[pkey.duplicated()].tolist()[0]!r}); keys must be unique."
                 )
         # A shallow copy under pandas copy-on-write: later edits to the caller's frame
         # cannot reach ours, and nothing is copied until one side writes.
@@ -298,6 +305,10 @@ class Database:
     # ------------------------------------------------------------------ access
     def _check_attached(self) -> None:
         if self._tables is None:
+            live = _LIVE_HANDLES.get(self._expected_fingerprint or "")
+            if live is not None and live is not self and live._tables is not None:
+                self.attach(live)
+                return
             if self._spec.get("kind") in ("folder", "relbench-name"):
                 self._reload_from_spec()
                 return
@@ -524,6 +535,7 @@ class Database:
                 digest.update(name.encode())
                 digest.update(_content_hash(self._tables[name]).encode())
             self._fingerprint = digest.hexdigest()
+            _LIVE_HANDLES[self._fingerprint] = self
         return self._fingerprint
 
     def __deepcopy__(self, memo: dict) -> Database:

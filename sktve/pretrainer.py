@@ -54,6 +54,27 @@ def default_cutoffs(x_times: np.ndarray, step: pd.Timedelta, start: pd.Timestamp
     return np.unique(np.concatenate([back, distinct]))
 
 
+def _balance_inactive(
+    inactive: np.ndarray, ratio: float | None, rng: np.random.Generator
+) -> np.ndarray:
+    """Mask keeping every active row and at most ``ratio`` inactive rows per active one.
+
+    On real databases most (entity, cutoff) pairs of the "active" universe have no activity
+    in the window (96% on rel-f1); without this, batches are almost all inactive rows and
+    training steps teach little about what active entities will do.
+    """
+    keep = np.ones(len(inactive), dtype=bool)
+    if ratio is None:
+        return keep
+    n_active = int((~inactive).sum())
+    inactive_rows = np.flatnonzero(inactive)
+    budget = max(int(ratio * n_active), 1)
+    if len(inactive_rows) > budget:
+        keep[inactive_rows] = False
+        keep[rng.choice(inactive_rows, budget, replace=False)] = True
+    return keep
+
+
 def _state_to_bytes(state: dict[str, torch.Tensor]) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -115,15 +136,24 @@ def _pretrain_state(
     n_holdout = min(max(n_holdout, 1 if len(distinct) >= 3 else 0), len(distinct) - 1)
     holdout_from = distinct[-n_holdout] if n_holdout > 0 else np.iinfo(np.int64).max
     is_holdout = seed_times >= holdout_from
-    train_idx = np.flatnonzero(~is_holdout)
-    holdout_idx = np.flatnonzero(is_holdout)
+    rng = np.random.default_rng(settings["random_state"])
+    keep = _balance_inactive(inactive, settings["max_inactive_ratio"], rng)
+    train_idx = np.flatnonzero(~is_holdout & keep)
+    holdout_idx = np.flatnonzero(is_holdout & keep)
     if len(holdout_idx) > settings["max_holdout_rows"]:
         # A fixed random subset keeps the per-epoch check cheap and comparable across epochs.
-        rng = np.random.default_rng(settings["random_state"])
         holdout_idx = np.sort(rng.choice(holdout_idx, settings["max_holdout_rows"], replace=False))
 
+    # Only rows that take part are scaled: the full frame can be hundreds of thousands of
+    # mostly inactive rows by hundreds of columns.
+    used = np.union1d(train_idx, holdout_idx)
     scaler = TaskVectorScaler().fit(frame.iloc[train_idx])
-    targets = scaler.transform(frame)
+    targets = scaler.transform(frame.iloc[used])
+    positions, seed_times, inactive = positions[used], seed_times[used], inactive[used]
+    train_idx = np.searchsorted(used, train_idx)
+    holdout_idx = np.searchsorted(used, holdout_idx)
+    n_rows = len(frame)
+    del frame
 
     featurizer = GraphFeaturizer().fit(database, boundary=boundary)
     graph = featurizer.transform(database)
@@ -179,7 +209,8 @@ def _pretrain_state(
         "best_epoch": result.best_epoch if result is not None else 0,
         "n_steps": result.n_steps if result is not None else 0,
         "steps_per_second": result.steps_per_second if result is not None else 0.0,
-        "n_pretrain_rows": len(frame),
+        "n_pretrain_rows": n_rows,
+        "n_train_rows": len(train_idx),
         "n_holdout_rows": len(holdout_idx),
         "target_seconds": target_seconds,
         "fit_seconds": time.perf_counter() - started,
@@ -236,6 +267,9 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Epochs without improvement of the held-out loss before stopping.
     holdout_fraction : float, default=0.1
         Share of the latest pre-training cutoffs held out for early stopping.
+    max_inactive_ratio : float or None, default=1.0
+        Keep at most this many rows without activity in the window per active row (a fixed
+        random subset); None keeps them all.
     handle_unknown : {"error", "zeros"}, default="error"
         Rows of ``X`` naming entities absent from the entity table: raise, or return
         all-zero embeddings for them.
@@ -302,6 +336,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         weight_decay: float = 1e-4,
         patience: int = 4,
         holdout_fraction: float = 0.1,
+        max_inactive_ratio: float | None = 1.0,
         handle_unknown: str = "error",
         device: str = "auto",
         memory: Any = None,
@@ -329,6 +364,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.weight_decay = weight_decay
         self.patience = patience
         self.holdout_fraction = holdout_fraction
+        self.max_inactive_ratio = max_inactive_ratio
         self.handle_unknown = handle_unknown
         self.device = device
         self.memory = memory
@@ -371,6 +407,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if self.handle_unknown not in ("error", "zeros"):
             raise ValueError(
                 f"handle_unknown must be 'error' or 'zeros', got {self.handle_unknown!r}."
+            )
+        if self.max_inactive_ratio is not None and not float(self.max_inactive_ratio) > 0:
+            raise ValueError(
+                f"max_inactive_ratio must be positive or None, got {self.max_inactive_ratio!r}."
             )
         if not float(self.learning_rate) > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
@@ -453,6 +493,9 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             "patience": int(self.patience),
             "holdout_fraction": float(self.holdout_fraction),
             "max_holdout_rows": 2048,
+            "max_inactive_ratio": (
+                None if self.max_inactive_ratio is None else float(self.max_inactive_ratio)
+            ),
             "random_state": random_state,
             "device": self.device,
             "verbose": bool(self.verbose),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
 import warnings
 from pathlib import Path
@@ -313,9 +314,12 @@ def test_pickle_keeps_spec_and_fingerprint_not_frames():
     db = load_database(*_tiny())
     payload = pickle.dumps(db)
     assert len(payload) < 1500  # no frames inside
+    spec, fingerprint = db.spec, db.fingerprint
+    del db  # no live handle with this data is left to attach to
+    gc.collect()
     restored = pickle.loads(payload)
     assert not restored.is_attached
-    assert restored.spec == db.spec
+    assert restored.spec == spec
     assert "detached" in repr(restored)
     with pytest.raises(DatabaseNotAttachedError) as err:
         _ = restored.table_names
@@ -324,7 +328,15 @@ def test_pickle_keeps_spec_and_fingerprint_not_frames():
         restored.table("orders")
     # A restored handle can be pickled again and keeps the fingerprint it was saved with.
     again = pickle.loads(pickle.dumps(restored))
-    assert again.attach(load_database(*_tiny())).fingerprint == db.fingerprint
+    assert again.attach(load_database(*_tiny())).fingerprint == fingerprint
+
+
+def test_restored_handle_attaches_to_a_live_handle_with_the_same_data():
+    db = load_database(*_tiny())
+    restored = pickle.loads(pickle.dumps(db))
+    assert not restored.is_attached
+    assert restored.num_rows() == db.num_rows()  # first use finds the live handle
+    assert restored.is_attached and restored.fingerprint == db.fingerprint
 
 
 def test_attach_checks_the_fingerprint():

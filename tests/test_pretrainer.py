@@ -1,5 +1,7 @@
 import io
 import pickle
+import subprocess
+import sys
 import warnings
 
 import joblib
@@ -12,7 +14,7 @@ from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.pipeline import Pipeline
 
 import sktve.pretrainer as pretrainer_module
-from sktve import DatabaseNotAttachedError, TVEPretrainer, load_database
+from sktve import TVEPretrainer, load_database
 from sktve.datasets import make_synthetic_database
 from sktve.pretrainer import default_cutoffs, infer_window
 
@@ -159,13 +161,32 @@ def test_persistence_identical_and_database_not_pickled(fitted, db, X, tmp_path)
     joblib.dump(fitted, path)
     assert path.stat().st_size < 5_000_000
     loaded = joblib.load(path)
-    with pytest.raises(DatabaseNotAttachedError, match="attach"):
-        loaded.transform(X)
-    loaded.database_.attach(db)
+    # In this process the fitted database is alive, so the loaded model finds it again.
     np.testing.assert_array_equal(loaded.transform(X), fitted.transform(X))
     reloaded = pickle.loads(pickle.dumps(fitted))
     reloaded.set_params(database=db)
     np.testing.assert_array_equal(reloaded.transform(X), fitted.transform(X))
+
+
+def test_loading_without_the_database_says_how_to_attach(frames, X, tmp_path):
+    script = f"""
+import joblib, pandas as pd
+from sktve import DatabaseNotAttachedError
+model = joblib.load({str(tmp_path / "m.joblib")!r})
+X = pd.read_pickle({str(tmp_path / "X.pkl")!r})
+try:
+    model.transform(X)
+except DatabaseNotAttachedError as err:
+    print("ERROR", err)
+"""
+    tables, schema = frames
+    est = TVEPretrainer(database=load_database(tables, schema=schema), **FAST).fit(X)
+    joblib.dump(est, tmp_path / "m.joblib")
+    X.to_pickle(tmp_path / "X.pkl")
+    # A fresh process has no live handle with this data: the error says what to do.
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert "ERROR" in out.stdout, out.stderr
+    assert "attach" in out.stdout and "set_params(database=" in out.stdout
 
 
 def test_weights_are_saved_as_safe_tensors(fitted):

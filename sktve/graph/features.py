@@ -162,6 +162,7 @@ class GraphMetadata:
     tables: dict[str, TableMeta]
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (lists and dicts), e.g. to save next to model weights."""
         return {
             "node_types": list(self.node_types),
             "edge_types": [list(e) for e in self.edge_types],
@@ -170,6 +171,7 @@ class GraphMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GraphMetadata:
+        """Rebuild from :meth:`to_dict`'s output."""
         return cls(
             node_types=list(data["node_types"]),
             edge_types=[tuple(e) for e in data["edge_types"]],

@@ -25,6 +25,9 @@ class DuckDBEngine:
         DuckDB worker threads.
     memory_limit : str, default="4GB"
         DuckDB's memory limit; larger intermediate results spill to disk.
+    temp_directory : str, optional
+        Where spilled data goes. Default: a folder under the system temp directory, so
+        nothing is written into the caller's working directory.
 
     Examples
     --------
@@ -37,7 +40,12 @@ class DuckDBEngine:
     >>> engine.close()
     """
 
-    def __init__(self, threads: int = 2, memory_limit: str = "4GB") -> None:
+    def __init__(
+        self, threads: int = 2, memory_limit: str = "4GB", temp_directory: str | None = None
+    ) -> None:
+        import os
+        import tempfile
+
         import duckdb
 
         self.threads = threads
@@ -45,6 +53,8 @@ class DuckDBEngine:
         self._con = duckdb.connect(":memory:")
         self._con.execute(f"SET threads={int(threads)}")
         self._con.execute(f"SET memory_limit='{memory_limit}'")
+        spill = temp_directory or os.path.join(tempfile.gettempdir(), "sktve-duckdb")
+        self._con.execute(f"SET temp_directory='{spill}'")
         # Results are joined back by pair id, so row order inside a query does not matter.
         self._con.execute("SET preserve_insertion_order=false")
         self._registered: list[str] = []

@@ -1,0 +1,179 @@
+"""TVEPretrainer on a RelBench task: pre-trained vs untrained encoder, fit/transform cost.
+
+For each configuration, fits ``TVEPretrainer`` on the task's train table, fits a
+HistGradientBoosting head on the embeddings (a small grid chosen on val) and reports val
+metric, fit wall time, transform time for val + test, steps/s and peak memory (RSS). The
+configuration with the best val metric is then evaluated once on test.
+
+    python benchmarks/bench_pretrainer_relf1.py --relf1 ../shared/data/rel-f1 --task driver-top3
+
+Writes ``benchmarks/results/pretrainer_<task>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+class PeakRSS:
+    """Sample the process's resident memory in a thread; ``peak`` in GiB."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        process = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, process.memory_info().rss / 2**30)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--relf1", default="../shared/data/rel-f1")
+    parser.add_argument("--task", default="driver-top3")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--configs",
+        default="untrained,default",
+        help="comma-separated names from CONFIGS below",
+    )
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    import relbench
+    import torch
+    from sklearn.base import clone
+
+    from sktve import TVEPretrainer, load_database
+    from sktve.heads import head_grid
+    from sktve.run import task_metric
+
+    torch.set_num_threads(2)
+    configs = {
+        "untrained": {"max_epochs": 0},
+        "default": {},
+        "wide": {"embedding_dim": 128},
+        "long": {"max_epochs": 30, "patience": 6},
+        "multiwindow": {"window": ["30D", "365D"]},
+    }
+    dataset = relbench.load_dataset(args.relf1)
+    task = dataset.load_task(args.task)
+    binary = task.task_type.value == "binary_classification"
+    database = load_database(dataset)
+    tables = {s: task.get_table(s, mask_input_cols=False) for s in ("train", "val", "test")}
+    cols = [task.entity_col, task.time_col]
+    X = {s: t.df[cols] for s, t in tables.items()}
+    y_train = tables["train"].df[task.target_col].to_numpy()
+
+    runs = []
+    for name in args.configs.split(","):
+        params = {"window": task.timedelta, "random_state": args.seed, **configs[name]}
+        tve = TVEPretrainer(
+            database=database,
+            entity_table=task.entity_table,
+            entity_col=task.entity_col,
+            time_col=task.time_col,
+            **params,
+        )
+        with PeakRSS() as rss:
+            started = time.perf_counter()
+            Z_train = tve.fit_transform(X["train"])
+            fit_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            Z_val = tve.transform(X["val"])
+            Z_test = tve.transform(X["test"])
+            transform_seconds = time.perf_counter() - started
+        best = None
+        for head in head_grid("hgb", binary=binary, random_state=args.seed):
+            model = clone(head).fit(Z_train, y_train)
+            pred = model.predict_proba(Z_val)[:, 1] if binary else model.predict(Z_val)
+            metric, value, higher = task_metric(task, pred, tables["val"])
+            if best is None or (value > best[1] if higher else value < best[1]):
+                best = (model, value, metric, higher)
+        run = {
+            "config": name,
+            "params": {k: str(v) for k, v in params.items()},
+            "metric": best[2],
+            "val": best[1],
+            "fit_seconds": round(fit_seconds, 1),
+            "transform_val_test_seconds": round(transform_seconds, 2),
+            "steps": tve.n_steps_,
+            "steps_per_second": round(tve.steps_per_second_, 2),
+            "epochs": len(tve.history_),
+            "pretrain_rows": tve.n_pretrain_rows_,
+            "peak_rss_gib": round(rss.peak, 2),
+            "history": tve.history_,
+            "_model": best[0],
+            "_Z_test": Z_test,
+            "_higher": best[3],
+        }
+        print(
+            f"{name:12s} val {best[2]} {best[1]:.4f}  fit {fit_seconds:.1f}s  "
+            f"transform val+test {transform_seconds:.2f}s  {tve.n_steps_} steps "
+            f"({tve.steps_per_second_:.2f}/s)  peak {rss.peak:.2f} GiB",
+            flush=True,
+        )
+        runs.append(run)
+
+    higher = runs[0]["_higher"]
+    chosen = max(runs, key=lambda r: r["val"] if higher else -r["val"])
+    model = chosen["_model"]
+    Z_test = chosen["_Z_test"]
+    pred = model.predict_proba(Z_test)[:, 1] if binary else model.predict(Z_test)
+    metric, test_value, _ = task_metric(task, pred, tables["test"])
+    print(f"selected on val: {chosen['config']}  test {metric} {test_value:.4f}", flush=True)
+    for run in runs:
+        for key in [k for k in run if k.startswith("_")]:
+            del run[key]
+    result = {
+        "benchmark": "pretrainer_relbench",
+        "dataset": str(args.relf1),
+        "task": args.task,
+        "seed": args.seed,
+        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
+        "runs": runs,
+        "selected": chosen["config"],
+        "test": {"metric": metric, "value": test_value},
+    }
+    out = Path(args.out or Path(__file__).parent / "results" / f"pretrainer_{args.task}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
