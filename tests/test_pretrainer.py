@@ -310,3 +310,32 @@ def test_pipeline_with_each_head(db, X, head, tmp_path_factory):
     assert pred.shape == (len(X),)
     if head != "hgb-regressor":
         assert set(np.unique(pred)) <= {0, 1}
+
+
+def test_path_weights_equalise_blocks():
+    from sktve.pretrainer import path_weights
+
+    names = np.array(
+        [
+            "30D|results|points|mean",
+            "30D|results|points|max",
+            "30D|results|status|mode=1",
+            "30D|results|status|mode=other",
+            "30D|results->races|year|max",
+            "7D|no_activity",
+            "no_activity",
+        ]
+    )
+    w = path_weights(names)
+    assert w.dtype == np.float32
+    np.testing.assert_allclose(w[:4], 0.5)  # 4 columns: squared weights sum to 1
+    np.testing.assert_allclose(w[4:], 1.0)
+
+
+def test_balance_inactive_keeps_all_active_rows():
+    from sktve.pretrainer import _balance_inactive
+
+    inactive = np.array([True] * 90 + [False] * 10)
+    keep = _balance_inactive(inactive, 2.0, np.random.default_rng(0))
+    assert keep[90:].all() and keep[:90].sum() == 20
+    assert _balance_inactive(inactive, None, np.random.default_rng(0)).all()
