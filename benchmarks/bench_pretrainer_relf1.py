@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--configs",
-        default="untrained,default",
+        default="untrained,default,narrow-untrained,narrow",
         help="comma-separated names from CONFIGS below",
     )
     parser.add_argument("--out", default=None)
@@ -85,7 +85,8 @@ def main() -> None:
     configs = {
         "untrained": {"max_epochs": 0},
         "default": {},
-        "wide": {"embedding_dim": 128},
+        "narrow": {"embedding_dim": 64},
+        "narrow-untrained": {"embedding_dim": 64, "max_epochs": 0},
         "long": {"max_epochs": 30, "patience": 6},
         "multiwindow": {"window": ["30D", "365D"]},
     }

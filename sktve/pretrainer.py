@@ -268,7 +268,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         downstream embeddings (val AUROC about 0.60-0.70 against 0.76-0.79 with one hop).
     target_include, target_exclude : list of str, optional
         Path or column names to keep or drop from the task vectors.
-    embedding_dim : int, default=64
+    embedding_dim : int, default=128
         Width of the encoder and of the output embedding.
     fanouts : tuple of int, default=(32, 16)
         Neighbours sampled per node at each hop; its length is the number of layers.
@@ -334,7 +334,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     >>> tve = TVEPretrainer(database=db, entity_table="customers", window="30D",
     ...                     max_epochs=1, steps_per_epoch=2, random_state=0)
     >>> tve.fit_transform(X).shape
-    (3, 64)
+    (3, 128)
     """
 
     def __init__(
@@ -349,7 +349,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         max_hops: int = 1,
         target_include: list[str] | None = None,
         target_exclude: list[str] | None = None,
-        embedding_dim: int = 64,
+        embedding_dim: int = 128,
         fanouts: tuple[int, ...] = (32, 16),
         dropout: float = 0.0,
         mask_rate: float = 0.15,

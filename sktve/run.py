@@ -39,6 +39,10 @@ def task_metric(task: Any, pred: np.ndarray, split_table: Any) -> tuple[str, flo
     raise ValueError(f"sktve run supports binary and regression tasks, not {task.task_type}.")
 
 
+def _one_line(model: Any) -> str:
+    return " ".join(repr(model).split())
+
+
 def _predict(model: Any, X: np.ndarray, binary: bool) -> np.ndarray:
     if binary:
         return model.predict_proba(X)[:, 1]
@@ -134,7 +138,7 @@ def run_task(
         model = clone(candidate).fit(Z_train, y_train)
         name, value, higher = task_metric(task, _predict(model, Z_val, binary), tables["val"])
         score = value if higher else -value
-        say(f"[sktve]   head {candidate} val {name} {value:.4f}")
+        say(f"[sktve]   head {_one_line(candidate)}: val {name} {value:.4f}")
         if best is None or score > best[0]:
             best = (score, model, value, name)
     _, model, val_value, metric_name = best
