@@ -10,7 +10,7 @@ from _graph_dbs import perturb_future, random_database
 
 from sktve import load_database
 from sktve.graph import GraphFeaturizer, SampledBatch, TemporalNeighborSampler
-from sktve.graph.sampler import _choose_offsets, _mix
+from sktve.graph.sampler import _choose_offsets, _mix, _smallest, _visible_ends
 
 
 def _seeds(db, table, n, rng, lo="2020-01-01", hi="2021-12-31"):
@@ -250,6 +250,67 @@ def test_choose_offsets_distinct_and_uniform(n, k):
     z = (freq - k / n) / np.sqrt(k / n * (1 - k / n) / draws)
     # chi-square of inclusion counts, in standard deviations above its mean
     assert ((z**2).sum() - n) / np.sqrt(2 * n) < 4
+
+
+def test_choose_offsets_are_the_smallest_scores_in_order():
+    from sktve.graph.sampler import _dense_salts, _mix_into
+
+    rng = np.random.default_rng(0)
+    keys = _mix(np.arange(300, dtype=np.uint64))
+    n = rng.integers(9, 200, 300)
+    out = _choose_offsets(keys, n, 8)
+    score = _mix_into(keys[:, None] ^ _dense_salts(200)[None, :], np.empty((300, 200), np.uint64))
+    for i in range(300):
+        assert out[i].tolist() == sorted(np.argsort(score[i, : n[i]])[:8].tolist())
+    long = _choose_offsets(keys[:50], np.full(50, 10_000), 8)  # keyed permutation
+    assert (np.diff(long, axis=1) > 0).all() and (long < 10_000).all()
+
+
+def test_smallest_with_tied_high_halves():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        rows, width = int(rng.integers(1, 20)), int(rng.integers(3, 120))
+        k = int(rng.integers(1, width))
+        n = rng.integers(k + 1, width + 1, (rows, 1))
+        high = rng.integers(0, int(rng.choice([2, 7, 2**32])), (rows, width)).astype(np.uint64)
+        low = rng.permutation(rows * width).reshape(rows, width).astype(np.uint64)
+        score = (high << np.uint64(32)) | low
+        expect = [sorted(np.argsort(score[i, : n[i, 0]])[:k].tolist()) for i in range(rows)]
+        assert _smallest(score.copy(), n, k).tolist() == expect
+
+
+def test_visible_ends_match_searchsorted():
+    rng = np.random.default_rng(2)
+    whens, starts, stops = [], [], []
+    t = rng.integers(0, 100, 64)
+    for _ in range(3):
+        lengths = rng.integers(0, 40, 80)
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        when = np.concatenate([np.sort(rng.integers(0, 100, m)) for m in lengths])
+        rows = rng.integers(0, 80, 64)
+        whens.append(when)
+        starts.append(indptr[rows])
+        stops.append(indptr[rows + 1])
+    end = _visible_ends(whens, np.concatenate(starts), np.concatenate(stops), t)
+    for i, when in enumerate(whens):
+        for j in range(64):
+            lo, hi = starts[i][j], stops[i][j]
+            assert end[i * 64 + j] == lo + np.searchsorted(when[lo:hi], t[j], side="right")
+
+
+def test_crowded_picks_in_time_order_and_outputs_own_their_memory(small_db):
+    graph = GraphFeaturizer().fit_transform(small_db)
+    sampler = TemporalNeighborSampler(graph, [3, 2], random_state=2)
+    pos = np.arange(40)
+    times = np.full(40, pd.Timestamp("2024-01-01").value)
+    sub = sampler.sample_subgraph("customers", pos, times)
+    et = ("orders", "customer_id", "customers")
+    child, parent = sub["edges"][et]
+    order_time = graph.time["orders"][sub["rows"]["orders"][child]]
+    same_parent = parent[1:] == parent[:-1]
+    assert (np.diff(order_time)[same_parent] >= 0).all()  # each node's picks in time order
+    sub["rows"]["customers"][:] = -1
+    assert (pos == np.arange(40)).all()  # the seed positions were copied
 
 
 def test_pyg_neighbor_loader_statistics(small_db):

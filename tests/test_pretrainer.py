@@ -272,14 +272,15 @@ def test_pipeline_gridsearch_with_memory_pretrains_once(db, X, tmp_path, monkeyp
         ]
     )
     fold = np.where(X["timestamp"] < X["timestamp"].max(), -1, 0)
-    search = GridSearchCV(
-        pipe, {"clf__C": [0.1, 1.0, 10.0]}, cv=PredefinedSplit(fold), scoring="roc_auc"
-    )
+    grid = {"tve__mask_rate": [0.0, 0.15], "clf__C": [0.1, 1.0, 10.0]}
+    search = GridSearchCV(pipe, grid, cv=PredefinedSplit(fold), scoring="roc_auc")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         search.fit(X, y)
-    # One pre-training for the CV fold (3 grid points share it), one for the refit on all rows.
-    assert len(calls) == 2
+    # One pre-training per mask_rate on the training fold (the 3 values of C share it), and
+    # one for the refit of the best setting on all rows.
+    assert len(calls) == 3
+    assert search.best_params_["tve__mask_rate"] in (0.0, 0.15)
     assert search.predict_proba(X).shape == (len(X), 2)
 
 

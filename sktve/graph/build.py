@@ -10,9 +10,10 @@ PyG):
   references (none for a null key).
 
 For sampling, each edge type stores a CSR indexed by the *destination* row (the node
-that samples), whose neighbour lists are sorted by (neighbour time, neighbour row). The
-neighbours visible at time ``t`` are then a prefix of the list, found for a whole batch
-at once by one ``searchsorted`` on a combined (segment, time rank) key.
+that samples), whose neighbour lists are sorted by (neighbour time, neighbour identity).
+The neighbours visible at time ``t`` are then a prefix of the list, found for a whole
+batch at once by a vectorised binary search within each list on ``nbr_time`` (the
+neighbours' times in CSR order).
 """
 
 from __future__ import annotations
@@ -38,18 +39,16 @@ class Adjacency:
         Neighbours of destination row ``v`` are ``nbr[indptr[v]:indptr[v + 1]]``.
     nbr : ndarray of int64
         Source rows, sorted within each segment by (source time, source row).
-    time_key : ndarray of int64 or None
-        ``segment * stride + rank(source time)`` (non-decreasing), for temporal sources.
-    stride : int
-        ``len(time levels of the source table) + 1``.
+    nbr_time : ndarray of int64 or None
+        Time of each neighbour in ``nbr`` (non-decreasing within each segment), for
+        temporal sources; None for static ones.
     direct : ndarray of int64 or None
         When every row has at most one neighbour: that neighbour or -1 (fast path).
     """
 
     indptr: np.ndarray
     nbr: np.ndarray
-    time_key: np.ndarray | None
-    stride: int
+    nbr_time: np.ndarray | None
     direct: np.ndarray | None
 
     @property
@@ -131,7 +130,6 @@ class TemporalGraph:
                 src_of_edge=np.arange(n_child, dtype=np.int64),
                 n_dst=n_parent,
                 src_time=time[child],
-                src_levels=levels.get(child),
                 src_id=node_id[child],
             )
             # Child samples the one row it references.
@@ -140,7 +138,6 @@ class TemporalGraph:
                 src_of_edge=parent_pos,
                 n_dst=n_child,
                 src_time=time[parent],
-                src_levels=levels.get(parent),
                 src_id=node_id[parent],
             )
         x_num = {t: features[t][0] for t in metadata.node_types}
@@ -175,29 +172,27 @@ def _build_adjacency(
     src_of_edge: np.ndarray,
     n_dst: int,
     src_time: np.ndarray | None,
-    src_levels: np.ndarray | None,
     src_id: np.ndarray,
 ) -> Adjacency:
     valid = (dst_of_edge >= 0) & (src_of_edge >= 0)
     dst = dst_of_edge[valid]
     src = src_of_edge[valid]
     if src_time is not None:
-        rank = np.searchsorted(src_levels, src_time[src]).astype(np.int64)
+        edge_time = src_time[src]
         # Sort by destination, then time, then source identity: the visible neighbours of
         # a destination at time t are then a prefix of its list, in an order that does not
         # depend on row positions.
-        order = np.lexsort((src_id[src], rank, dst))
+        order = np.lexsort((src_id[src], edge_time, dst))
     else:
-        rank = None
+        edge_time = None
         order = np.lexsort((src_id[src], dst))
     dst, src = dst[order], src[order]
     counts = np.bincount(dst, minlength=n_dst)
     indptr = np.zeros(n_dst + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    stride = int(len(src_levels)) + 1 if src_levels is not None else 1
-    time_key = None
-    if rank is not None:
-        time_key = dst.astype(np.int64) * stride + rank[order]
+    nbr_time = None
+    if edge_time is not None:
+        nbr_time = np.ascontiguousarray(edge_time[order], dtype=np.int64)
     direct = None
     if n_dst == 0 or counts.max(initial=0) <= 1:
         direct = np.full(n_dst, -1, dtype=np.int64)
@@ -205,7 +200,6 @@ def _build_adjacency(
     return Adjacency(
         indptr=indptr,
         nbr=np.ascontiguousarray(src, dtype=np.int64),
-        time_key=time_key,
-        stride=stride,
+        nbr_time=nbr_time,
         direct=direct,
     )

@@ -20,6 +20,7 @@ types only.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -33,6 +34,9 @@ from sktve.graph.features import EdgeType
 __all__ = ["SampledBatch", "TemporalNeighborSampler"]
 
 _NS_PER_DAY = 86400.0 * 1e9
+_INT64_MAX = np.iinfo(np.int64).max
+_U64_MAX = np.iinfo(np.uint64).max
+_LITTLE_ENDIAN = sys.byteorder == "little"
 _U = np.uint64
 _GOLDEN = 0x9E3779B97F4A7C15
 _ROUNDS = 4
@@ -76,37 +80,105 @@ class _KeyedPermutation:
 
     def __init__(self, keys: np.ndarray, n: np.ndarray) -> None:
         bits = np.frexp((n - 1).astype(np.float64))[1].astype(np.uint64)  # bit length
-        self.mask = (_U(1) << bits) - _U(1)
-        self.right = np.maximum(bits >> _U(1), _U(1))
-        self.left = np.maximum(bits - self.right, _U(1))
-        self.n = n.astype(np.uint64)
-        self.add = [_mix(keys + _salt(2 * r + 1)) for r in range(_ROUNDS)]
-        self.mul = [_mix(keys + _salt(2 * r + 2)) | _U(1) for r in range(_ROUNDS)]
+        right = np.maximum(bits >> _U(1), _U(1))
+        salts = np.array([_salt(j) for j in range(1, 2 * _ROUNDS + 1)], dtype=np.uint64)
+        keyed = _mix(keys[None, :] + salts[:, None])  # round r: add = row 2r, mul = row 2r+1
+        keyed[1::2] |= _U(1)
+        # rows: mask, right shift, left shift, n, then (add, mul) per round
+        self.params = np.vstack(
+            [
+                (_U(1) << bits) - _U(1),
+                right,
+                np.maximum(bits - right, _U(1)),
+                n.astype(np.uint64),
+                keyed,
+            ]
+        )
 
-    def _apply(self, x: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
-        def take(a: np.ndarray) -> np.ndarray:
-            return a if idx is None else a[idx]
-
-        mask, right, left = take(self.mask), take(self.right), take(self.left)
+    @staticmethod
+    def _apply(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The rounds, in place on ``x`` (``p``: the parameter rows of its elements)."""
+        mask, right, left = p[0], p[1], p[2]
+        t = np.empty_like(x)
         for r in range(_ROUNDS):
-            x = (x + take(self.add[r])) & mask
-            x = (x * take(self.mul[r])) & mask
-            x ^= x >> right
-            x ^= (x << left) & mask
+            # (x + add) * mul, both mod 2**b: masking once after the product is the same
+            x += p[4 + 2 * r]
+            x *= p[5 + 2 * r]
+            x &= mask
+            np.right_shift(x, right, out=t)
+            x ^= t
+            np.left_shift(x, left, out=t)
+            t &= mask
+            x ^= t
         return x
 
     def __call__(self, i: np.ndarray) -> np.ndarray:
+        p = self.params
         with np.errstate(over="ignore"):
-            y = self._apply(i.astype(np.uint64), None)
-            todo = np.flatnonzero(y >= self.n)
+            y = self._apply(i.astype(np.uint64), p)
+            todo = np.flatnonzero(y >= p[3])
             while len(todo):
-                y[todo] = self._apply(y[todo], todo)
-                todo = todo[y[todo] >= self.n[todo]]
+                q = p.take(todo, axis=1)
+                z = self._apply(y[todo], q)
+                y[todo] = z
+                todo = todo[z >= q[3]]
         return y.astype(np.int64)
 
 
+def _mix_into(x: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """:func:`_mix` in place on ``x`` (``tmp``: scratch of the same shape)."""
+    np.right_shift(x, _U(30), out=tmp)
+    x ^= tmp
+    x *= _U(0xBF58476D1CE4E5B9)
+    np.right_shift(x, _U(27), out=tmp)
+    x ^= tmp
+    x *= _U(0x94D049BB133111EB)
+    np.right_shift(x, _U(31), out=tmp)
+    x ^= tmp
+    return x
+
+
+_SALTS = np.zeros(0, dtype=np.uint64)
+
+
+def _dense_salts(width: int) -> np.ndarray:
+    """Per-offset salts of the exact (dense) sampler, cached and grown on demand."""
+    global _SALTS
+    salts = _SALTS
+    if len(salts) < width:
+        size = max(width, 2 * len(salts), _DENSE_MIN)
+        with np.errstate(over="ignore"):
+            salts = _mix(np.arange(size, dtype=np.uint64) + _U(_salt(7)))
+        _SALTS = salts
+    return salts[:width]
+
+
+def _smallest(score: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the ``k`` smallest of ``score[i, :n[i]]`` per row, in increasing order
+    (``score`` is overwritten).
+
+    The scores of a row are distinct (a bijective hash of distinct inputs), so "the k
+    smallest" is a set. It is found on the high 32 bits (a selection on half the bytes);
+    rows whose high halves tie at the k-th value fall back to the full 64 bits.
+    """
+    rows, width = score.shape
+    if int(n.min()) < width:
+        np.copyto(score, _U64_MAX, where=np.arange(width)[None, :] >= n)
+    if _LITTLE_ENDIAN:
+        high = score.view(np.uint32)[:, 1::2]
+    else:  # pragma: no cover
+        high = (score >> _U(32)).astype(np.uint32)
+    chosen = high <= np.partition(high, k - 1, axis=1)[:, k - 1 : k]
+    if np.count_nonzero(chosen) != rows * k:  # every row has at least k
+        tied = np.flatnonzero(np.count_nonzero(chosen, axis=1) != k)
+        full = score[tied]
+        chosen[tied] = full <= np.partition(full, k - 1, axis=1)[:, k - 1 : k]
+    return np.flatnonzero(chosen).reshape(rows, k) - np.arange(0, rows * width, width)[:, None]
+
+
 def _choose_offsets(keys: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
-    """``k`` distinct pseudo-random offsets in ``[0, n[i])`` for each key (all ``n > k``).
+    """``k`` distinct pseudo-random offsets in ``[0, n[i])`` for each key (all ``n > k``),
+    in increasing order.
 
     Lists at most ``max(4 k, 256)`` long are sampled exactly (the ``k`` smallest of one
     hash score per candidate): small domains are where a cheap keyed permutation is
@@ -117,20 +189,118 @@ def _choose_offsets(keys: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
     dense = n <= max(_DENSE_FACTOR * k, _DENSE_MIN)
     idx = np.flatnonzero(dense)
     if len(idx):
-        width = int(n[idx].max())
+        n_dense = n[idx]
+        width = int(n_dense.max())
         step = max(1, _DENSE_CELLS // width)
-        salts = _mix(np.arange(width, dtype=np.uint64) + _U(_salt(7)))
+        salts = _dense_salts(width)
         for lo in range(0, len(idx), step):  # chunks bound memory, not a loop over seeds
             part = idx[lo : lo + step]
-            with np.errstate(over="ignore"):
-                score = _mix(keys[part, None] ^ salts[None, :])
-            score[np.arange(width)[None, :] >= n[part, None]] = np.iinfo(np.uint64).max
-            out[part] = np.argpartition(score, k - 1, axis=1)[:, :k]
+            score = np.bitwise_xor(keys[part, None], salts[None, :])
+            _mix_into(score, np.empty_like(score))
+            out[part] = _smallest(score, n_dense[lo : lo + step, None], k)
     idx = np.flatnonzero(~dense)
     if len(idx):
         perm = _KeyedPermutation(np.repeat(keys[idx], k), np.repeat(n[idx], k))
-        out[idx] = perm(np.tile(np.arange(k, dtype=np.int64), len(idx))).reshape(-1, k)
+        drawn = perm(np.tile(np.arange(k, dtype=np.int64), len(idx))).reshape(-1, k)
+        out[idx] = np.sort(drawn, axis=1)
     return out
+
+
+# Parts of an output array, ``(length, kind, a, b)``, written into it by `_fill`.
+_OWN = 0  # a: a fresh array (returned as is when it is the whole output)
+_COPY = 1  # a: an array owned elsewhere (copied)
+_TAKE = 2  # a[b]
+_RANGE = 3  # a + arange(length)
+_ADD = 4  # a + b
+_Part = tuple[int, int, Any, Any]
+_EMPTY: _Part = (0, _OWN, np.zeros(0, dtype=np.int64), 0)
+
+
+def _fill(out: np.ndarray, part: _Part, ar: np.ndarray) -> None:
+    n, kind, a, b = part
+    if kind == _TAKE:
+        a.take(b, out=out, mode="clip")  # indices are valid; "raise" would buffer
+    elif kind == _RANGE:
+        np.add(ar[:n], a, out=out)
+    elif kind == _ADD:
+        np.add(a, b, out=out)
+    else:
+        out[...] = a
+
+
+def _own(part: _Part) -> _Part:
+    """The part as an array (kind _OWN, or _COPY when it is another array as is)."""
+    if part[1] in (_OWN, _COPY):
+        return part
+    out = np.empty(part[0], dtype=np.int64)
+    _fill(out, part, np.arange(part[0] if part[1] == _RANGE else 0, dtype=np.int64))
+    return (part[0], _OWN, out, 0)
+
+
+def _assemble(parts: list[_Part], ar: np.ndarray) -> np.ndarray:
+    if len(parts) == 1 and parts[0][1] == _OWN:
+        return parts[0][2]
+    out = np.empty(sum(p[0] for p in parts), dtype=np.int64)
+    at = 0
+    for part in parts:
+        _fill(out[at : at + part[0]], part, ar)
+        at += part[0]
+    return out
+
+
+def _visible_ends(
+    whens: list[np.ndarray], start: np.ndarray, stop: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """End of the prefix with time ``<= t`` of each neighbour list, for several edge types
+    into one frontier at once.
+
+    Block ``i`` of ``start``/``stop`` (``len(t)`` entries each) holds the lists
+    ``[start, stop)`` of ``whens[i]``, non-decreasing within each list. A binary search
+    runs for all lists together, touching only their own entries (a search over the
+    whole array is a chain of cache misses on large tables).
+    """
+    n = len(t)
+    last = stop - 1  # index of the list's last entry
+    found = start - 1  # index of the last entry known to be <= t
+    longest = int((stop - start).max(initial=0))
+    if longest == 0:
+        return start.copy()
+    if len(whens) > 1:
+        t = np.tile(t, len(whens))
+    probe = np.empty_like(found)
+    value = np.empty_like(found)
+    ok = np.empty(len(found), dtype=bool)
+    step = 1 << (longest.bit_length() - 1)  # 2 * step > any list length
+    while step:
+        np.add(found, step, out=probe)
+        np.minimum(probe, last, out=probe)
+        for i, when in enumerate(whens):  # empty lists read anything: masked below anyway
+            block = slice(i * n, (i + 1) * n)
+            when.take(probe[block], out=value[block], mode="clip")
+        np.less_equal(value, t, out=ok)
+        np.copyto(found, probe, where=ok)
+        step >>= 1
+    found += 1
+    return found
+
+
+class _Frontier:
+    """Nodes of one type to expand at a hop: table rows, seed index, local index (an
+    ``int`` when they are the contiguous nodes ``local, local + 1, ...``)."""
+
+    __slots__ = ("local", "rows", "seed", "_seen", "lists")
+
+    def __init__(self, rows: np.ndarray, seed: np.ndarray, local: int | np.ndarray) -> None:
+        self.rows, self.seed, self.local = rows, seed, local
+        self._seen = None
+        # edge type -> (start, number of visible neighbours) of each node's list
+        self.lists: dict[EdgeType, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def seen(self, times: np.ndarray) -> np.ndarray:
+        """Seed time of each node."""
+        if self._seen is None:
+            self._seen = times.take(self.seed, mode="clip")
+        return self._seen
 
 
 @dataclass
@@ -262,22 +432,34 @@ class TemporalNeighborSampler:
         self.random_state = int(random_state)
         self._edge_type_id = {et: i for i, et in enumerate(graph.metadata.edge_types)}
         self._table_id = {t: i for i, t in enumerate(graph.metadata.node_types)}
+        self._direct: dict[EdgeType, tuple[bool, np.ndarray | None]] = {}
+        self._ar = np.zeros(0, dtype=np.int64)
+        self._consts: dict[int, np.ndarray] = {}
+        self._lists_into: dict[str, list[EdgeType]] = {t: [] for t in graph.metadata.node_types}
+        for et in graph.metadata.edge_types:
+            if graph.adj[et].direct is None:
+                self._lists_into[et[2]].append(et)
 
     # ------------------------------------------------------------------ keys
+    def _const(self, value: int) -> np.ndarray:
+        out = self._consts.get(value)
+        if out is None:
+            with np.errstate(over="ignore"):
+                out = self._consts[value] = _const(value)
+        return out
+
+    # (uint64 array arithmetic wraps silently; only numpy scalars warn on overflow)
     def _seed_keys(self, seed_table: str, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            base = _const(
-                (self.random_state & 0xFFFFFFFFFFFF) * 1_000_003 + self._table_id[seed_table]
-            )
-            key = _mix(base ^ _u64(rows))
-            return _mix(key ^ _u64(times))
+        base = self._const(
+            (self.random_state & 0xFFFFFFFFFFFF) * 1_000_003 + self._table_id[seed_table]
+        )
+        return _mix(_mix(base ^ _u64(rows)) ^ _u64(times))
 
     def _owner_keys(
         self, seed_keys: np.ndarray, rows: np.ndarray, hop: int, edge_type: EdgeType
     ) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            salt = _const((hop + 1) * 65_537 + self._edge_type_id[edge_type])
-            return _mix(seed_keys ^ _mix(_u64(rows) + salt))
+        salt = self._const((hop + 1) * 65_537 + self._edge_type_id[edge_type])
+        return _mix(seed_keys ^ _mix(_u64(rows) + salt))
 
     # ------------------------------------------------------------------ sampling
     def _check_seeds(
@@ -310,54 +492,140 @@ class TemporalNeighborSampler:
             )
         return positions, times.astype(np.int64, copy=False)
 
-    def _sample_edge_type(
+    def _arange(self, n: int) -> np.ndarray:
+        """A cached ``arange`` at least ``n`` long (read-only use: slices are views)."""
+        ar = self._ar
+        if len(ar) < n:
+            ar = np.arange(max(n, 2 * len(ar)), dtype=np.int64)
+            self._ar = ar
+        return ar
+
+    def _direct_info(self, edge_type: EdgeType) -> tuple[bool, np.ndarray | None]:
+        """(some rows lack a neighbour, neighbour time per row or None) of a one-neighbour
+        edge type; the time is None when no check is needed: static neighbours, or
+        neighbours never later than the (temporal) row itself, which is already visible."""
+        info = self._direct.get(edge_type)
+        if info is None:
+            src, _, dst = edge_type
+            direct = self.graph.adj[edge_type].direct
+            has = direct >= 0
+            missing = not bool(has.all())
+            src_time, dst_time = self.graph.time[src], self.graph.time[dst]
+            when = None
+            if src_time is not None:
+                when = np.where(has, src_time[np.where(has, direct, 0)], _INT64_MAX)
+                if dst_time is not None and bool((when[has] <= dst_time[has]).all()):
+                    when = None
+            info = self._direct[edge_type] = (missing, when)
+        return info
+
+    def _visible_lists(
+        self, node_type: str, front: _Frontier, times: np.ndarray
+    ) -> dict[EdgeType, tuple[np.ndarray, np.ndarray]]:
+        """(list start, number of visible neighbours) of the frontier's nodes for every
+        many-neighbour edge type into ``node_type``, searched together."""
+        out = {}
+        timed: list[tuple[EdgeType, np.ndarray, np.ndarray]] = []
+        for et in self._lists_into[node_type]:
+            adj = self.graph.adj[et]
+            start = adj.indptr.take(front.rows, mode="clip")
+            stop = adj.indptr[1:].take(front.rows, mode="clip")
+            if adj.nbr_time is None:
+                out[et] = (start, stop - start)
+            else:
+                timed.append((et, start, stop))
+        if timed:
+            n = len(front.rows)
+            start = np.concatenate([s for _, s, _ in timed])
+            end = _visible_ends(
+                [self.graph.adj[et].nbr_time for et, _, _ in timed],
+                start,
+                np.concatenate([s for _, _, s in timed]),
+                front.seen(times),
+            )
+            end -= start
+            for i, (et, s, _) in enumerate(timed):
+                out[et] = (s, end[i * n : (i + 1) * n])
+        return out
+
+    def _expand(
         self,
         edge_type: EdgeType,
-        rows: np.ndarray,
-        seeds: np.ndarray,
+        front: _Frontier,
         times: np.ndarray,
         seed_keys: np.ndarray,
         hop: int,
         fanout: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(owner index into ``rows``, sampled neighbour row) for one edge type and hop."""
-        graph = self.graph
-        adj = graph.adj[edge_type]
-        src = edge_type[0]
-        src_time = graph.time[src]
+    ) -> tuple[int, _Part, _Part, _Part]:
+        """(number of sampled nodes, their rows, their seeds, their parents' local index)
+        for one edge type and hop, as parts of the output arrays."""
+        adj = self.graph.adj[edge_type]
+        rows = front.rows
+        local = front.local
         if adj.direct is not None:
-            nbr = adj.direct[rows]
-            ok = nbr >= 0
-            if src_time is not None:
-                ok &= src_time[np.where(ok, nbr, 0)] <= times
+            missing, when = self._direct_info(edge_type)
+            nbr = None
+            if when is not None:
+                seen = front.seen(times)
+                ok = when.take(rows, mode="clip") <= seen
+                if missing and seen.max(initial=0) == _INT64_MAX:
+                    ok &= adj.direct.take(rows, mode="clip") >= 0
+            elif missing:
+                nbr = adj.direct.take(rows, mode="clip")
+                ok = nbr >= 0
+            else:
+                ok = None
+            if ok is None or bool(ok.all()):
+                n = len(rows)
+                row_part = (n, _OWN, nbr, 0) if nbr is not None else (n, _TAKE, adj.direct, rows)
+                parent = (n, _RANGE, local, 0) if isinstance(local, int) else (n, _COPY, local, 0)
+                return n, row_part, (n, _COPY, front.seed, 0), parent
             owner = np.flatnonzero(ok)
-            return owner, nbr[owner]
-        start = adj.indptr[rows]
-        if src_time is None:
-            n_valid = adj.indptr[rows + 1] - start
-        else:
-            level = np.searchsorted(graph.time_levels[src], times, side="right")
-            end = np.searchsorted(adj.time_key, rows * adj.stride + level, side="left")
-            n_valid = end - start
+            n = len(owner)
+            if nbr is not None:
+                row_part = (n, _TAKE, nbr, owner)
+            else:
+                row_part = (n, _TAKE, adj.direct, rows.take(owner, mode="clip"))
+            if isinstance(local, int):
+                parent = (n, _ADD, owner, local)
+            else:
+                parent = (n, _TAKE, local, owner)
+            return n, row_part, (n, _TAKE, front.seed, owner), parent
+
+        if front.lists is None:
+            front.lists = self._visible_lists(edge_type[2], front, times)
+        start, n_valid = front.lists[edge_type]
         count = n_valid if fanout < 0 else np.minimum(n_valid, fanout)
-        total = int(count.sum())
-        owner = np.repeat(np.arange(len(rows), dtype=np.int64), count)
-        first = np.cumsum(count) - count
-        offset = np.arange(total, dtype=np.int64) - np.repeat(first, count)
+        n = int(count.sum())
+        if n == 0:
+            return 0, _EMPTY, _EMPTY, _EMPTY
+        ar = self._arange(max(n, len(rows) + (local if isinstance(local, int) else 0)))
+        first = np.cumsum(count)
+        first -= count
+        pos = np.repeat(start - first, count)
+        pos += ar[:n]
         if fanout > 0:
             crowded = np.flatnonzero(n_valid > fanout)
             if len(crowded):
                 # Only nodes with more visible neighbours than the fan-out draw at random;
                 # their draws are keyed by information the seed can see.
                 keys = self._owner_keys(
-                    seed_keys[seeds[crowded]],
-                    graph.node_id[edge_type[2]][rows[crowded]],
+                    seed_keys[front.seed[crowded]],
+                    self.graph.node_id[edge_type[2]][rows[crowded]],
                     hop,
                     edge_type,
                 )
-                elem = first[crowded][:, None] + np.arange(fanout)
-                offset[elem.ravel()] = _choose_offsets(keys, n_valid[crowded], fanout).ravel()
-        return owner, adj.nbr[start[owner] + offset]
+                picked = _choose_offsets(keys, n_valid[crowded], fanout)
+                picked += start[crowded][:, None]
+                pos[first[crowded][:, None] + ar[:fanout]] = picked
+        if isinstance(local, int):
+            local = ar[local : local + len(rows)]
+        return (
+            n,
+            (n, _TAKE, adj.nbr, pos),
+            (n, _OWN, np.repeat(front.seed, count), 0),
+            (n, _OWN, np.repeat(local, count), 0),
+        )
 
     def sample_subgraph(
         self, seed_table: str, seed_positions: Any, seed_times: Any
@@ -372,62 +640,85 @@ class TemporalNeighborSampler:
         positions, times = self._check_seeds(seed_table, seed_positions, seed_times)
         graph = self.graph
         node_types = graph.metadata.node_types
+        edge_types = graph.metadata.edge_types
         n_seeds = len(positions)
         seed_keys = self._seed_keys(seed_table, graph.node_id[seed_table][positions], times)
-        arange = np.arange(n_seeds, dtype=np.int64)
-        rows: dict[str, list[np.ndarray]] = {t: [] for t in node_types}
-        seeds: dict[str, list[np.ndarray]] = {t: [] for t in node_types}
+        # Output arrays are assembled once at the end from parts (see `_fill`), so that
+        # the last hop's gathers write straight into them.
+        rows: dict[str, list[_Part]] = {t: [] for t in node_types}
+        seeds: dict[str, list[_Part]] = {t: [] for t in node_types}
+        edges: dict[EdgeType, list[tuple[_Part, _Part]]] = {et: [] for et in edge_types}
         count = dict.fromkeys(node_types, 0)
         depth_ptr = {t: [0] for t in node_types}
-        edges: dict[EdgeType, list[np.ndarray]] = {et: [] for et in graph.metadata.edge_types}
-        edge_ptr = {et: [0] for et in graph.metadata.edge_types}
-        rows[seed_table].append(positions)
-        seeds[seed_table].append(arange)
+        edge_ptr = {et: [0] for et in edge_types}
+        rows[seed_table].append((n_seeds, _COPY, positions, 0))
+        seeds[seed_table].append((n_seeds, _RANGE, 0, 0))
         count[seed_table] = n_seeds
         for t in node_types:
             depth_ptr[t].append(count[t])
-        # frontier[type] = (table rows, seed index, local node index)
-        frontier = {seed_table: (positions, arange, arange)}
+        # Nodes of one type reached at one hop are contiguous: local index `local` onwards.
+        all_seeds = self._arange(n_seeds)[:n_seeds]
+        frontier = {seed_table: _Frontier(positions, all_seeds, 0)}
         seed_row_time = graph.time[seed_table]
         if seed_row_time is not None:
             # A seed row stamped after its seed time is future data, references included:
             # it stays in the batch (blanked by `sample`) but is not expanded.
             visible = np.flatnonzero(seed_row_time[positions] <= times)
-            frontier = {seed_table: (positions[visible], visible, visible)}
+            if len(visible) < n_seeds:
+                frontier = {seed_table: _Frontier(positions[visible], visible, visible)}
+        last = len(self.fanouts) - 1
         for hop, fanout in enumerate(self.fanouts):
-            new: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-            for et in graph.metadata.edge_types:
+            reached: dict[str, list[tuple[_Part, _Part]]] = {}
+            for et in edge_types:
                 src, _, dst = et
-                if dst not in frontier or len(frontier[dst][0]) == 0:
+                front = frontier.get(dst)
+                if front is None or len(front.rows) == 0:
                     edge_ptr[et].append(edge_ptr[et][-1])
                     continue
-                f_rows, f_seed, f_local = frontier[dst]
-                owner, nbr = self._sample_edge_type(
-                    et, f_rows, f_seed, times[f_seed], seed_keys, hop, fanout
+                n, row_part, seed_part, parent = self._expand(
+                    et, front, times, seed_keys, hop, fanout
                 )
-                child_seed = f_seed[owner]
-                child_local = np.arange(count[src], count[src] + len(nbr), dtype=np.int64)
-                count[src] += len(nbr)
-                rows[src].append(nbr)
-                seeds[src].append(child_seed)
-                edges[et].append(np.stack([child_local, f_local[owner]]))
-                edge_ptr[et].append(edge_ptr[et][-1] + len(nbr))
-                new.setdefault(src, []).append((nbr, child_seed, child_local))
+                edge_ptr[et].append(edge_ptr[et][-1] + n)
+                if n == 0:
+                    continue
+                if hop < last:
+                    row_part, seed_part = _own(row_part), _own(seed_part)
+                    reached.setdefault(src, []).append((row_part, seed_part))
+                rows[src].append(row_part)
+                seeds[src].append(seed_part)
+                edges[et].append(((n, _RANGE, count[src], 0), parent))
+                count[src] += n
             for t in node_types:
                 depth_ptr[t].append(count[t])
-            frontier = {
-                t: tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-                for t, parts in new.items()
-            }
-        empty = np.zeros(0, dtype=np.int64)
+            if hop == last:
+                break
+            frontier = {}
+            for t, parts in reached.items():
+                if len(parts) == 1:
+                    node_rows, node_seed = parts[0][0][2], parts[0][1][2]
+                else:
+                    node_rows = np.concatenate([p[0][2] for p in parts])
+                    node_seed = np.concatenate([p[1][2] for p in parts])
+                    k = len(parts)
+                    rows[t][-k:] = [(len(node_rows), _OWN, node_rows, 0)]
+                    seeds[t][-k:] = [(len(node_seed), _OWN, node_seed, 0)]
+                frontier[t] = _Frontier(node_rows, node_seed, depth_ptr[t][-2])
+        ar = self._arange(max([n_seeds, *count.values()]))
+        out_edges = {}
+        for et, parts in edges.items():
+            total = edge_ptr[et][-1]
+            out = np.empty((2, total), dtype=np.int64)
+            at = 0
+            for child, parent in parts:
+                _fill(out[0, at : at + child[0]], child, ar)
+                _fill(out[1, at : at + child[0]], parent, ar)
+                at += child[0]
+            out_edges[et] = out
         return {
-            "rows": {t: np.concatenate(v) if v else empty for t, v in rows.items()},
-            "seed": {t: np.concatenate(v) if v else empty for t, v in seeds.items()},
+            "rows": {t: _assemble(v, ar) for t, v in rows.items()},
+            "seed": {t: _assemble(v, ar) for t, v in seeds.items()},
             "depth_ptr": depth_ptr,
-            "edges": {
-                et: np.concatenate(v, axis=1) if v else np.zeros((2, 0), dtype=np.int64)
-                for et, v in edges.items()
-            },
+            "edges": out_edges,
             "edge_ptr": edge_ptr,
             "positions": positions,
             "times": times,
@@ -457,21 +748,24 @@ class TemporalNeighborSampler:
         x_num, x_cat, rel_time, abs_time = {}, {}, {}, {}
         for t in graph.metadata.node_types:
             node_rows = sub["rows"][t]
-            xn = graph.x_num[t][node_rows]
-            xc = graph.x_cat[t][node_rows]
+            xn = graph.x_num[t].take(node_rows, axis=0, mode="clip")
+            xc = graph.x_cat[t].take(node_rows, axis=0, mode="clip")
             node_time = graph.time[t]
             if node_time is not None:
-                abs_time[t] = node_time[node_rows]
-                rel = times[sub["seed"][t]] - abs_time[t]
+                abs_time[t] = node_time.take(node_rows, mode="clip")
+                rel = times.take(sub["seed"][t], mode="clip")
+                rel -= abs_time[t]
                 if t == seed_table and n_seeds:
                     # A seed row stamped after its own seed time is not visible to it:
                     # keep the node (it is the entity) but blank its features.
                     hidden = np.flatnonzero(rel[:n_seeds] < 0)
                     xn[hidden] = 0.0
                     xc[hidden] = 0
-                rel_time[t] = torch.from_numpy(
-                    (np.maximum(rel, 0) / _NS_PER_DAY).astype(np.float32)
-                )
+                np.maximum(rel, 0, out=rel)
+                days = np.empty(len(rel), dtype=np.float32)
+                # float64 division, then rounded to float32 (as `.astype(np.float32)`)
+                np.true_divide(rel, _NS_PER_DAY, out=days, casting="unsafe")
+                rel_time[t] = torch.from_numpy(days)
             x_num[t] = torch.from_numpy(xn)
             x_cat[t] = torch.from_numpy(xc)
         return SampledBatch(
