@@ -41,9 +41,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sktve.run import run_task
 
     out = Path(args.out) if args.out else None
-    source = _resolve_source(args.dataset, out)
     run_task(
-        source,
+        _resolve_source(args.dataset, out),
         args.task,
         head=args.head,
         out=out,
@@ -55,20 +54,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from sktve.run import run_task
-
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sktve-demo-"))
-    source = _resolve_source(SYNTHETIC, out)
-    run_task(
-        source,
-        "customer-churn",
-        head=args.head,
-        out=out,
-        random_state=args.random_state,
-        max_epochs=args.max_epochs,
-        verbose=not args.quiet,
-    )
-    return 0
+    # The demo is `run` on the embedded synthetic database and its churn task.
+    args.dataset, args.task = SYNTHETIC, "customer-churn"
+    args.out = args.out or tempfile.mkdtemp(prefix="sktve-demo-")
+    return _cmd_run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
