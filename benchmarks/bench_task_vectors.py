@@ -218,7 +218,11 @@ def main() -> None:
     if args.quick:
         sizes, args.customers = [100_000, 300_000], 2_000
     hops = [int(h) for h in args.hops.split(",") if h]
-    report = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    report = {
+        "machine": machine(),
+        "command": "python benchmarks/bench_task_vectors.py " + " ".join(sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     if Path(args.relf1).exists():
         report["relf1"] = bench_relf1(args.relf1, args.quick)
         print(json.dumps(report["relf1"]), flush=True)
@@ -227,6 +231,7 @@ def main() -> None:
     report["synthetic"] = bench_synthetic(
         sizes, hops, args.customers, args.cutoffs, args.reference_max_rows
     )
+    report["written"] = time.strftime("%Y-%m-%d %H:%M:%S")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")

@@ -1,14 +1,21 @@
 """Task vectors: aggregates of what happens to each entity in the window after a cutoff.
 
 :func:`task_vectors` ties the stages together: paths from the schema graph
-(:mod:`~sktve.targets.paths`), SQL per path and window (:mod:`~sktve.targets.sql`), an
-engine that runs it (:mod:`~sktve.targets.engine`), and the assembly of one wide frame.
-:func:`compute_blocks` is shared with :class:`sktve.AggregateFeatures`, which runs the same
-queries on the window *before* the cutoff.
+(:mod:`~sktve.targets.paths`), the aggregates of each path and window, and the assembly of
+one wide frame. Direct, dimension (static dimension table) and sibling paths are computed
+by a numpy range engine (sorted arrays, prefix sums, sparse tables; see the "range
+engine" section below), which scales linearly to tens of millions of rows; child paths
+and dimension tables with a time column run as SQL (:mod:`~sktve.targets.sql`) on an
+engine (:mod:`~sktve.targets.engine`). :func:`compute_blocks` is shared with
+:class:`sktve.AggregateFeatures`, which computes the same aggregates on the window
+*before* the cutoff.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,6 +115,538 @@ def _view_frame(
     return view
 
 
+# ---------------------------------------------------------------------- range engine
+# Direct, dimension (static dimension table) and sibling paths are computed in numpy from
+# sorted arrays instead of SQL joins: a table's rows sorted by (key, time) put the rows
+# of one entity in one window, or the siblings of one first-hop row, in a contiguous range
+# [a, b) found with two binary searches. Additive aggregates (counts, sums, sums of
+# squares) are differences of prefix sums; min / max come from a sparse table queried
+# level by level; modes and distinct counts from per-category prefix counts (few
+# categories) or from sorting the (pair, category) incidences (many). Every step is
+# O(rows log rows) with no (cutoff x rows) intermediate. Child paths and dimension tables
+# with a time column keep the SQL queries of :mod:`sktve.targets.sql`.
+
+#: Categorical columns with at most this many categories use per-category prefix counts.
+_FEW_CATEGORIES = 32
+#: Incidences (pair, row) expanded at once for modes of many-category columns.
+_CHUNK_INCIDENCES = 4_000_000
+#: Float prefix sums restart every this many values (see :func:`_range_sum`).
+_BLOCK = 1024
+
+
+def _cumsum0(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """Prefix sums with a leading 0: sum of values[a:b] is out[b] - out[a]."""
+    out = np.zeros(len(values) + 1, dtype=dtype)
+    np.cumsum(values, dtype=dtype, out=out[1:])
+    return out
+
+
+def _small_codes(codes: np.ndarray) -> np.ndarray:
+    """Codes in the narrowest unsigned type (numpy's stable sort is a radix sort <= 16 bits)."""
+    top = int(codes.max()) if len(codes) else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return codes.astype(dtype)
+    return codes.astype(np.int64)
+
+
+class _Ranges:
+    """Rows of one table grouped by an integer key code and ordered by time.
+
+    ``rows`` lists the table's row positions in (key, time) order (rows with a negative
+    code are left out); :meth:`bound` finds, per query (code, x), the end of the rows
+    with a smaller key or the same key and time <= x. Key and time are packed into one
+    int64 so that one ``searchsorted`` answers it: ``code * span + (time - t0) // unit``
+    where ``unit`` is the gcd of the time differences (a second, a day) when that fits,
+    else ``code * (n + 1) + rank of the time``.
+    """
+
+    def __init__(self, codes: np.ndarray, times: np.ndarray) -> None:
+        valid = codes >= 0
+        everything = bool(valid.all())
+        rows = None if everything else np.flatnonzero(valid)
+        t = times if everything else times[rows]
+        valid_codes = codes if everything else codes[rows]
+        # (Random gathers dominate at tens of millions of rows: skip the avoidable ones.)
+        if len(t) < 2 or bool(np.all(t[1:] >= t[:-1])):
+            order = np.argsort(_small_codes(valid_codes), kind="stable")
+            sorted_times = t
+        else:
+            by_time = np.argsort(t, kind="stable")
+            order = by_time[np.argsort(_small_codes(valid_codes[by_time]), kind="stable")]
+            sorted_times = t[by_time]
+            del by_time
+        self.rows = order if everything else rows[order]
+        del rows, valid
+        counts = np.bincount(valid_codes) if len(valid_codes) else np.zeros(0, np.int64)
+        key = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        self.sorted_times = None
+        self.t0, self.unit, self.span = 0, 1, 1
+        if len(t):
+            self.t0 = int(sorted_times[0])
+            self.unit = max(int(np.gcd.reduce(np.diff(sorted_times))), 1)
+            self.span = (int(sorted_times[-1]) - self.t0) // self.unit + 2
+        if max(len(counts), 1) * self.span < 2**62:
+            self.packed = key * self.span + (t[order] - self.t0) // self.unit
+        else:
+            self.sorted_times = sorted_times
+            self.span = len(t) + 1
+            self.packed = key * self.span + np.searchsorted(sorted_times, t[order], side="right")
+
+    def bound(self, codes: np.ndarray, x: np.ndarray) -> np.ndarray:
+        if self.sorted_times is None:
+            # Offsets clipped into [-1, span - 2] stay inside the code's own block.
+            offset = np.clip(np.floor_divide(x - self.t0, self.unit), -1, self.span - 2)
+        else:
+            offset = np.searchsorted(self.sorted_times, x, side="right")
+        # A negative code packs below every row: its ranges are empty.
+        query = codes.astype(np.int64) * self.span + offset
+        return np.searchsorted(self.packed, query, side="right")
+
+    def window(self, codes: np.ndarray, start: np.ndarray, stop: np.ndarray):
+        """Ranges [a, b) of the rows with the query's key and time in (start, stop]."""
+        return self.bound(codes, start), self.bound(codes, stop)
+
+
+def _range_sum(values: np.ndarray, a: np.ndarray, b: np.ndarray, dtype: Any) -> np.ndarray:
+    """Sum of values[a:b] per range, from prefix sums."""
+    if np.dtype(dtype).kind != "f":
+        prefix = _cumsum0(values, dtype)
+        return prefix[b] - prefix[a]
+    # A float prefix sum over millions of values would carry rounding errors of the size
+    # of the running total into every difference. Prefix sums restart every _BLOCK values
+    # instead (errors stay local) and block totals are carried in extended precision.
+    n_blocks = len(values) // _BLOCK + 1
+    local = np.zeros(n_blocks * _BLOCK, dtype=np.float64)
+    local[1 : len(values) + 1] = values  # local[i] ends the prefix of values[:i]
+    blocks = local.reshape(n_blocks, _BLOCK)
+    np.cumsum(blocks, axis=1, out=blocks)
+    base = np.zeros(n_blocks, dtype=np.longdouble)
+    np.cumsum(blocks[:-1, -1], dtype=np.longdouble, out=base[1:])
+    # Block offsets as float64 pairs (high + low part): differences of the high parts
+    # round relative to the difference, the low parts restore the extended precision.
+    high = base.astype(np.float64)
+    low = (base - high).astype(np.float64)
+    ka, kb = a // _BLOCK, b // _BLOCK
+    carried = (high[kb] - high[ka]) + (low[kb] - low[ka])
+    return carried + (local[b] - local[a])
+
+
+def _range_reduce(values: np.ndarray, a: np.ndarray, b: np.ndarray, fn: Any) -> np.ndarray:
+    """``fn`` (np.fmin / np.fmax: NaN-skipping) over values[a:b] per range; NaN if empty.
+
+    Sparse table built one level at a time: level j holds fn over windows of 2**j values,
+    and a range of length L is answered at level floor(log2 L) from two overlapping
+    windows. Memory stays at two arrays of the input's length.
+    """
+    out = np.full(len(a), np.nan)
+    length = b - a
+    hit = np.flatnonzero(length > 0)
+    if len(hit) == 0:
+        return out
+    level = (np.frexp(length[hit].astype(np.float64))[1] - 1).astype(np.uint8)  # floor(log2)
+    order = np.argsort(level, kind="stable")  # a radix sort on uint8
+    hit, level = hit[order], level[order]
+    edges = np.searchsorted(level, np.arange(int(level[-1]) + 2))
+    table = values
+    for j in range(int(level[-1]) + 1):
+        if j:
+            half = 1 << (j - 1)
+            table = fn(table[:-half], table[half:])
+        sel = hit[edges[j] : edges[j + 1]]
+        if len(sel):
+            out[sel] = fn(table[a[sel]], table[b[sel] - (1 << j)])
+    return out
+
+
+class _Moments:
+    """Count, centred sum and centred sum of squares per range (from prefix sums)."""
+
+    def __init__(self, n, s, q, shift: float) -> None:
+        self.n, self.s, self.q, self.shift = n, s, q, shift
+
+    @classmethod
+    def of_values(cls, values: np.ndarray, a, b, squares: bool) -> _Moments:
+        ok = ~np.isnan(values)
+        n = (b - a) if ok.all() else _range_sum(ok, a, b, np.int64)
+        # Centring on the (rounded) column mean keeps sum-of-squares variances accurate;
+        # an integer shift keeps sums of integer-valued columns exact.
+        shift = float(np.round(values[ok].mean())) if ok.any() else 0.0
+        d = np.where(ok, values - shift, 0.0)
+        s = _range_sum(d, a, b, np.float64)
+        q = _range_sum(d * d, a, b, np.float64) if squares else None
+        return cls(n, s, q, shift)
+
+    def summed(self, a, b) -> _Moments:
+        """Sums of these per-row moments over ranges of rows."""
+        q = None if self.q is None else _range_sum(self.q, a, b, np.float64)
+        return _Moments(
+            _range_sum(self.n, a, b, self.n.dtype),
+            _range_sum(self.s, a, b, np.float64),
+            q,
+            self.shift,
+        )
+
+    def finish(self, agg: str) -> np.ndarray:
+        n = self.n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if agg == "count":
+                return n.astype(np.float64)
+            if agg == "sum":
+                return self.s + n * self.shift
+            if agg == "mean":
+                return np.where(n > 0, (self.s + n * self.shift) / np.maximum(n, 1), np.nan)
+            mean_c = np.where(n > 0, self.s / np.maximum(n, 1), np.nan)
+            if agg == "std":
+                var = self.q / np.maximum(n, 1) - mean_c * mean_c
+                # Population std, clamped at 0 against rounding; undefined over no values.
+                return np.where(n > 0, np.sqrt(np.maximum(var, 0)), np.nan).astype(np.float64)
+        raise ValueError(agg)
+
+
+def _exact_zero_std(values: dict[str, np.ndarray]) -> None:
+    """Std is 0 where all values are equal (prefix-sum rounding would leave ~1e-7)."""
+    if "std" in values:
+        values["std"][values["min"] == values["max"]] = 0.0
+
+
+def _categorical_stats(codes: np.ndarray, n_cat: int, a, b):
+    """Distinct count and mode code (-1 if none; ties -> smallest code) per range."""
+    n_pairs = len(a)
+    nunique = np.zeros(n_pairs, dtype=np.int64)
+    best = np.zeros(n_pairs, dtype=np.int64)
+    mode = np.full(n_pairs, -1, dtype=np.int64)
+    if n_cat <= _FEW_CATEGORIES:
+        for k in range(n_cat):
+            count = _range_sum(codes == k, a, b, np.int64)
+            nunique += count > 0
+            better = count > best  # strict: ties keep the smaller code
+            best[better] = count[better]
+            mode[better] = k
+        return nunique, mode
+    for pair, rows in _incidences(a, b):
+        c = codes[rows]
+        keep = c >= 0
+        key, count = np.unique(pair[keep] * n_cat + c[keep], return_counts=True)
+        p, k = key // n_cat, key % n_cat
+        # Groups are sorted by (pair, code): the first maximal count per pair is the mode.
+        firsts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+        top = np.maximum.reduceat(count, firsts) if len(firsts) else count[:0]
+        owner = np.repeat(np.arange(len(firsts)), np.diff(np.r_[firsts, len(p)]))
+        is_top = count == top[owner]
+        _, first_top = np.unique(owner[is_top], return_index=True)
+        pairs_here = p[firsts]
+        nunique[pairs_here] = np.diff(np.r_[firsts, len(p)])
+        mode[pairs_here] = k[np.flatnonzero(is_top)[first_top]]
+    return nunique, mode
+
+
+def _incidences(a: np.ndarray, b: np.ndarray):
+    """Yield (pair, row) index arrays for every row of every range [a, b), in chunks."""
+    lengths = b - a
+    ends = np.cumsum(lengths)
+    start = 0
+    while start < len(a):
+        before = ends[start - 1] if start else 0
+        stop = int(np.searchsorted(ends, before + _CHUNK_INCIDENCES, side="right"))
+        stop = min(max(stop, start + 1), len(a))
+        ln = lengths[start:stop]
+        pair = np.repeat(np.arange(start, stop, dtype=np.int64), ln)
+        offsets = np.arange(len(pair), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
+        yield pair, np.repeat(a[start:stop], ln) + offsets
+        start = stop
+
+
+def _range_std(v: np.ndarray, a: np.ndarray, b: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Population std per range in two passes (deviations from the range's mean).
+
+    Sums of squares from prefix sums lose digits when a range's values are close to each
+    other; summing squared deviations over the expanded (range, row) incidences (about
+    rows x cutoffs per row of them, in chunks) is as exact as a SQL ``stddev_pop``.
+    """
+    m2 = np.zeros(len(a))
+    n = np.zeros(len(a))
+    for pair, rows in _incidences(a, b):
+        x = v[rows]
+        ok = ~np.isnan(x)
+        pair, dev = pair[ok], x[ok] - mean[pair[ok]]
+        m2 += np.bincount(pair, weights=dev * dev, minlength=len(a))
+        n += np.bincount(pair, minlength=len(a))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.sqrt(m2 / np.maximum(n, 1)), np.nan)
+
+
+class _TableArrays:
+    """Columns of one table as numpy arrays, rows after the horizon left out (cached)."""
+
+    def __init__(self, database: Database, table: str, horizon_ns: int | None) -> None:
+        self.frame = database.table(table)
+        self.time_col = database.schema[table].time_col
+        self.keep = None
+        if horizon_ns is not None and self.time_col is not None:
+            keep = self._times_all() <= horizon_ns
+            if not keep.all():
+                # Rows after the horizon are physically absent, as for the SQL views.
+                self.keep = np.flatnonzero(keep)
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def _times_all(self) -> np.ndarray:
+        return self.frame[self.time_col].to_numpy(dtype=TIME_DTYPE).view(np.int64)
+
+    def _column(self, col: str) -> pd.Series:
+        values = self.frame[col]
+        return values if self.keep is None else values.iloc[self.keep]
+
+    def times(self) -> np.ndarray:
+        if ("t", "") not in self._cache:
+            t = self._times_all()
+            self._cache["t", ""] = t if self.keep is None else t[self.keep]
+        return self._cache["t", ""]
+
+    def keys(self, col: str) -> np.ndarray:
+        return self._column(col).to_numpy()
+
+    def numeric(self, col: str) -> np.ndarray:
+        if ("n", col) not in self._cache:
+            values = self._column(col)
+            if values.dtype == object:
+                values = values.astype("boolean")
+            self._cache["n", col] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return self._cache["n", col]
+
+    def categorical(self, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """Codes (-1 for null) into the sorted distinct string values."""
+        if ("c", col) not in self._cache:
+            codes, uniques = pd.factorize(self._column(col))
+            labels = np.array([str(u) for u in uniques], dtype=object)
+            # Distinct values may share a string (1 and "1"): merge them, sorted by text.
+            categories, remap = np.unique(labels, return_inverse=True)
+            codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int32)
+            self._cache["c", col] = (codes, categories)
+        return self._cache["c", col]
+
+
+class _RangeEngine:
+    """Aggregates of direct, static-dimension and sibling paths for (entity, cutoff) pairs."""
+
+    def __init__(self, database, entities, cutoffs_ns, horizon_ns) -> None:
+        self.database = database
+        self.horizon_ns = horizon_ns
+        self.entity_index = pd.Index(pd.unique(entities))
+        self.pair_codes = self.entity_index.get_indexer(entities)
+        self.cutoffs = np.asarray(cutoffs_ns, dtype=np.int64)
+        self._arrays: dict[str, _TableArrays] = {}
+        self._ranges: dict[tuple, Any] = {}
+
+    def arrays(self, table: str) -> _TableArrays:
+        if table not in self._arrays:
+            self._arrays[table] = _TableArrays(self.database, table, self.horizon_ns)
+        return self._arrays[table]
+
+    def supports(self, path: PathSpec) -> bool:
+        if path.kind in ("direct", "sibling"):
+            return True
+        if path.kind == "dimension":
+            dim = path.hops[1].table
+            return not self.database.is_temporal(dim) and self.database.key_index(dim).is_unique
+        return False
+
+    def edge(self, table: str, fkey: str) -> _Ranges:
+        """First-hop rows grouped by entity (rows of entities without pairs left out)."""
+        key = ("edge", table, fkey)
+        if key not in self._ranges:
+            arrays = self.arrays(table)
+            codes = self.entity_index.get_indexer(arrays.keys(fkey))
+            self._ranges[key] = _Ranges(codes, arrays.times())
+        return self._ranges[key]
+
+    def pair_ranges(self, table: str, fkey: str, lo: int, hi: int):
+        key = ("pairs", table, fkey, lo, hi)
+        if key not in self._ranges:
+            ranges = self.edge(table, fkey)
+            self._ranges[key] = ranges.window(self.pair_codes, self.cutoffs + lo, self.cutoffs + hi)
+        return self._ranges[key]
+
+    def siblings(self, table: str, fkey: str) -> tuple[_Ranges, pd.Index]:
+        """Rows of a timestamped table grouped by one foreign key."""
+        key = ("sib", table, fkey)
+        if key not in self._ranges:
+            arrays = self.arrays(table)
+            values = arrays.keys(fkey)
+            index = pd.Index(pd.unique(values[pd.notna(values)]))
+            self._ranges[key] = (_Ranges(index.get_indexer(values), arrays.times()), index)
+        return self._ranges[key]
+
+    def compute(self, path: PathSpec, specs, lo: int, hi: int, window_ns: int) -> dict:
+        """Values per aggregate name (``path|column|agg``) for every pair."""
+        first = path.hops[0]
+        ranges = self.edge(first.table, first.fkey)
+        a, b = self.pair_ranges(first.table, first.fkey, lo, hi)
+        rows = ranges.rows
+        by_column: dict[str | None, list[AggregateSpec]] = {}
+        for spec in specs:
+            by_column.setdefault(spec.column, []).append(spec)
+        kinds = {c.name: c.kind for c in path.columns}
+        out: dict[str, np.ndarray] = {}
+        if path.kind == "sibling":
+            self._sibling(path, by_column, kinds, rows, a, b, window_ns, out)
+            return out
+        if path.kind == "direct":
+            source, pos, matched = self.arrays(first.table), rows, None
+            count = (b - a).astype(np.float64)
+        else:
+            dim = path.hops[1]
+            source = self.arrays(dim.table)
+            pos = self.database.key_index(dim.table).get_indexer(
+                self.arrays(first.table).keys(dim.fkey)[rows]
+            )
+            matched = pos >= 0
+            count = _range_sum(matched, a, b, np.int64).astype(np.float64)
+        for column, col_specs in by_column.items():
+            aggs = {s.agg for s in col_specs}
+            if column is None:
+                values = {"count": count}
+            elif kinds[column] == "categorical":
+                codes, categories = source.categorical(column)
+                codes = codes[pos] if matched is None else np.where(matched, codes[pos], -1)
+                values = self._categorical(codes, categories, aggs, a, b)
+            else:
+                v = source.numeric(column)
+                v = v[pos] if matched is None else np.where(matched, v[pos], np.nan)
+                values = self._numeric(v, aggs, a, b)
+            for spec in col_specs:
+                out[spec.name] = values[spec.agg]
+        return out
+
+    @staticmethod
+    def _numeric(v: np.ndarray, aggs: set[str], a, b) -> dict[str, np.ndarray]:
+        values = {}
+        moments = aggs & {"count", "sum", "mean"}
+        if moments or "std" in aggs:
+            m = _Moments.of_values(v, a, b, squares=False)
+            values.update({agg: m.finish(agg) for agg in moments})
+            if "std" in aggs:
+                values["std"] = _range_std(v, a, b, values.get("mean", m.finish("mean")))
+        if "min" in aggs:
+            values["min"] = _range_reduce(v, a, b, np.fmin)
+        if "max" in aggs:
+            values["max"] = _range_reduce(v, a, b, np.fmax)
+        return values
+
+    @staticmethod
+    def _categorical(codes, categories, aggs: set[str], a, b) -> dict[str, np.ndarray]:
+        values = {}
+        if "count" in aggs:
+            values["count"] = _range_sum(codes >= 0, a, b, np.int64).astype(np.float64)
+        if aggs & {"nunique", "mode"}:
+            nunique, mode = _categorical_stats(codes, len(categories), a, b)
+            values["nunique"] = nunique.astype(np.float64)
+            modes = np.full(len(a), None, dtype=object)
+            present = mode >= 0
+            modes[present] = categories[mode[present]]
+            values["mode"] = modes
+        return values
+
+    def _first_by_key(self, first: Hop, via: Hop, sib: Hop):
+        """First-hop rows sorted by the sibling key (so sibling lookups are sorted queries).
+
+        Returns the rows' key codes and times in that order, and per row of the entity
+        order (``edge(...).rows``) its position there (-1 for a row without a key).
+        """
+        index = self.siblings(sib.table, sib.fkey)[1]
+        f = self.arrays(first.table)
+        in_pairs = self.edge(first.table, first.fkey).rows
+        codes = np.full(len(f.times()), -1, dtype=np.int64)
+        codes[in_pairs] = index.get_indexer(f.keys(via.fkey)[in_pairs])
+        by_key = _Ranges(codes, f.times()).rows
+        index_type = np.int32 if len(codes) < 2**31 - 1 else np.int64
+        where = np.full(len(codes), -1, dtype=index_type)
+        where[by_key] = np.arange(len(by_key), dtype=index_type)
+        return codes[by_key], f.times()[by_key], where[in_pairs]
+
+    def _sibling(self, path, by_column, kinds, rows, a, b, window_ns, out) -> None:
+        first, via, sib = path.hops
+        lookback = int(path.lookback.value) if path.lookback is not None else window_ns
+        g_ranges = self.siblings(sib.table, sib.fkey)[0]
+        g = self.arrays(sib.table)
+        codes, t, perm = self._first_by_key(first, via, sib)
+        # Per first-hop row, its sibling rows: same key, time in (t - lookback, t].
+        ga, gb = g_ranges.window(codes, t - lookback, t)
+        del codes, t
+        index_type = np.int32 if len(g_ranges.rows) < 2**31 - 1 else np.int64
+        ga, gb = ga.astype(index_type), gb.astype(index_type)  # (peak memory)
+        keyless = np.flatnonzero(perm < 0)
+
+        def per_pair(per_row: np.ndarray, empty: float = 0.0) -> np.ndarray:
+            # Back to the entity order; rows without a key get the empty value (counts
+            # and sums 0, min / max NaN).
+            out = per_row[perm]
+            out[keyless] = empty
+            return out
+
+        for column, col_specs in by_column.items():
+            aggs = {s.agg for s in col_specs}
+            if column is None:
+                n = per_pair(gb - ga)
+                values = {"count": _range_sum(n, a, b, np.int64).astype(np.float64)}
+            elif kinds[column] == "categorical":
+                present = g.categorical(column)[0][g_ranges.rows] >= 0
+                n = per_pair(_range_sum(present, ga, gb, np.int64))
+                values = {"count": _range_sum(n, a, b, np.int64).astype(np.float64)}
+            else:
+                v = g.numeric(column)[g_ranges.rows]
+                m = _Moments.of_values(v, ga, gb, squares="std" in aggs)
+                # One array at a time (peak memory): per first-hop row, then per pair.
+                m.n = per_pair(m.n)
+                m.s = per_pair(m.s)
+                m.q = None if m.q is None else per_pair(m.q)
+                m = m.summed(a, b)
+                values = {agg: m.finish(agg) for agg in aggs & {"count", "sum", "mean", "std"}}
+                del m
+                if aggs & {"min", "max", "std"}:
+                    for agg, fn in (("min", np.fmin), ("max", np.fmax)):
+                        per_row = per_pair(_range_reduce(v, ga, gb, fn), np.nan)
+                        values[agg] = _range_reduce(per_row, a, b, fn)
+                        del per_row
+                _exact_zero_std(values)
+                del v
+            for spec in col_specs:
+                out[spec.name] = values[spec.agg]
+
+
+# ---------------------------------------------------------------------- allocator
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+
+
+@contextlib.contextmanager
+def _reuse_freed_memory():
+    """Let glibc reuse freed large blocks while aggregates are computed (Linux only).
+
+    The range engine allocates many short-lived arrays of one value per row. glibc serves
+    each with a fresh ``mmap`` and unmaps it on free, so every array is faulted in again;
+    on small virtual machines those page faults took about half of the time at 10 million
+    rows. Inside this block freed blocks stay in the process (as
+    :func:`sktve.nn.keep_freed_memory` does for training); on exit glibc's default
+    thresholds are set again and the kept memory is returned with ``malloc_trim``.
+    """
+    libc = None
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+            libc.mallopt(_M_TRIM_THRESHOLD, 1 << 31)
+        except (OSError, AttributeError):
+            libc = None
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+            libc.malloc_trim(0)
+
+
 # ---------------------------------------------------------------------- core
 def _join_strategy(pair_cutoffs: np.ndarray, pair_entities_unique: int, span: int) -> str:
     """Pick the join order that produces fewer intermediate rows (see sql._window_join)."""
@@ -131,6 +670,7 @@ def compute_blocks(
     direction: str,
     engine: Any = None,
     horizon_ns: int | None = None,
+    backend: str = "auto",
 ) -> Blocks:
     """Aggregates of every path and window for unique (entity, cutoff) pairs.
 
@@ -142,101 +682,141 @@ def compute_blocks(
         ``"future"``: windows ``(t, t + w]`` (task vectors); ``"past"``: ``(t - w, t]``.
     horizon_ns : int, optional
         Rows after this time are left out of the engine's views.
+    backend : {"auto", "sql"}
+        ``"auto"``: the numpy range engine where it applies, generated SQL elsewhere;
+        ``"sql"``: generated SQL for every path (the portable form another SQL engine runs).
 
     Returns
     -------
     Blocks
         Columns named ``"<window>|<path>|<column>|<aggregate>"``, per-window inactivity.
     """
-    own_engine = engine is None
-    if own_engine:
-        engine = DuckDBEngine()
+    with _reuse_freed_memory():
+        return _compute_blocks(
+            database,
+            entity_table,
+            entities,
+            cutoffs_ns,
+            windows,
+            paths=paths,
+            max_columns=max_columns,
+            direction=direction,
+            engine=engine,
+            horizon_ns=horizon_ns,
+            backend=backend,
+        )
+
+
+def _compute_blocks(
+    database,
+    entity_table,
+    entities,
+    cutoffs_ns,
+    windows,
+    *,
+    paths,
+    max_columns,
+    direction,
+    engine,
+    horizon_ns,
+    backend="auto",
+) -> Blocks:
+    if backend not in ("auto", "sql"):
+        raise ValueError(f"backend must be 'auto' or 'sql', got {backend!r}.")
     n = len(entities)
     edges = direct_edges(database, entity_table)
-    tables = {t for t, _ in edges}
-    for path in paths:
-        tables.update(h.table for h in path.hops)
+    plan, dropped = plan_aggregates(paths, max_columns)
+    labels = [window_label(w) for w in windows]
+    names = [f"{label}|{spec.name}" for label in labels for spec in plan]
+    numeric_names = [
+        f"{label}|{spec.name}" for label in labels for spec in plan if spec.agg != "mode"
+    ]
+    row_of = {name: i for i, name in enumerate(numeric_names)}
+    matrix = np.empty((len(numeric_names), n), dtype=np.float64)
+    for label in labels:
+        for spec in plan:
+            if spec.agg != "mode":
+                # Counts and sums over no rows are 0; other aggregates are undefined.
+                zero = spec.agg in ("count", "nunique", "sum")
+                matrix[row_of[f"{label}|{spec.name}"]] = 0.0 if zero else np.nan
+    modes: dict[str, np.ndarray] = {}
+    block_inactive: dict[str, np.ndarray] = {}
+    all_dropped: list[str] = []
+    by_path: dict[str, list[AggregateSpec]] = {}
+    for spec in plan:
+        by_path.setdefault(spec.path.name, []).append(spec)
+    ranges = _RangeEngine(database, entities, cutoffs_ns, horizon_ns)
+
+    def in_numpy(path: PathSpec) -> bool:
+        return backend == "auto" and ranges.supports(path)
+
+    # Child paths and dimensions with a time column run as SQL (see sktve.targets.sql);
+    # backend="sql" sends every path there.
+    sql_paths = [p for p in paths if by_path.get(p.name) and not in_numpy(p)]
+    partials_done: dict[tuple, str] = {}
+    own_engine = engine is None and bool(sql_paths)
+    if own_engine:
+        engine = DuckDBEngine()
     try:
-        views = {}
-        for table in sorted(tables):
-            views[table] = _view_frame(database, table, paths, horizon_ns)
-            engine.register(f"__tve_{table}", views[table])
-        first_tables = sorted({t for t, _ in edges})
-        unique_cutoffs, cutoff_ids = np.unique(cutoffs_ns, return_inverse=True)
-        engine.register(
-            "__pairs",
-            pd.DataFrame(
-                {
-                    "pair_id": np.arange(n, dtype=np.int64),
-                    "entity": entities,
-                    "cutoff": cutoffs_ns.astype(np.int64),
-                    "cutoff_id": cutoff_ids.astype(np.int64),
-                }
-            ),
-        )
-        engine.register(
-            "__cutoffs",
-            pd.DataFrame(
-                {
-                    "cutoff_id": np.arange(len(unique_cutoffs), dtype=np.int64),
-                    "cutoff": unique_cutoffs.astype(np.int64),
-                }
-            ),
-        )
-        n_entities = len(pd.unique(entities))
-        plan, dropped = plan_aggregates(paths, max_columns)
-        labels = [window_label(w) for w in windows]
-        names = [f"{label}|{spec.name}" for label in labels for spec in plan]
-        numeric_names = [
-            f"{label}|{spec.name}" for label in labels for spec in plan if spec.agg != "mode"
-        ]
-        row_of = {name: i for i, name in enumerate(numeric_names)}
-        matrix = np.empty((len(numeric_names), n), dtype=np.float64)
-        for label in labels:
-            for spec in plan:
-                if spec.agg != "mode":
-                    # Counts and sums over no rows are 0; other aggregates are undefined.
-                    zero = spec.agg in ("count", "nunique", "sum")
-                    matrix[row_of[f"{label}|{spec.name}"]] = 0.0 if zero else np.nan
-        modes: dict[str, np.ndarray] = {}
-        block_inactive: dict[str, np.ndarray] = {}
-        all_dropped: list[str] = []
-        partials_done: dict[tuple, str] = {}
+        if sql_paths:
+            views, unique_cutoffs, first_tables = _register_sql_views(
+                engine, database, entities, cutoffs_ns, sql_paths, horizon_ns
+            )
+            n_entities = len(pd.unique(entities))
         for window in windows:
             w = int(window.value)
             lo, hi = (0, w) if direction == "future" else (-w, 0)
             label = window_label(window)
-            strategy = _join_strategy(cutoffs_ns, n_entities, w)
-            if strategy == "cutoff":
-                for table in first_tables:
-                    times = views[table]["__t"].to_numpy()
-                    engine.register(
-                        f"__tve_{table}__w",
-                        views[table].assign(
-                            __i0=np.searchsorted(unique_cutoffs, times - hi, side="left"),
-                            __i1=np.searchsorted(unique_cutoffs, times - lo, side="left"),
-                        ),
-                    )
             all_dropped.extend(f"{label}|{name}" for name in dropped)
             activity = np.zeros(n, dtype=np.int64)
-            by_path: dict[str, list[AggregateSpec]] = {}
-            for spec in plan:
-                by_path.setdefault(spec.path.name, []).append(spec)
-            counted_edges: set[tuple[str, str]] = set()
+            for table, col in edges:
+                a, b = ranges.pair_ranges(table, col, lo, hi)
+                activity += b - a
+            block_inactive[label] = (activity == 0).astype(np.int8)
+            if sql_paths:
+                strategy = _join_strategy(cutoffs_ns, n_entities, w)
+                if strategy == "cutoff":
+                    for table in first_tables:
+                        times = views[table]["__t"].to_numpy()
+                        engine.register(
+                            f"__tve_{table}__w",
+                            views[table].assign(
+                                __i0=np.searchsorted(unique_cutoffs, times - hi, side="left"),
+                                __i1=np.searchsorted(unique_cutoffs, times - lo, side="left"),
+                            ),
+                        )
+
+            def store(name: str, agg: str, values: Any, ids: np.ndarray | None = None) -> None:
+                if agg == "mode":
+                    if ids is None:
+                        modes[name] = values
+                    else:
+                        out = np.full(n, None, dtype=object)
+                        present = values.notna().to_numpy()
+                        out[ids[present]] = values[present].to_numpy(dtype=object)
+                        modes[name] = out
+                elif ids is None:
+                    matrix[row_of[name]] = values
+                else:
+                    fill = 0.0 if agg in ("count", "nunique", "sum") else np.nan
+                    matrix[row_of[name], ids] = values.to_numpy(dtype=np.float64, na_value=fill)
+
             for path in paths:
                 specs = by_path.get(path.name, [])
-                is_direct = path.kind == "direct"
-                if not specs and not is_direct:
+                if not specs:
                     continue
-                statements = []
-                partials = None
+                if in_numpy(path):
+                    values = ranges.compute(path, specs, lo, hi, w)
+                    for spec in specs:
+                        store(f"{label}|{spec.name}", spec.agg, values.pop(spec.name))
+                    continue
+                statements, partials = [], None
                 if path.kind == "sibling":
                     lookback = int((path.lookback or window).value)
                     key = (path.hops, lookback, tuple(path.columns))
                     if key not in partials_done:
-                        partials = f"__tve_sib{len(partials_done)}"
-                        statements.append(sibling_partials_sql(path, lookback, partials))
-                        partials_done[key] = partials
+                        partials_done[key] = f"__tve_sib{len(partials_done)}"
+                        statements.append(sibling_partials_sql(path, lookback, partials_done[key]))
                     partials = partials_done[key]
                 second_temporal = path.n_hops > 1 and database.is_temporal(path.hops[1].table)
                 sql, aliases = path_query_sql(
@@ -248,42 +828,46 @@ def compute_blocks(
                     second_temporal=second_temporal,
                     partials=partials,
                 )
-                if is_direct:
-                    # The row count drives the activity flags even when it is not an output.
-                    sql = sql.replace("SELECT p.pair_id", "SELECT p.pair_id, count(*) AS __n", 1)
-                    counted_edges.add((path.first_table, path.hops[0].fkey))
-                statements.append(sql)
-                result = engine.execute(statements)
+                result = engine.execute([*statements, sql])
                 ids = result["pair_id"].to_numpy(dtype=np.int64)
-                if is_direct:
-                    activity[ids] += result["__n"].to_numpy(dtype=np.int64)
                 for spec, alias in zip(specs, aliases):
-                    name = f"{label}|{spec.name}"
-                    values = result[alias]
-                    if spec.agg == "mode":
-                        out = np.full(n, None, dtype=object)
-                        present = values.notna().to_numpy()
-                        out[ids[present]] = values[present].to_numpy(dtype=object)
-                        modes[name] = out
-                    else:
-                        fill = 0.0 if spec.agg in ("count", "nunique", "sum") else np.nan
-                        matrix[row_of[name], ids] = values.to_numpy(dtype=np.float64, na_value=fill)
-            for table, col in edges:
-                if (table, col) in counted_edges:
-                    continue
-                # A direct path left out by include/exclude still defines activity.
-                count_path = PathSpec(table, "direct", (Hop(table, col, "in"),), ())
-                sql, _ = path_query_sql(count_path, [], lo=lo, hi=hi, strategy=strategy)
-                sql = sql.replace("SELECT p.pair_id", "SELECT p.pair_id, count(*) AS __n", 1)
-                result = engine.execute([sql])
-                activity[result["pair_id"].to_numpy(dtype=np.int64)] += result["__n"].to_numpy(
-                    dtype=np.int64
-                )
-            block_inactive[label] = (activity == 0).astype(np.int8)
+                    store(f"{label}|{spec.name}", spec.agg, result[alias], ids)
         return Blocks(names, numeric_names, matrix, modes, block_inactive, all_dropped, list(paths))
     finally:
         if own_engine:
             engine.close()
+
+
+def _register_sql_views(engine, database, entities, cutoffs_ns, sql_paths, horizon_ns):
+    """Register the views the SQL-computed paths read (see the module docstring of sql)."""
+    tables = {h.table for path in sql_paths for h in path.hops}
+    views = {}
+    for table in sorted(tables):
+        views[table] = _view_frame(database, table, sql_paths, horizon_ns)
+        engine.register(f"__tve_{table}", views[table])
+    unique_cutoffs, cutoff_ids = np.unique(cutoffs_ns, return_inverse=True)
+    engine.register(
+        "__pairs",
+        pd.DataFrame(
+            {
+                "pair_id": np.arange(len(entities), dtype=np.int64),
+                "entity": entities,
+                "cutoff": cutoffs_ns.astype(np.int64),
+                "cutoff_id": cutoff_ids.astype(np.int64),
+            }
+        ),
+    )
+    engine.register(
+        "__cutoffs",
+        pd.DataFrame(
+            {
+                "cutoff_id": np.arange(len(unique_cutoffs), dtype=np.int64),
+                "cutoff": unique_cutoffs.astype(np.int64),
+            }
+        ),
+    )
+    first_tables = sorted({path.first_table for path in sql_paths})
+    return views, unique_cutoffs, first_tables
 
 
 # ---------------------------------------------------------------------- public API
@@ -376,6 +960,7 @@ def task_vectors(
     lookback: Any = None,
     max_columns: int | None = DEFAULT_MAX_COLUMNS,
     engine: Any = None,
+    backend: str = "auto",
 ) -> pd.DataFrame:
     """Aggregate what happens to each entity in the window after each cutoff.
 
@@ -411,7 +996,14 @@ def task_vectors(
         listed in a warning and in ``frame.attrs["dropped_columns"]``.
     engine : object, optional
         An engine with ``register`` and ``execute`` (default: a fresh
-        :class:`~sktve.targets.DuckDBEngine` with 2 threads).
+        :class:`~sktve.targets.DuckDBEngine` with 2 threads). It runs the paths computed
+        as SQL (child paths, dimension tables with a time column) and the active-entity
+        query; direct, static-dimension and sibling paths are computed in numpy.
+    backend : {"auto", "sql"}, default="auto"
+        ``"auto"`` computes direct, static-dimension and sibling paths with a vectorised
+        numpy range engine (sorted arrays, prefix sums) and the other paths with generated
+        SQL on ``engine``; ``"sql"`` runs every path as generated SQL (the portable form,
+        slower on large tables; the two agree to floating-point rounding).
 
     Returns
     -------
@@ -499,6 +1091,7 @@ def task_vectors(
         direction="future",
         engine=engine,
         horizon_ns=int(horizon.view(np.int64)),
+        backend=backend,
     )
     if blocks.dropped:
         shown = ", ".join(blocks.dropped[:5])
