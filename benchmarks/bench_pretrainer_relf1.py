@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -84,7 +84,7 @@ def corrupt_features(
 
 
 class RelationalEncoder(nn.Module):
-    """Temporal heterogeneous GNN encoder: one embedding per seed of a :class:`~sktve.graph.SampledBatch`.
+    """Temporal heterogeneous GNN encoder: one embedding per seed of a sampled batch.
 
     Per-table column encoders (:class:`TableEncoder`) embed every sampled node; nodes of
     timestamped tables add an encoding of their age relative to their seed
