@@ -294,7 +294,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         better downstream embeddings (whether an entity is active at all is signal).
     path_balance : bool, default=True
         Weight task-vector columns so that every (window, path) block counts equally in
-        the cosine loss (see :func:`path_weights`).
+        the cosine loss (see ``sktve.pretrainer.path_weights``).
     handle_unknown : {"error", "zeros"}, default="error"
         Rows of ``X`` naming entities absent from the entity table: raise, or return
         all-zero embeddings for them.
