@@ -1,7 +1,10 @@
 """Pages written at documentation build time (called from conf.py).
 
 - ``_generated/benchmark_tables.rst``: every ``benchmarks/results/*.json`` rendered as a
-  table (or a note that there are no results yet);
+  table (or a note that there are no results yet), except the files in ``DEDICATED``;
+- ``_generated/quality_relf1.rst``: the downstream-quality comparison written by
+  ``benchmarks/bench_quality_relf1.py`` (mean ± std per method and task beside the published
+  numbers, timings, machine) with its plots, copied to ``_generated/``;
 - ``_generated/<name>.txt``: the output of each ``user_guide/_scripts/<name>.py``
   (e.g. the worked task-vector example), computed for real at each build;
 - ``_generated/cli_*.txt``: the ``--help`` of the ``sktve`` command and its subcommands.
@@ -16,6 +19,7 @@ import io
 import json
 import math
 import runpy
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,8 @@ from typing import Any
 META_SECTIONS = ("machine", "args", "config", "environment", "settings")
 # Bulky fields that do not belong in a summary table.
 SKIPPED = {"history", "head_params"}
+# Results files with a section of their own (name -> function rendering it).
+DEDICATED = {"quality_relf1.json"}
 
 
 def _is_scalar(value: Any) -> bool:
@@ -128,6 +134,7 @@ def render_results(name: str, data: Any) -> str:
 
 def benchmark_tables(results_dir: Path) -> str:
     files = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
+    files = [f for f in files if f.name not in DEDICATED]
     if not files:
         return (
             ".. note::\n\n"
@@ -142,6 +149,128 @@ def benchmark_tables(results_dir: Path) -> str:
             parts.append(f".. warning::\n\n   ``{path.name}`` could not be read: {err}\n")
             continue
         parts.append(render_results(path.name, data))
+    return "\n".join(parts)
+
+
+QUALITY_METHODS = {
+    "tve-logistic": "TVE + logistic / ridge",
+    "tve-hgb": "TVE + HGB",
+    "untrained-logistic": "untrained encoder + logistic / ridge",
+    "untrained-hgb": "untrained encoder + HGB",
+    "entity-hgb": "entity columns + HGB",
+    "agg-hgb": "AggregateFeatures + HGB",
+    "tve+agg-hgb": "TVE + AggregateFeatures + HGB",
+}
+QUALITY_REFERENCES = {
+    "relbench_lightgbm": "*RelBench LightGBM (paper)*",
+    "relbench_rdl_gnn": "*RelBench RDL GNN (paper)*",
+    "calibration_handwritten_history_hgb": "*hand-written history aggregation + HGB*",
+}
+
+
+def _mean_std(entry: dict[str, Any] | None, key: str) -> str:
+    if not entry or entry.get(f"{key}_mean") is None:
+        return "\u2014"
+    mean, std = entry[f"{key}_mean"], entry[f"{key}_std"]
+    if isinstance(mean, float) and math.isnan(mean):
+        return "\u2014"
+    if entry["metric"] == "mae":
+        return f"{mean:.3f} ± {std:.3f}"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def _task_header(tasks: list[str]) -> list[str]:
+    arrows = {"driver-position": "MAE ↓"}
+    return ["method"] + [f"``{t}`` ({arrows.get(t, 'AUROC ↑')})" for t in tasks]
+
+
+def quality_section(results_dir: Path, out_dir: Path) -> str:
+    """The downstream-quality comparison: tables from the JSON, plots copied beside them."""
+    path = results_dir / "quality_relf1.json"
+    if not path.exists():
+        return (
+            ".. note::\n\n"
+            "   No quality results yet: run ``benchmarks/bench_quality_relf1.py`` and rebuild.\n"
+        )
+    data = json.loads(path.read_text())
+    tasks, summary = data["tasks"], data["summary"]
+    methods = [m for m in data["methods"] if m in summary]
+    seeds = ", ".join(str(s) for s in data["seeds"])
+
+    def table(title: str, key: str, references: bool) -> str:
+        rows = [
+            [QUALITY_METHODS.get(m, m)] + [_mean_std(summary[m].get(t), key) for t in tasks]
+            for m in methods
+        ]
+        if references:
+            for ref, label in QUALITY_REFERENCES.items():
+                values = data["references"].get(ref, {})
+                rows.append(
+                    [label]
+                    + [
+                        "\u2014"
+                        if t not in values
+                        else (
+                            f"{values[t]:.3f}"
+                            if t == "driver-position"
+                            else f"{100 * values[t]:.2f}"
+                        )
+                        for t in tasks
+                    ]
+                )
+        return render_table(title, _task_header(tasks), rows)
+
+    timing_rows = []
+    for m in methods:
+        cells = []
+        for t in tasks:
+            e = summary[m].get(t)
+            cells.append(
+                "\u2014"
+                if not e
+                else f"{e['fit_seconds_mean']:.1f} / {e['transform_seconds_mean']:.1f} / "
+                f"{e['head_select_seconds_mean']:.1f} s, {e['peak_rss_gib_max']:.2f} GiB"
+            )
+        timing_rows.append([QUALITY_METHODS.get(m, m)] + cells)
+    parts = [
+        f"Test split, mean ± standard deviation over seeds {seeds} (AUROC × 100; MAE in "
+        "positions). Each method's head hyper-parameters were chosen on val; test was "
+        "predicted once with the chosen head. ``entity-hgb`` and ``agg-hgb`` have no "
+        "seed-dependent step (their standard deviation is 0 by construction).",
+        "",
+        table("Test metric, mean ± std over seeds", "test", references=True),
+        "The database stops at the test timestamp (2010-01-01), while test rows run to "
+        "2013-03: windows that end at a row's time see little or nothing of the recent past. "
+        "The same chosen heads applied to test features computed as of min(row time, "
+        "database end), still using only rows the database holds:",
+        "",
+        table("Test metric, features as of min(row time, database end)", "test_clamped", False),
+        table("Validation metric (the model-selection split)", "val", False),
+        "Cost per method, mean over seeds: feature fit on train / transform of val + test / "
+        "head selection (all grid fits plus val predictions); peak resident memory of the "
+        "whole process while the features were computed. A pre-trained encoder is shared by "
+        "the methods using it, so its fit time appears on each of them.",
+        "",
+        render_table("Seconds and memory", ["method"] + [f"``{t}``" for t in tasks], timing_rows),
+        _key_value_table("Settings", {"value": data.get("settings", {})}),
+        _key_value_table("Machine", {"value": data.get("machine", {})}),
+    ]
+    for stem, caption in (
+        ("quality_relf1_loss", "Pre-training loss per epoch (train and held-out cutoffs)."),
+        ("quality_relf1_pca", "PCA of test-split embeddings, coloured by the downstream label."),
+    ):
+        png = results_dir / f"{stem}.png"
+        if png.exists():
+            target = out_dir / png.name
+            if not target.exists() or target.read_bytes() != png.read_bytes():
+                shutil.copyfile(png, target)
+            parts += [
+                f".. figure:: /_generated/{png.name}",
+                "   :width: 100%",
+                "",
+                f"   {caption}",
+                "",
+            ]
     return "\n".join(parts)
 
 
@@ -176,6 +305,7 @@ def _write(path: Path, text: str) -> None:
 def write_all(out_dir: Path, root: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     _write(out_dir / "benchmark_tables.rst", benchmark_tables(root / "benchmarks" / "results"))
+    _write(out_dir / "quality_relf1.rst", quality_section(root / "benchmarks" / "results", out_dir))
     for script in sorted((root / "docs" / "user_guide" / "_scripts").glob("*.py")):
         _write(out_dir / f"{script.stem}.txt", run_script(script))
     for name, text in cli_help().items():
