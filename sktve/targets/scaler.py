@@ -154,9 +154,11 @@ class TaskVectorScaler:
                 raw = frame[col]
                 present = raw.notna().to_numpy()
                 # Missing modes are masked out (code -1); str() matches how fit saw them.
-                codes = pd.Index(cats, dtype=object).get_indexer(
-                    raw.astype(str).where(present).to_numpy(dtype=object)
-                ).astype(np.int64)
+                codes = (
+                    pd.Index(cats, dtype=object)
+                    .get_indexer(raw.astype(str).where(present).to_numpy(dtype=object))
+                    .astype(np.int64)
+                )
                 rows = np.flatnonzero(codes >= 0)
                 out[rows, position + codes[rows]] = 1.0
                 other = present & (codes < 0)
