@@ -535,6 +535,8 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             fit_fn = check_memory(self.memory).cache(_pretrain_state, ignore=[])
         state = fit_fn(database, self.entity_table, rows.keys[known], rows.times[known], settings)
         self.database_ = database
+        # The parameter as given (a path, say): transform reuses database_ while it is unchanged.
+        self._fitted_database_param = self.database
         self.windows_ = windows
         self.cutoffs_ = state["cutoffs"]
         self.boundary_ = state["boundary"]
@@ -583,7 +585,8 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _current_database(self) -> Database:
         # set_params(database=...) after fit points transform at another handle (e.g. the
         # same data re-attached after loading, or a database with later rows appended).
-        if self.database is None or self.database is self.database_:
+        unchanged = (self.database_, getattr(self, "_fitted_database_param", None))
+        if self.database is None or any(self.database is d for d in unchanged):
             return self.database_
         return load_database(self.database)
 

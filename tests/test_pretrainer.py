@@ -340,3 +340,18 @@ def test_balance_inactive_keeps_all_active_rows():
     keep = _balance_inactive(inactive, 2.0, np.random.default_rng(0))
     assert keep[90:].all() and keep[:90].sum() == 20
     assert _balance_inactive(inactive, None, np.random.default_rng(0)).all()
+
+
+def test_database_given_as_path_is_loaded_once(synthetic_path, monkeypatch):
+    import sktve.pretrainer as module
+
+    task_X = pd.DataFrame({"customer_id": np.arange(30), "timestamp": pd.Timestamp("2022-06-01")})
+    est = TVEPretrainer(database=str(synthetic_path), **{**FAST, "max_epochs": 0}).fit(task_X)
+    loads = []
+    original = module.load_database
+    monkeypatch.setattr(
+        module, "load_database", lambda *a, **k: loads.append(1) or original(*a, **k)
+    )
+    first = est.transform(task_X)
+    np.testing.assert_array_equal(est.transform(task_X), first)
+    assert loads == []  # the fitted handle serves transform; no reload per call
