@@ -68,8 +68,6 @@ class TemporalGraph:
     x_cat : dict of str to ndarray of int64, shape (n_rows, n_categorical)
     time : dict of str to ndarray of int64 or None
         Node times in ns since the epoch; None for static tables.
-    time_levels : dict of str to ndarray of int64
-        Sorted distinct times of each temporal table.
     node_id : dict of str to ndarray of int64
         A stable identity per row: a hash of the primary key value (the row position for
         tables without one). Sampling keys and neighbour tie-breaks use it, so a seed's
@@ -85,7 +83,6 @@ class TemporalGraph:
         time: dict[str, np.ndarray | None],
         adj: dict[EdgeType, Adjacency],
         node_id: dict[str, np.ndarray] | None = None,
-        time_levels: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.metadata = metadata
         self.x_num = x_num
@@ -93,9 +90,6 @@ class TemporalGraph:
         self.time = time
         self.adj = adj
         self.num_nodes = {t: int(len(x_num[t])) for t in metadata.node_types}
-        self.time_levels = time_levels or {
-            t: _sorted_unique(v) for t, v in time.items() if v is not None
-        }
         self.node_id = node_id or {
             t: np.arange(n, dtype=np.int64) for t, n in self.num_nodes.items()
         }
@@ -118,7 +112,6 @@ class TemporalGraph:
         """Assemble the graph from a database and per-table ``(x_num, x_cat)`` features."""
         time = {t: database.time_values(t) for t in metadata.node_types}
         node_id = {t: _row_identity(database, t) for t in metadata.node_types}
-        levels = {t: _sorted_unique(v) for t, v in time.items() if v is not None}
         adj: dict[EdgeType, Adjacency] = {}
         for fk in database.foreign_keys:
             child, col, parent = fk.src_table, fk.fkey_col, fk.dst_table
@@ -142,20 +135,12 @@ class TemporalGraph:
             )
         x_num = {t: features[t][0] for t in metadata.node_types}
         x_cat = {t: features[t][1] for t in metadata.node_types}
-        return cls(metadata, x_num, x_cat, time, adj, node_id, levels)
+        return cls(metadata, x_num, x_cat, time, adj, node_id)
 
     def __repr__(self) -> str:
         nodes = ", ".join(f"{t}={n}" for t, n in self.num_nodes.items())
         n_edges = sum(a.num_edges for a in self.adj.values())
         return f"TemporalGraph(nodes: {nodes}; {len(self.adj)} edge types, {n_edges} edges)"
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    # A plain sort is faster than np.unique's hash path on large int64 arrays.
-    ordered = np.sort(values)
-    keep = np.ones(len(ordered), dtype=bool)
-    keep[1:] = ordered[1:] != ordered[:-1]
-    return ordered[keep]
 
 
 def _row_identity(database: Database, table: str) -> np.ndarray:
