@@ -74,11 +74,10 @@ def main() -> None:
 
     import relbench
     import torch
-    from sklearn.base import clone
 
     from sktve import TVEPretrainer, load_database
     from sktve.heads import head_grid
-    from sktve.run import task_metric
+    from sktve.run import predict_scores, select_on_val, task_metric
 
     torch.set_num_threads(2)
     configs = {
@@ -116,18 +115,20 @@ def main() -> None:
             Z_val = tve.transform(X["val"])
             Z_test = tve.transform(X["test"])
             transform_seconds = time.perf_counter() - started
-        best = None
-        for head in head_grid("hgb", binary=binary, random_state=args.seed):
-            model = clone(head).fit(Z_train, y_train)
-            pred = model.predict_proba(Z_val)[:, 1] if binary else model.predict(Z_val)
-            metric, value, higher = task_metric(task, pred, tables["val"])
-            if best is None or (value > best[1] if higher else value < best[1]):
-                best = (model, value, metric, higher)
+        model, val_value, metric, _ = select_on_val(
+            head_grid("hgb", binary=binary, random_state=args.seed),
+            Z_train,
+            y_train,
+            Z_val,
+            task,
+            tables["val"],
+            binary,
+        )
         run = {
             "config": name,
             "params": {k: str(v) for k, v in params.items()},
-            "metric": best[2],
-            "val": best[1],
+            "metric": metric,
+            "val": val_value,
             "fit_seconds": round(fit_seconds, 1),
             "transform_val_test_seconds": round(transform_seconds, 2),
             "steps": tve.n_steps_,
@@ -136,23 +137,20 @@ def main() -> None:
             "pretrain_rows": tve.n_pretrain_rows_,
             "peak_rss_gib": round(rss.peak, 2),
             "history": tve.history_,
-            "_model": best[0],
+            "_model": model,
             "_Z_test": Z_test,
-            "_higher": best[3],
         }
         print(
-            f"{name:12s} val {best[2]} {best[1]:.4f}  fit {fit_seconds:.1f}s  "
+            f"{name:12s} val {metric} {val_value:.4f}  fit {fit_seconds:.1f}s  "
             f"transform val+test {transform_seconds:.2f}s  {tve.n_steps_} steps "
             f"({tve.steps_per_second_:.2f}/s)  peak {rss.peak:.2f} GiB",
             flush=True,
         )
         runs.append(run)
 
-    higher = runs[0]["_higher"]
-    chosen = max(runs, key=lambda r: r["val"] if higher else -r["val"])
-    model = chosen["_model"]
-    Z_test = chosen["_Z_test"]
-    pred = model.predict_proba(Z_test)[:, 1] if binary else model.predict(Z_test)
+    # AUROC (binary) is better higher, MAE (regression) lower.
+    chosen = max(runs, key=lambda r: r["val"] if binary else -r["val"])
+    pred = predict_scores(chosen["_model"], chosen["_Z_test"], binary)
     metric, test_value, _ = task_metric(task, pred, tables["test"])
     print(f"selected on val: {chosen['config']}  test {metric} {test_value:.4f}", flush=True)
     for run in runs:

@@ -84,12 +84,6 @@ REFERENCE_LABELS = {
 }
 
 
-def _predict(model: Any, X: Any, binary: bool) -> np.ndarray:
-    if binary:
-        return model.predict_proba(X)[:, 1]
-    return np.asarray(model.predict(X)).reshape(-1)
-
-
 def select_and_test(
     candidates: list[Any],
     feats: dict[str, Any],
@@ -99,35 +93,28 @@ def select_and_test(
     binary: bool,
 ) -> dict[str, Any]:
     """Fit every candidate on train, keep the best on val, predict test once with it."""
-    from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
-    from sktve.run import task_metric
+    from sktve.run import predict_scores, select_on_val, task_metric
 
     # HistGradientBoosting's OpenMP threads busy-wait: on a shared 2-core machine two of
     # them made a 1,353-row fit take 53 s instead of 0.2 s with one. Heads run single-threaded.
     with threadpool_limits(limits=HEAD_THREADS, user_api="openmp"):
         started = time.perf_counter()
-        best = None
-        val_grid = []
-        for candidate in candidates:
-            model = clone(candidate).fit(feats["train"], y_train)
-            name, value, higher = task_metric(
-                task, _predict(model, feats["val"], binary), tables["val"]
-            )
-            val_grid.append(round(value, 5))
-            score = value if higher else -value
-            if best is None or score > best[0]:
-                best = (score, model, value, name)
+        model, val_value, metric, values = select_on_val(
+            candidates, feats["train"], y_train, feats["val"], task, tables["val"], binary
+        )
+        val_grid = [round(v, 5) for v in values]
         select_seconds = time.perf_counter() - started
-        _, model, val_value, metric = best
         started = time.perf_counter()
-        _, test_value, _ = task_metric(task, _predict(model, feats["test"], binary), tables["test"])
+        _, test_value, _ = task_metric(
+            task, predict_scores(model, feats["test"], binary), tables["test"]
+        )
         test_seconds = time.perf_counter() - started
         clamped = None
         if "test_clamped" in feats:  # the same chosen head, on features as of the data's end
             _, clamped, _ = task_metric(
-                task, _predict(model, feats["test_clamped"], binary), tables["test"]
+                task, predict_scores(model, feats["test_clamped"], binary), tables["test"]
             )
     params = model.get_params(deep=True)
     keep = ("learning_rate", "max_leaf_nodes", "C", "alpha")

@@ -20,7 +20,7 @@ from sktve.database import load_database
 from sktve.heads import head_grid
 from sktve.pretrainer import TVEPretrainer
 
-__all__ = ["run_task", "task_metric"]
+__all__ = ["predict_scores", "run_task", "select_on_val", "task_metric"]
 
 
 def task_metric(task: Any, pred: np.ndarray, split_table: Any) -> tuple[str, float, bool]:
@@ -43,10 +43,42 @@ def _one_line(model: Any) -> str:
     return " ".join(repr(model).split())
 
 
-def _predict(model: Any, X: np.ndarray, binary: bool) -> np.ndarray:
+def predict_scores(model: Any, X: Any, binary: bool) -> np.ndarray:
+    """Positive-class probabilities for binary tasks, predictions for regression."""
     if binary:
         return model.predict_proba(X)[:, 1]
     return np.asarray(model.predict(X)).reshape(-1)
+
+
+def select_on_val(
+    candidates: list[Any],
+    Z_train: Any,
+    y_train: np.ndarray,
+    Z_val: Any,
+    task: Any,
+    val_table: Any,
+    binary: bool,
+    report: Any = None,
+) -> tuple[Any, float, str, list[float]]:
+    """Fit each candidate head on train and keep the best by the task's metric on val.
+
+    Returns
+    -------
+    model, val_value, metric_name, val_values (one per candidate, in order)
+    """
+    best = None
+    values = []
+    for candidate in candidates:
+        model = clone(candidate).fit(Z_train, y_train)
+        name, value, higher = task_metric(task, predict_scores(model, Z_val, binary), val_table)
+        values.append(value)
+        if report is not None:
+            report(candidate, name, value)
+        score = value if higher else -value
+        if best is None or score > best[0]:
+            best = (score, model, value, name)
+    _, model, value, name = best
+    return model, value, name, values
 
 
 def run_task(
@@ -133,17 +165,20 @@ def run_task(
         f"{tve.steps_per_second_:.1f} steps/s); val transform {transform_seconds:.1f}s"
     )
 
-    best = None
-    for candidate in candidates:
-        model = clone(candidate).fit(Z_train, y_train)
-        name, value, higher = task_metric(task, _predict(model, Z_val, binary), tables["val"])
-        score = value if higher else -value
-        say(f"[sktve]   head {_one_line(candidate)}: val {name} {value:.4f}")
-        if best is None or score > best[0]:
-            best = (score, model, value, name)
-    _, model, val_value, metric_name = best
+    model, val_value, metric_name, _ = select_on_val(
+        candidates,
+        Z_train,
+        y_train,
+        Z_val,
+        task,
+        tables["val"],
+        binary,
+        report=lambda head, name, value: say(
+            f"[sktve]   head {_one_line(head)}: val {name} {value:.4f}"
+        ),
+    )
     Z_test = tve.transform(X["test"])
-    _, test_value, _ = task_metric(task, _predict(model, Z_test, binary), tables["test"])
+    _, test_value, _ = task_metric(task, predict_scores(model, Z_test, binary), tables["test"])
     say(
         f"[sktve] {task_name}: val {metric_name} {val_value:.4f}  test {metric_name} "
         f"{test_value:.4f}  (head {model})"
