@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from sktve._entity_profile import entity_column_spec, entity_column_values, recency_values
 from sktve._validation import parse_windows, raise_unknown_entities, resolve_task_table
 from sktve.database import Database
 from sktve.targets.paths import check_entity_table, enumerate_paths
@@ -47,6 +48,16 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         Rows naming entities absent from the entity table: raise, or output zeros.
     max_columns : int or None, default=500
         Cap on aggregate columns per window (see :func:`sktve.targets.task_vectors`).
+    entity_columns : bool, default=True
+        Add the entity table's own columns: numeric and boolean values, categorical ones
+        one-hot (``top_k``), and for each datetime column its age in days at the row's
+        time (``"<table>|<column>|age_days"``, e.g. a birth date becomes the age). A
+        timestamped entity table's row counts only from its time on.
+    recency : bool, default=True
+        Add, for each timestamped table whose rows reference the entity directly, the
+        days since the entity's latest and earliest such row at or before the row's time
+        (``"<table>|days_since_last"``, ``"<table>|days_since_first"``; NaN before the
+        first). Window-free, so they also reach further back than the longest window.
 
     Attributes
     ----------
@@ -106,6 +117,8 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         top_k: int = 5,
         handle_unknown: str = "error",
         max_columns: int | None = DEFAULT_MAX_COLUMNS,
+        entity_columns: bool = True,
+        recency: bool = True,
     ) -> None:
         self.database = database
         self.entity_table = entity_table
@@ -119,6 +132,8 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         self.top_k = top_k
         self.handle_unknown = handle_unknown
         self.max_columns = max_columns
+        self.entity_columns = entity_columns
+        self.recency = recency
 
     # ------------------------------------------------------------------ helpers
     def _validate(self) -> None:
@@ -148,9 +163,9 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         known = ~rows.unknown
         keys = rows.keys[known]
         times = rows.times_ns[known]
-        pairs = pd.DataFrame({"e": keys, "c": times})
+        pairs = pd.DataFrame({"e": keys, "c": times, "p": rows.positions[known]})
         inverse = pairs.groupby(["e", "c"], sort=False).ngroup().to_numpy()
-        unique = pairs.drop_duplicates()
+        unique = pairs.drop_duplicates(["e", "c"])
         columns: dict[str, np.ndarray] = {}
         if len(unique):
             blocks = compute_blocks(
@@ -178,6 +193,17 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
                     )
             largest = labels[int(np.argmax([w.value for w in self._windows]))]
             columns["no_activity"] = blocks.block_inactive[largest][inverse].astype(np.float64)
+            positions = unique["p"].to_numpy(dtype=np.int64)
+            unique_times = unique["c"].to_numpy(dtype=np.int64)
+            extra = {}
+            if self._entity_spec:
+                extra |= entity_column_values(
+                    self.database, self.entity_table, self._entity_spec, positions, unique_times
+                )
+            if self.recency:
+                extra |= recency_values(self.database, self.entity_table, positions, unique_times)
+            for name, values in extra.items():
+                columns[name] = values[inverse]
         return columns, known
 
     def _encode(self, columns: dict[str, np.ndarray], known: np.ndarray, n: int) -> np.ndarray:
@@ -211,6 +237,11 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
             exclude=self.exclude,
             lookback=self.lookback,
             as_of=as_of,
+        )
+        self._entity_spec = (
+            entity_column_spec(self.database, self.entity_table, as_of)
+            if self.entity_columns
+            else []
         )
         self._dropped_by_cap = []
         columns, known = self._raw(rows)

@@ -176,7 +176,10 @@ def _pretrain_state(
     featurizer = GraphFeaturizer().fit(database, boundary=boundary)
     graph = featurizer.transform(database)
     sampler = TemporalNeighborSampler(
-        graph, fanouts=list(settings["fanouts"]), random_state=settings["random_state"]
+        graph,
+        fanouts=list(settings["fanouts"]),
+        random_state=settings["random_state"],
+        temporal_strategy=settings["temporal_strategy"],
     )
     torch.manual_seed(settings["random_state"])
     encoder = RelationalEncoder(
@@ -272,6 +275,14 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Width of the encoder and of the output embedding.
     fanouts : tuple of int, default=(32, 16)
         Neighbours sampled per node at each hop; its length is the number of layers.
+    temporal_strategy : {"last", "uniform"}, default="last"
+        Which neighbours a node keeps when it has more visible ones than the fan-out:
+        the most recent ones, or a keyed uniform draw (see
+        :class:`~sktve.graph.TemporalNeighborSampler`). On rel-f1 (all rows, seed 0,
+        HGB head) "last" raised val AUROC from 0.827 to 0.855 on driver-top3 and from
+        0.729 to 0.770 on driver-dnf, and lowered val MAE from 3.199 to 3.055 on
+        driver-position: with 32 of a long career's results, a uniform draw sees little
+        of the recent form.
     dropout : float, default=0.0
     mask_rate : float, default=0.15
         Probability that a feature cell is replaced by another row's value in training.
@@ -351,6 +362,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         target_exclude: list[str] | None = None,
         embedding_dim: int = 128,
         fanouts: tuple[int, ...] = (32, 16),
+        temporal_strategy: str = "last",
         dropout: float = 0.0,
         mask_rate: float = 0.15,
         inactive_weight: float = 0.1,
@@ -380,6 +392,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.target_exclude = target_exclude
         self.embedding_dim = embedding_dim
         self.fanouts = fanouts
+        self.temporal_strategy = temporal_strategy
         self.dropout = dropout
         self.mask_rate = mask_rate
         self.inactive_weight = inactive_weight
@@ -422,6 +435,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if not fanouts or any(not isinstance(f, (int, np.integer)) or f < 1 for f in fanouts):
             raise ValueError(
                 f"fanouts must be a non-empty sequence of positive integers, got {self.fanouts!r}."
+            )
+        if self.temporal_strategy not in ("uniform", "last"):
+            raise ValueError(
+                f"temporal_strategy must be 'uniform' or 'last', got {self.temporal_strategy!r}."
             )
         for name, value in (
             ("dropout", self.dropout),
@@ -509,6 +526,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             "target_exclude": self.target_exclude,
             "embedding_dim": int(self.embedding_dim),
             "fanouts": tuple(int(f) for f in self.fanouts),
+            "temporal_strategy": self.temporal_strategy,
             "dropout": float(self.dropout),
             "mask_rate": float(self.mask_rate),
             "inactive_weight": float(self.inactive_weight),
@@ -568,7 +586,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             return runtime[1], runtime[2], runtime[3]
         graph = self.featurizer_.transform(database)
         sampler = TemporalNeighborSampler(
-            graph, fanouts=list(self.fanouts), random_state=self.random_state_
+            graph,
+            fanouts=list(self.fanouts),
+            random_state=self.random_state_,
+            temporal_strategy=self.temporal_strategy,
         )
         encoder = RelationalEncoder(
             self.featurizer_.metadata_,

@@ -53,7 +53,12 @@ def test_values_match_reference(_agg_db):
         }
     )
     agg = AggregateFeatures(
-        database=_agg_db, entity_table="users", window=["5D", "30D"], max_columns=None
+        database=_agg_db,
+        entity_table="users",
+        window=["5D", "30D"],
+        max_columns=None,
+        entity_columns=False,  # window-free features: tests/test_entity_profile.py
+        recency=False,
     )
     out = agg.fit_transform(X)
     assert out.dtype == np.float32 and out.shape == (6, len(agg.get_feature_names_out()))

@@ -38,16 +38,18 @@ def _node_set(batch, seed):
     return sorted(out)
 
 
+@pytest.mark.parametrize("strategy", ["uniform", "last"])
 @pytest.mark.parametrize("seed", range(6))
-def test_no_sampled_node_is_later_than_its_seed(seed):
+def test_no_sampled_node_is_later_than_its_seed(seed, strategy):
     db, _, _ = random_database(seed)
     graph = GraphFeaturizer().fit_transform(db)
     rng = np.random.default_rng(seed)
     for table in db.table_names:
         pos, times = _seeds(db, table, 40, rng)
-        batch = TemporalNeighborSampler(graph, [5, 3, 2], random_state=seed).sample(
-            table, pos, times
+        sampler = TemporalNeighborSampler(
+            graph, [5, 3, 2], random_state=seed, temporal_strategy=strategy
         )
+        batch = sampler.sample(table, pos, times)
         for t, node_time in batch.node_time.items():
             horizon = batch.seed_time[batch.node_seed[t]]
             later = node_time > horizon
@@ -57,8 +59,9 @@ def test_no_sampled_node_is_later_than_its_seed(seed):
             assert (batch.rel_time[t] >= 0).all()
 
 
+@pytest.mark.parametrize("strategy", ["uniform", "last"])
 @pytest.mark.parametrize("seed", range(5))
-def test_future_perturbation_leaves_subgraphs_unchanged(seed):
+def test_future_perturbation_leaves_subgraphs_unchanged(seed, strategy):
     db, frames, schema = random_database(seed)
     cutoff = pd.Timestamp("2020-12-31")
     fz = GraphFeaturizer().fit(db, boundary=cutoff)
@@ -67,8 +70,9 @@ def test_future_perturbation_leaves_subgraphs_unchanged(seed):
     rng = np.random.default_rng(seed)
     for table in db.table_names:
         pos, times = _seeds(db, table, 30, rng, hi="2020-12-31")
-        b1 = TemporalNeighborSampler(g1, [4, 3], random_state=1).sample(table, pos, times)
-        b2 = TemporalNeighborSampler(g2, [4, 3], random_state=1).sample(table, pos, times)
+        kw = dict(random_state=1, temporal_strategy=strategy)
+        b1 = TemporalNeighborSampler(g1, [4, 3], **kw).sample(table, pos, times)
+        b2 = TemporalNeighborSampler(g2, [4, 3], **kw).sample(table, pos, times)
         assert b1.num_nodes == b2.num_nodes
         for t in b1.node_rows:
             assert torch.equal(b1.node_rows[t], b2.node_rows[t])
@@ -106,6 +110,46 @@ def test_first_hop_is_a_uniform_subset_of_valid_neighbours(fanout):
             assert len(set(picked)) == len(picked), "sampled with replacement"
             assert set(picked) <= valid
             assert len(picked) == min(fanout, len(valid))
+
+
+@pytest.mark.parametrize("fanout", [1, 3, 1000])
+def test_last_strategy_keeps_the_latest_valid_neighbours(fanout):
+    db, _, _ = random_database(7)
+    graph = GraphFeaturizer().fit_transform(db)
+    ent = _entity(db)
+    pos, times = _seeds(db, ent, 25, np.random.default_rng(0))
+    sampler = TemporalNeighborSampler(graph, [fanout], temporal_strategy="last")
+    batch = sampler.sample(ent, pos, times)
+    checked = 0
+    for et, ei in batch.edge_index.items():
+        child, col, parent = et
+        if parent != ent or col.startswith("rev_") or db.time_col(child) is None:
+            continue
+        rows = batch.node_rows[child].numpy()
+        child_times = db.time_values(child)
+        keys = db.table(child)[db.pkey(child)].to_numpy()
+        for s in range(len(pos)):
+            picked = rows[ei[0][ei[1] == s].numpy()]
+            valid = np.array(sorted(_valid_children(db, child, col, pos[s], times[s])))
+            if len(valid) == 0:
+                assert len(picked) == 0
+                continue
+            # the latest by (time, key), as the adjacency lists are sorted
+            order = valid[np.lexsort((keys[valid], child_times[valid]))]
+            assert sorted(picked.tolist()) == sorted(order[-fanout:].tolist())
+            checked += 1
+    assert checked > 10
+    # the same subgraphs, one seed at a time: row-independent
+    alone = sampler.sample(ent, pos[:1], times[:1])
+    for t in alone.node_rows:
+        n = int((batch.node_seed[t] == 0).sum())
+        assert (
+            sorted(alone.node_rows[t].tolist())
+            == sorted(batch.node_rows[t][batch.node_seed[t] == 0].tolist())
+            and len(alone.node_rows[t]) == n
+        )
+    with pytest.raises(ValueError, match="temporal_strategy"):
+        TemporalNeighborSampler(graph, [2], temporal_strategy="recent")
 
 
 def test_referenced_temporal_row_excluded_when_later():

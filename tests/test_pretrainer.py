@@ -231,6 +231,7 @@ def test_unknown_entities_policy(fitted, X):
         ({"database": None}, "needs a database"),
         ({"entity_table": "nope"}, "unknown entity_table"),
         ({"fanouts": ()}, "fanouts"),
+        ({"temporal_strategy": "recent"}, "temporal_strategy"),
         ({"mask_rate": 1.5}, "mask_rate"),
         ({"embedding_dim": 0}, "embedding_dim"),
         ({"handle_unknown": "ignore"}, "handle_unknown"),

@@ -409,6 +409,11 @@ class TemporalNeighborSampler:
         the length is the number of hops. ``-1`` takes every visible neighbour.
     random_state : int, default=0
         Key of the counter-based hash that drives sampling.
+    temporal_strategy : {"uniform", "last"}, default="uniform"
+        Which visible neighbours a node keeps when it has more than the fan-out:
+        ``"uniform"`` draws them without replacement (keyed as above); ``"last"`` keeps
+        the most recent ones (for timestamped neighbours; the last ones in table order
+        for static ones), as PyG's ``temporal_strategy="last"``.
 
     Examples
     --------
@@ -417,7 +422,11 @@ class TemporalNeighborSampler:
     """
 
     def __init__(
-        self, graph: TemporalGraph, fanouts: Sequence[int] = (128, 64), random_state: int = 0
+        self,
+        graph: TemporalGraph,
+        fanouts: Sequence[int] = (128, 64),
+        random_state: int = 0,
+        temporal_strategy: str = "uniform",
     ) -> None:
         if not isinstance(graph, TemporalGraph):
             raise TypeError(
@@ -427,8 +436,13 @@ class TemporalNeighborSampler:
         fanouts = [int(k) for k in fanouts]
         if any(k == 0 or k < -1 for k in fanouts):
             raise ValueError(f"fanouts must be positive (or -1 for all), got {fanouts}.")
+        if temporal_strategy not in ("uniform", "last"):
+            raise ValueError(
+                f"temporal_strategy must be 'uniform' or 'last', got {temporal_strategy!r}."
+            )
         self.graph = graph
         self.fanouts = fanouts
+        self.temporal_strategy = temporal_strategy
         self.random_state = int(random_state)
         self._edge_type_id = {et: i for i, et in enumerate(graph.metadata.edge_types)}
         self._table_id = {t: i for i, t in enumerate(graph.metadata.node_types)}
@@ -602,9 +616,13 @@ class TemporalNeighborSampler:
         ar = self._arange(max(n, len(rows) + (local if isinstance(local, int) else 0)))
         first = np.cumsum(count)
         first -= count
-        pos = np.repeat(start - first, count)
+        if fanout > 0 and self.temporal_strategy == "last":
+            # The visible prefix is time-sorted: its last `count` entries are the latest.
+            pos = np.repeat(start + n_valid - count - first, count)
+        else:
+            pos = np.repeat(start - first, count)
         pos += ar[:n]
-        if fanout > 0:
+        if fanout > 0 and self.temporal_strategy == "uniform":
             crowded = np.flatnonzero(n_valid > fanout)
             if len(crowded):
                 # Only nodes with more visible neighbours than the fan-out draw at random;

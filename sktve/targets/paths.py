@@ -187,7 +187,11 @@ def column_kind(values: pd.Series) -> str | None:
     return None
 
 
-def _profile_table(database: Database, table: str, as_of: pd.Timestamp | None) -> list[ColumnSpec]:
+def profile_table(database: Database, table: str, as_of: pd.Timestamp | None) -> list[ColumnSpec]:
+    """Aggregated columns of a table with their kinds, decided from rows up to ``as_of``.
+
+    Keys and the time column are left out; see :func:`column_kind` for the kinds.
+    """
     frame = database.table(table)
     schema = database.schema[table]
     skip = {schema.pkey, schema.time_col, *schema.fkeys}
@@ -397,7 +401,7 @@ def enumerate_paths(
     for kind, hops in raw:
         last = hops[-1].table
         if last not in profiles:
-            profiles[last] = _profile_table(database, last, as_of_ts)
+            profiles[last] = profile_table(database, last, as_of_ts)
         name = _path_name(database, entity_table, hops)
         columns = tuple(c for c in profiles[last] if _selected(name, c.name, include_p, exclude_p))
         row_count = _selected(name, "*", include_p, exclude_p)

@@ -1,0 +1,148 @@
+"""Window-free features of an entity at a time: its own columns, ages and recency.
+
+Two cheap feature groups that complement windowed aggregates (:mod:`sktve.aggregates`):
+
+- the entity table's own columns (numeric and boolean as numbers, categorical as raw
+  values for one-hot encoding downstream) and, for each of its datetime columns, the
+  age in days at the prediction time (a birth date becomes the age at t);
+- for each timestamped table whose rows reference the entity directly, the days since the
+  entity's latest and earliest row at or before the prediction time (NaN before its first).
+
+Both read only rows with time <= t: a timestamped entity table's own row is hidden (all
+NaN) until its time, and recency searches only rows up to t. Column kinds are frozen by
+:func:`entity_column_spec` from rows up to the fit horizon.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sktve.database import TIME_DTYPE, Database
+from sktve.targets.paths import direct_edges, profile_table
+
+__all__ = ["entity_column_spec", "entity_column_values", "recency_values"]
+
+NS_PER_DAY = 86_400 * 10**9
+
+
+def entity_column_spec(
+    database: Database, entity_table: str, as_of: pd.Timestamp | None
+) -> list[tuple[str, str]]:
+    """(column, kind) of the entity table's own feature columns, kinds as of ``as_of``.
+
+    Kinds are those of :func:`sktve.targets.paths.column_kind` plus ``"datetime"`` for
+    datetime columns (the time column included: its age is the entity's age).
+    """
+    frame = database.table(entity_table)
+    schema = database.schema[entity_table]
+    keys = {schema.pkey, *schema.fkeys}
+    spec = [
+        (str(col), "datetime")
+        for col in frame.columns
+        if col not in keys
+        and (frame[col].dtype.kind == "M" or isinstance(frame[col].dtype, pd.DatetimeTZDtype))
+    ]
+    spec += [(c.name, c.kind) for c in profile_table(database, entity_table, as_of)]
+    order = {str(col): i for i, col in enumerate(frame.columns)}
+    return sorted(spec, key=lambda item: order[item[0]])
+
+
+def entity_column_values(
+    database: Database,
+    entity_table: str,
+    spec: list[tuple[str, str]],
+    positions: np.ndarray,
+    times_ns: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The entity table's own columns for each (entity position, time) pair.
+
+    Parameters
+    ----------
+    database : Database
+    entity_table : str
+    spec : list of (str, str)
+        Columns and kinds from :func:`entity_column_spec`.
+    positions : ndarray of int64
+        Row positions in the entity table (all valid).
+    times_ns : ndarray of int64
+        Prediction times in nanoseconds, one per position.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``"<table>|<column>"`` to float64 values (numeric, boolean) or object values
+        (categorical); ``"<table>|<column>|age_days"`` for datetime columns.
+    """
+    frame = database.table(entity_table)
+    hidden = np.zeros(len(positions), dtype=bool)
+    if database.time_col(entity_table) is not None:
+        # An entity row with a time is not known before that time.
+        hidden = database.time_values(entity_table)[positions] > times_ns
+    out: dict[str, np.ndarray] = {}
+    for col, kind in spec:
+        series = frame[col]
+        name = f"{entity_table}|{col}"
+        if kind == "datetime":
+            stamps = series.to_numpy(dtype=TIME_DTYPE)[positions]
+            valid = ~np.isnat(stamps) & ~hidden
+            age = np.full(len(positions), np.nan)
+            age[valid] = (times_ns[valid] - stamps[valid].view(np.int64)) / NS_PER_DAY
+            out[f"{name}|age_days"] = age
+        elif kind == "categorical":
+            values = series.astype(object).to_numpy()[positions]
+            values[hidden] = None
+            out[name] = values
+        else:
+            values = pd.to_numeric(series.astype(object), errors="coerce")
+            values = values.to_numpy(dtype=np.float64, na_value=np.nan)[positions]
+            values[hidden] = np.nan
+            out[name] = values
+    return out
+
+
+def recency_values(
+    database: Database, entity_table: str, positions: np.ndarray, times_ns: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Days since the entity's latest and earliest row at or before t, per direct table.
+
+    Parameters
+    ----------
+    database : Database
+    entity_table : str
+    positions : ndarray of int64
+        Row positions in the entity table (all valid).
+    times_ns : ndarray of int64
+        Prediction times in nanoseconds, one per position.
+
+    Returns
+    -------
+    dict of str to ndarray of float64
+        ``"<table>|days_since_last"`` and ``"<table>|days_since_first"`` (``<table>.<fkey>``
+        when the table references the entity table through several keys); NaN where the
+        entity has no row at or before t.
+    """
+    out: dict[str, np.ndarray] = {}
+    for table, fkey in direct_edges(database, entity_table):
+        owners = database.fkey_positions(table, fkey)
+        stamps = database.time_values(table)
+        keep = owners >= 0
+        owners, stamps = owners[keep], stamps[keep]
+        # One sorted int64 key per row, owner * span + time rank, so that one searchsorted
+        # finds each query's latest row at or before t inside its owner's block.
+        levels = np.unique(stamps)
+        span = len(levels) + 1
+        row_keys = np.sort(owners * span + np.searchsorted(levels, stamps, side="right"))
+        query_rank = np.searchsorted(levels, times_ns, side="right")
+        last = np.searchsorted(row_keys, positions * span + query_rank, side="right") - 1
+        first = np.searchsorted(row_keys, positions * span + 1, side="left")
+        found = (last >= 0) & (last >= first)
+        several = list(database.fkeys(table).values()).count(entity_table) > 1
+        name = f"{table}.{fkey}" if several else table
+        for label, index in (("last", last), ("first", first)):
+            days = np.full(len(positions), np.nan)
+            if found.any():
+                rank = row_keys[index[found]] - positions[found] * span
+                days[found] = (times_ns[found] - levels[rank - 1]) / NS_PER_DAY
+            out[f"{name}|days_since_{label}"] = days
+    return out
