@@ -20,6 +20,7 @@ import pandas as pd
 
 from sktve.database import TIME_DTYPE, Database
 from sktve.targets.paths import direct_edges, profile_table
+from sktve.targets.vectors import _Ranges
 
 __all__ = ["entity_column_spec", "entity_column_values", "recency_values"]
 
@@ -124,25 +125,17 @@ def recency_values(
     """
     out: dict[str, np.ndarray] = {}
     for table, fkey in direct_edges(database, entity_table):
-        owners = database.fkey_positions(table, fkey)
         stamps = database.time_values(table)
-        keep = owners >= 0
-        owners, stamps = owners[keep], stamps[keep]
-        # One sorted int64 key per row, owner * span + time rank, so that one searchsorted
-        # finds each query's latest row at or before t inside its owner's block.
-        levels = np.unique(stamps)
-        span = len(levels) + 1
-        row_keys = np.sort(owners * span + np.searchsorted(levels, stamps, side="right"))
-        query_rank = np.searchsorted(levels, times_ns, side="right")
-        last = np.searchsorted(row_keys, positions * span + query_rank, side="right") - 1
-        first = np.searchsorted(row_keys, positions * span + 1, side="left")
-        found = (last >= 0) & (last >= first)
+        # The task vectors' rows-by-key-and-time index: window (-inf, t] of each entity.
+        ranges = _Ranges(database.fkey_positions(table, fkey), stamps)
+        before_all = np.full(len(positions), ranges.t0 - 1, dtype=np.int64)
+        start, stop = ranges.window(positions, before_all, times_ns)
+        found = stop > start
         several = list(database.fkeys(table).values()).count(entity_table) > 1
         name = f"{table}.{fkey}" if several else table
-        for label, index in (("last", last), ("first", first)):
+        for label, index in (("last", stop - 1), ("first", start)):
             days = np.full(len(positions), np.nan)
-            if found.any():
-                rank = row_keys[index[found]] - positions[found] * span
-                days[found] = (times_ns[found] - levels[rank - 1]) / NS_PER_DAY
+            row_times = stamps[ranges.rows[index[found]]]
+            days[found] = (times_ns[found] - row_times) / NS_PER_DAY
             out[f"{name}|days_since_{label}"] = days
     return out
