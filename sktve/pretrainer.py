@@ -21,6 +21,7 @@ from sktve._validation import (
 )
 from sktve.database import Database, load_database
 from sktve.graph import GraphFeaturizer, TemporalNeighborSampler
+from sktve.graph.sampler import check_temporal_strategy
 from sktve.nn import RelationalEncoder
 from sktve.nn.tve import TVEHead
 from sktve.targets import TaskVectorScaler, task_vectors
@@ -436,10 +437,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             raise ValueError(
                 f"fanouts must be a non-empty sequence of positive integers, got {self.fanouts!r}."
             )
-        if self.temporal_strategy not in ("uniform", "last"):
-            raise ValueError(
-                f"temporal_strategy must be 'uniform' or 'last', got {self.temporal_strategy!r}."
-            )
+        check_temporal_strategy(self.temporal_strategy)
         for name, value in (
             ("dropout", self.dropout),
             ("mask_rate", self.mask_rate),

@@ -31,7 +31,22 @@ import torch
 from sktve.graph.build import TemporalGraph
 from sktve.graph.features import EdgeType
 
-__all__ = ["SampledBatch", "TemporalNeighborSampler"]
+__all__ = [
+    "TEMPORAL_STRATEGIES",
+    "SampledBatch",
+    "TemporalNeighborSampler",
+    "check_temporal_strategy",
+]
+
+#: Which visible neighbours a node keeps beyond its fan-out (see TemporalNeighborSampler).
+TEMPORAL_STRATEGIES = ("uniform", "last")
+
+
+def check_temporal_strategy(value: Any) -> None:
+    """Raise a clear error unless ``value`` is one of :data:`TEMPORAL_STRATEGIES`."""
+    if value not in TEMPORAL_STRATEGIES:
+        raise ValueError(f"temporal_strategy must be one of {TEMPORAL_STRATEGIES}, got {value!r}.")
+
 
 _NS_PER_DAY = 86400.0 * 1e9
 _INT64_MAX = np.iinfo(np.int64).max
@@ -436,10 +451,7 @@ class TemporalNeighborSampler:
         fanouts = [int(k) for k in fanouts]
         if any(k == 0 or k < -1 for k in fanouts):
             raise ValueError(f"fanouts must be positive (or -1 for all), got {fanouts}.")
-        if temporal_strategy not in ("uniform", "last"):
-            raise ValueError(
-                f"temporal_strategy must be 'uniform' or 'last', got {temporal_strategy!r}."
-            )
+        check_temporal_strategy(temporal_strategy)
         self.graph = graph
         self.fanouts = fanouts
         self.temporal_strategy = temporal_strategy
