@@ -59,6 +59,22 @@ def machine() -> dict:
     }
 
 
+def timed_features(fit_transform, transform, X: dict) -> tuple[dict, dict[str, float]]:
+    """Run fit_transform(X train) and transform(X val / test) under a peak-RSS probe."""
+    with PeakRSS() as rss:
+        started = time.perf_counter()
+        train = fit_transform(X["train"])
+        fit_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        val, test = transform(X["val"]), transform(X["test"])
+        transform_seconds = time.perf_counter() - started
+    return {"train": train, "val": val, "test": test}, {
+        "fit_seconds": round(fit_seconds, 2),
+        "transform_seconds": round(transform_seconds, 2),
+        "peak_rss_gib": round(rss.peak, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--relf1", default="../shared/data/rel-f1")
@@ -107,19 +123,14 @@ def main() -> None:
             time_col=task.time_col,
             **params,
         )
-        with PeakRSS() as rss:
-            started = time.perf_counter()
-            Z_train = tve.fit_transform(X["train"])
-            fit_seconds = time.perf_counter() - started
-            started = time.perf_counter()
-            Z_val = tve.transform(X["val"])
-            Z_test = tve.transform(X["test"])
-            transform_seconds = time.perf_counter() - started
+        Z, cost = timed_features(tve.fit_transform, tve.transform, X)
+        Z_test = Z["test"]
+        fit_seconds, transform_seconds = cost["fit_seconds"], cost["transform_seconds"]
         model, val_value, metric, _ = select_on_val(
             head_grid("hgb", binary=binary, random_state=args.seed),
-            Z_train,
+            Z["train"],
             y_train,
-            Z_val,
+            Z["val"],
             task,
             tables["val"],
             binary,
@@ -135,7 +146,7 @@ def main() -> None:
             "steps_per_second": round(tve.steps_per_second_, 2),
             "epochs": len(tve.history_),
             "pretrain_rows": tve.n_pretrain_rows_,
-            "peak_rss_gib": round(rss.peak, 2),
+            "peak_rss_gib": cost["peak_rss_gib"],
             "history": tve.history_,
             "_model": model,
             "_Z_test": Z_test,
@@ -143,7 +154,7 @@ def main() -> None:
         print(
             f"{name:12s} val {metric} {val_value:.4f}  fit {fit_seconds:.1f}s  "
             f"transform val+test {transform_seconds:.2f}s  {tve.n_steps_} steps "
-            f"({tve.steps_per_second_:.2f}/s)  peak {rss.peak:.2f} GiB",
+            f"({tve.steps_per_second_:.2f}/s)  peak {cost['peak_rss_gib']:.2f} GiB",
             flush=True,
         )
         runs.append(run)

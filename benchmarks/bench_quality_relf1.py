@@ -46,7 +46,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_pretrainer_relf1 import PeakRSS, machine  # noqa: E402
+from bench_pretrainer_relf1 import machine, timed_features  # noqa: E402
 
 HEAD_THREADS = 1  # set from --head-threads
 METHODS = (
@@ -157,24 +157,6 @@ def heads(kind: str, binary: bool, seed: int, size: str = "full") -> list[Any]:
     if kind == "hgb" and size == "small":  # the 2-core time box
         grid = [h.set_params(max_iter=100) for h in grid if h.learning_rate == 0.1]
     return grid
-
-
-def timed_features(
-    fit_transform: Any, transform: Any, X: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """Run fit_transform(X train) and transform(X val / test) under a peak-RSS probe."""
-    with PeakRSS() as rss:
-        started = time.perf_counter()
-        train = fit_transform(X["train"])
-        fit_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        val, test = transform(X["val"]), transform(X["test"])
-        transform_seconds = time.perf_counter() - started
-    return {"train": train, "val": val, "test": test}, {
-        "fit_seconds": round(fit_seconds, 2),
-        "transform_seconds": round(transform_seconds, 2),
-        "peak_rss_gib": round(rss.peak, 2),
-    }
 
 
 def summarise(runs: list[dict[str, Any]], tasks: list[str], methods: list[str]) -> dict:

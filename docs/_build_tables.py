@@ -168,15 +168,9 @@ QUALITY_REFERENCES = {
 }
 
 
-ROWS_TEXT = {
-    "all": "Every row of the folder (through 2023) is loaded; each feature and embedding of a "
-    "row still reads only rows at or before that row's time, and pre-training reads nothing "
-    "past its train boundary. Test rows (2010 to 2013) thus see their recent past, as a "
-    "deployed model would.",
-    "cut": "RelBench cuts the database at the test timestamp (2010-01-01) while test rows "
-    "run to 2013: windows ending at a test row's time see little or nothing of its recent "
-    "past.",
-}
+def _rows_text(data: dict[str, Any]) -> str:
+    """What the benchmark wrote about the rows it loaded (``settings.rows``)."""
+    return data.get("settings", {}).get("rows", "the database cut at the test timestamp")
 
 
 def _mean_std(entry: dict[str, Any] | None, key: str) -> str:
@@ -242,10 +236,9 @@ def quality_section(results_dir: Path, out_dir: Path) -> str:
             for m in cut_methods
         ]
         cut_part = [
-            "The same benchmark on the database as RelBench hands it to models (rows up to "
-            "the test timestamp, ``--rows cut``), seeds "
+            "The same benchmark with ``--rows cut``, seeds "
             + ", ".join(str(s) for s in cut["seeds"])
-            + f". {ROWS_TEXT['cut']} This is the protocol of the published RelBench rows.",
+            + f": {_rows_text(cut)}. This is the protocol of the published RelBench rows.",
             "",
             render_table(
                 "Test metric, database cut at the test timestamp",
@@ -273,7 +266,7 @@ def quality_section(results_dir: Path, out_dir: Path) -> str:
         "seed-dependent step (their standard deviation is 0 by construction).",
         "",
         table("Test metric, mean ± std over seeds", "test", references=True),
-        f"Database rows: ``{data.get('rows', 'cut')}``. {ROWS_TEXT[data.get('rows', 'cut')]}",
+        f"Database rows: ``{data.get('rows', 'cut')}``: {_rows_text(data)}.",
         "",
         *cut_part,
         table("Validation metric (the model-selection split)", "val", False),
