@@ -6,11 +6,12 @@ synthetic database at ``--synthetic-orders`` fact rows:
 - graph build time (featurizer fit + transform);
 - sampler throughput (seeds/s, sampled edges/s) for index sampling alone and with the
   feature gather, and its ratio to a lower bound measured in the same run: the time to
-  gather the same number of edges with one plain numpy fancy-indexing pass
+  gather the same number of edges with plain numpy fancy indexing
   (``neighbours[random_positions]``, positions uniform over all CSR neighbour arrays, in
-  chunks of up to 10M). A stricter bound is reported next to it: the same gathers done
-  batch by batch (one fancy-indexing call per sampled batch, of that batch's size), as the
-  sampler has to;
+  calls of up to 10M). A stricter bound is reported next to it: the same gathers done
+  batch by batch (one fancy-indexing call per sampled batch, of that batch's size), as
+  the sampler has to. Sampler and bounds are timed in paired rounds (see
+  ``bench_sampler``) and a ratio is the median over rounds;
 - encoder forward + backward throughput (seeds/s) at width 128, 2 layers, on CPU with
   ``torch.set_num_threads(2)``;
 - peak resident memory.
@@ -77,64 +78,83 @@ def batches(n: int, size: int):
         yield slice(start, min(n, start + size))
 
 
-def bench_sampler(sampler, table, positions, times, batch_size, min_seconds):
-    """(index-only seconds, with-features seconds, edges, seeds, edges per batch of the
-    first pass) over repeated passes."""
-    n = len(positions)
-    n_edges = n_seeds = 0
+def sampler_pass(sample, table, positions, times, batch_size) -> list[int]:
+    """One pass of ``sample`` through the seeds in batches; edges of each batch."""
     sizes = []
-    sub_s = full_s = 0.0
-    passes = 0
-    while passes == 0 or (sub_s < min_seconds and passes < 50):
-        for sl in batches(n, batch_size):
-            t0 = time.perf_counter()
-            sub = sampler.sample_subgraph(table, positions[sl], times[sl])
-            t1 = time.perf_counter()
-            sampler.sample(table, positions[sl], times[sl])
-            t2 = time.perf_counter()
-            sub_s += t1 - t0
-            full_s += t2 - t1
-            edges = sum(e.shape[1] for e in sub["edges"].values())
-            if passes == 0:
-                sizes.append(edges)
-            n_edges += edges
-            n_seeds += sl.stop - sl.start
-        passes += 1
-    return sub_s, full_s, n_edges, n_seeds, sizes
+    for sl in batches(len(positions), batch_size):
+        out = sample(table, positions[sl], times[sl])
+        sizes.append(int(sum(e.shape[1] for e in out["edges"].values())))
+    return sizes
 
 
-def gather_lower_bound(graph, n_edges: int, repeats: int = 3) -> float:
-    """Seconds to gather ``n_edges`` neighbour ids by one fancy-indexing pass."""
-    nbr = np.concatenate([a.nbr for a in graph.adj.values()])
-    rng = np.random.default_rng(0)
-    best = float("inf")
-    chunk = 10_000_000
-    for _ in range(repeats):
-        total = 0.0
-        left = n_edges
-        while left > 0:
-            idx = rng.integers(0, len(nbr), min(left, chunk))
-            t0 = time.perf_counter()
-            nbr[idx]
-            total += time.perf_counter() - t0
-            left -= len(idx)
-        best = min(best, total)
-    return best
+def bench_sampler(sampler, graph, table, positions, times, batch_size, min_seconds, rounds=12):
+    """Sampler throughput and its ratio to the numpy gather bounds, in paired rounds.
 
+    Each round times, back to back: some passes of index sampling, the same passes with
+    features, then the two bounds for the same number of edges (one fancy-indexing call
+    per up-to-10M edges; one call per sampled batch, of that batch's size). A ratio is
+    the median over rounds of (sampler time / bound time) within a round, so drifts in
+    the machine's speed between rounds cancel. Within a round each mode runs its passes
+    back to back, as the bound's gathers do.
+    """
 
-def gather_bound_batched(graph, sizes: list[int], n_edges: int, repeats: int = 3) -> float:
-    """Seconds to gather ``n_edges`` neighbour ids in calls of the sampled batches' sizes."""
-    nbr = np.concatenate([a.nbr for a in graph.adj.values()])
-    rng = np.random.default_rng(0)
-    idx = [rng.integers(0, len(nbr), m) for m in sizes]
+    def with_features(table, positions, times):
+        return {"edges": sampler.sample(table, positions, times).edge_index}
+
+    modes = {"index_only": sampler.sample_subgraph, "with_features": with_features}
+    # untimed warm-up (first-touch page faults, lazily built indexes); sizes of a pass
+    sizes = sampler_pass(sampler.sample_subgraph, table, positions, times, batch_size)
+    t0 = time.perf_counter()
+    assert sampler_pass(with_features, table, positions, times, batch_size) == sizes
+    per_pass_s = time.perf_counter() - t0
     per_pass = sum(sizes)
-    best = float("inf")
-    for _ in range(repeats):
+    passes = max(1, int(min_seconds / rounds / (2 * per_pass_s)))  # per mode and round
+    nbr = np.concatenate([a.nbr for a in graph.adj.values()])
+    rng = np.random.default_rng(0)
+    chunk = min(10_000_000, passes * per_pass)
+    idx = rng.integers(0, len(nbr), chunk)
+    idx_batched = [rng.integers(0, len(nbr), m) for m in sizes]
+    nbr[idx]  # untimed: the first gather faults its output's pages in
+    seconds = {k: [] for k in (*modes, "bound", "batched_bound")}
+    for _ in range(rounds):
+        for name, sample in modes.items():
+            t0 = time.perf_counter()
+            for _ in range(passes):
+                sampler_pass(sample, table, positions, times, batch_size)
+            seconds[name].append(time.perf_counter() - t0)
+        left = passes * per_pass
         t0 = time.perf_counter()
-        for i in idx:
-            nbr[i]
-        best = min(best, time.perf_counter() - t0)
-    return best * n_edges / max(per_pass, 1)
+        while left > 0:
+            nbr[idx[: min(left, chunk)]]
+            left -= chunk
+        seconds["bound"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(passes):
+            for i in idx_batched:
+                nbr[i]
+        seconds["batched_bound"].append(time.perf_counter() - t0)
+    sec = {k: np.asarray(v) for k, v in seconds.items()}
+    n_edges = rounds * passes * per_pass
+    n_seeds = rounds * passes * len(positions)
+
+    def ratio(mode: str, bound: str) -> float:
+        return float(np.median(sec[mode] / sec[bound]))
+
+    result = {"edges_per_seed": per_pass / len(positions), "passes": rounds * passes}
+    for mode in modes:
+        result[mode] = {
+            "seeds_per_s": n_seeds / sec[mode].sum(),
+            "edges_per_s": n_edges / sec[mode].sum(),
+            "ratio_to_gather_bound": ratio(mode, "bound"),
+            "ratio_per_round": [round(float(r), 3) for r in sec[mode] / sec["bound"]],
+        }
+    result["gather_bound_edges_per_s"] = n_edges / sec["bound"].sum()
+    result["batched_gather_bound"] = {
+        "edges_per_s": n_edges / sec["batched_bound"].sum(),
+        "index_only_ratio": ratio("index_only", "batched_bound"),
+        "with_features_ratio": ratio("with_features", "batched_bound"),
+    }
+    return result
 
 
 def bench_encoder(encoder, sampler, table, positions, times, batch_size, n_batches):
@@ -169,11 +189,9 @@ def run_case(name, db, table, positions, times, args, boundary=None):
     graph = featurizer.transform(db)
     t2 = time.perf_counter()
     sampler = TemporalNeighborSampler(graph, fanouts=args.fanouts, random_state=0)
-    sub_s, full_s, n_edges, n_seeds, sizes = bench_sampler(
-        sampler, table, positions, times, args.batch_size, args.min_seconds
+    sampled = bench_sampler(
+        sampler, graph, table, positions, times, args.batch_size, args.min_seconds
     )
-    bound = gather_lower_bound(graph, n_edges)
-    batched = gather_bound_batched(graph, sizes, n_edges)
     torch.manual_seed(0)
     encoder = RelationalEncoder(featurizer.metadata_, channels=128, num_layers=2, dropout=0.0)
     enc = bench_encoder(
@@ -186,25 +204,7 @@ def run_case(name, db, table, positions, times, args, boundary=None):
         "batch_size": args.batch_size,
         "featurizer_fit_s": t1 - t0,
         "graph_build_s": t2 - t1,
-        "sampler": {
-            "edges_per_seed": n_edges / n_seeds,
-            "index_only": {
-                "seeds_per_s": n_seeds / sub_s,
-                "edges_per_s": n_edges / sub_s,
-                "ratio_to_gather_bound": sub_s / bound,
-            },
-            "with_features": {
-                "seeds_per_s": n_seeds / full_s,
-                "edges_per_s": n_edges / full_s,
-                "ratio_to_gather_bound": full_s / bound,
-            },
-            "gather_bound_edges_per_s": n_edges / bound,
-            "batched_gather_bound": {
-                "edges_per_s": n_edges / batched,
-                "index_only_ratio": sub_s / batched,
-                "with_features_ratio": full_s / batched,
-            },
-        },
+        "sampler": sampled,
         "encoder_fwd_bwd_width128_2layers": enc,
         "peak_rss_gib": peak_rss_gib(),
     }
@@ -258,7 +258,7 @@ def main(argv=None):
     parser.add_argument("--synthetic-seeds", type=int, default=8192)
     parser.add_argument("--fanouts", type=int, nargs="+", default=[128, 64])
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--min-seconds", type=float, default=6.0)
     parser.add_argument("--encoder-batches", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small synthetic, short runs")

@@ -10,7 +10,7 @@ import pytest
 from _graph_dbs import perturb_future, random_database
 
 from sktve import load_database
-from sktve.graph import GraphFeaturizer, GraphMetadata, TemporalGraph, hashing_text_embedder
+from sktve.graph import GraphFeaturizer, GraphMetadata, hashing_text_embedder
 
 
 def _tiny(amounts=(1.0, 2.0, 3.0, 100.0), channels=("web", "web", "shop", None)):
@@ -154,20 +154,3 @@ def test_metadata_and_pickle(small_db):
     g1, g2 = fz.transform(small_db), restored.transform(small_db)
     for t in small_db.table_names:
         np.testing.assert_array_equal(g1.x_num[t], g2.x_num[t])
-
-
-def test_graph_adjacency_sorted_by_time(small_db):
-    graph = GraphFeaturizer().fit_transform(small_db)
-    assert isinstance(graph, TemporalGraph)
-    adj = graph.adj[("orders", "customer_id", "customers")]
-    fk = small_db.fkey_positions("orders", "customer_id")
-    np.testing.assert_array_equal(np.diff(adj.indptr), np.bincount(fk[fk >= 0], minlength=300))
-    times = graph.time["orders"]
-    for v in range(0, 300, 37):
-        nbr = adj.nbr[adj.indptr[v] : adj.indptr[v + 1]]
-        assert (fk[nbr] == v).all()
-        assert (np.diff(times[nbr]) >= 0).all()
-    back = graph.adj[("customers", "rev_customer_id", "orders")]
-    assert back.direct is not None
-    np.testing.assert_array_equal(back.direct, fk)
-    assert "TemporalGraph" in repr(graph)

@@ -297,49 +297,56 @@ def test_choose_offsets_distinct_and_uniform(n, k):
 
 
 def test_choose_offsets_are_the_smallest_scores_in_order():
-    from sktve.graph.sampler import _dense_salts, _mix_into
+    from sktve.graph.sampler import _dense_scores
 
     rng = np.random.default_rng(0)
     keys = _mix(np.arange(300, dtype=np.uint64))
     n = rng.integers(9, 200, 300)
     out = _choose_offsets(keys, n, 8)
-    score = _mix_into(keys[:, None] ^ _dense_salts(200)[None, :], np.empty((300, 200), np.uint64))
+    score = _dense_scores(keys, 200)
     for i in range(300):
+        assert len(set(score[i].tolist())) == 200  # distinct within a row
         assert out[i].tolist() == sorted(np.argsort(score[i, : n[i]])[:8].tolist())
     long = _choose_offsets(keys[:50], np.full(50, 10_000), 8)  # keyed permutation
     assert (np.diff(long, axis=1) > 0).all() and (long < 10_000).all()
 
 
-def test_smallest_with_tied_high_halves():
+def test_choose_offsets_pairs_are_uniform():
+    # Uniform k-subsets include each pair of offsets with probability k(k-1)/(n(n-1)).
+    n, k, draws = 12, 5, 40_000
+    keys = _mix(np.arange(draws, dtype=np.uint64) + np.uint64(7))
+    out = _choose_offsets(keys, np.full(draws, n, dtype=np.int64), k)
+    hit = np.zeros((draws, n), dtype=np.float64)
+    np.put_along_axis(hit, out, 1.0, axis=1)
+    pairs = (hit.T @ hit)[np.triu_indices(n, 1)] / draws
+    p = k * (k - 1) / (n * (n - 1))
+    z = (pairs - p) / np.sqrt(p * (1 - p) / draws)
+    assert ((z**2).sum() - len(pairs)) / np.sqrt(2 * len(pairs)) < 4
+
+
+def test_smallest_masks_cells_past_each_rows_end():
     rng = np.random.default_rng(1)
     for _ in range(50):
         rows, width = int(rng.integers(1, 20)), int(rng.integers(3, 120))
         k = int(rng.integers(1, width))
         n = rng.integers(k + 1, width + 1, (rows, 1))
-        high = rng.integers(0, int(rng.choice([2, 7, 2**32])), (rows, width)).astype(np.uint64)
-        low = rng.permutation(rows * width).reshape(rows, width).astype(np.uint64)
-        score = (high << np.uint64(32)) | low
+        score = np.stack([rng.permutation(2**32 - width + np.arange(width)) for _ in range(rows)])
+        score = score.astype(np.uint32)  # the largest uint32 is a valid score in some rows
         expect = [sorted(np.argsort(score[i, : n[i, 0]])[:k].tolist()) for i in range(rows)]
         assert _smallest(score.copy(), n, k).tolist() == expect
 
 
 def test_visible_ends_match_searchsorted():
     rng = np.random.default_rng(2)
-    whens, starts, stops = [], [], []
-    t = rng.integers(0, 100, 64)
-    for _ in range(3):
-        lengths = rng.integers(0, 40, 80)
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        when = np.concatenate([np.sort(rng.integers(0, 100, m)) for m in lengths])
-        rows = rng.integers(0, 80, 64)
-        whens.append(when)
-        starts.append(indptr[rows])
-        stops.append(indptr[rows + 1])
-    end = _visible_ends(whens, np.concatenate(starts), np.concatenate(stops), t)
-    for i, when in enumerate(whens):
-        for j in range(64):
-            lo, hi = starts[i][j], stops[i][j]
-            assert end[i * 64 + j] == lo + np.searchsorted(when[lo:hi], t[j], side="right")
+    lengths = rng.integers(0, 40, 80)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    when = np.concatenate([np.sort(rng.integers(0, 100, m)) for m in lengths])
+    rows = rng.integers(0, 80, 192)
+    t = rng.integers(0, 100, 192)
+    end = _visible_ends(when, indptr[rows], indptr[rows + 1], t)
+    for j, r in enumerate(rows):
+        lo, hi = indptr[r], indptr[r + 1]
+        assert end[j] == lo + np.searchsorted(when[lo:hi], t[j], side="right")
 
 
 def test_crowded_picks_in_time_order_and_outputs_own_their_memory(small_db):

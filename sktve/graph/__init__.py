@@ -7,7 +7,7 @@
   :class:`sktve.nn.RelationalEncoder`.
 """
 
-from sktve.graph.build import Adjacency, TemporalGraph
+from sktve.graph.build import Adjacency, NeighborLists, TemporalGraph
 from sktve.graph.features import (
     ColumnSpec,
     GraphFeaturizer,
@@ -22,6 +22,7 @@ __all__ = [
     "ColumnSpec",
     "GraphFeaturizer",
     "GraphMetadata",
+    "NeighborLists",
     "SampledBatch",
     "TableMeta",
     "TemporalGraph",

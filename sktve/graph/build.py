@@ -14,6 +14,10 @@ that samples), whose neighbour lists are sorted by (neighbour time, neighbour id
 The neighbours visible at time ``t`` are then a prefix of the list, found for a whole
 batch at once by a vectorised binary search within each list on ``nbr_time`` (the
 neighbours' times in CSR order).
+
+The many-neighbour edge types into one node type also share one CSR
+(:class:`NeighborLists`): their ``nbr`` and ``nbr_time`` arrays are views of one buffer,
+so the sampler expands a frontier along all of them with one set of array operations.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import pandas as pd
 from sktve.database import Database
 from sktve.graph.features import EdgeType, GraphMetadata
 
-__all__ = ["Adjacency", "TemporalGraph"]
+__all__ = ["Adjacency", "NeighborLists", "TemporalGraph"]
 
 
 @dataclass
@@ -56,6 +60,71 @@ class Adjacency:
         return int(len(self.nbr))
 
 
+@dataclass
+class NeighborLists:
+    """The many-neighbour edge types into one node type, laid out as one CSR.
+
+    List ``(i, v)`` (edge type ``edge_types[i]``, destination row ``v``) is
+    ``nbr[bounds[0, i, v]:bounds[1, i, v]]``. Timestamped edge types come first, and
+    ``nbr_time`` holds the times of their neighbours (``nbr_time[j]`` is the time of
+    ``nbr[j]`` for ``j < len(nbr_time)``).
+
+    Attributes
+    ----------
+    edge_types : list of (src, rel, dst)
+    num_timed : int
+        The first ``num_timed`` edge types have timestamped neighbours.
+    bounds : ndarray of int64, shape (2, len(edge_types), n_dst)
+    nbr : ndarray of int64
+        Each edge type's ``Adjacency.nbr`` is a view of a slice of it.
+    nbr_time : ndarray of int64
+        Each timestamped edge type's ``Adjacency.nbr_time`` is a view of a slice of it.
+    """
+
+    edge_types: list[EdgeType]
+    num_timed: int
+    bounds: np.ndarray
+    nbr: np.ndarray
+    nbr_time: np.ndarray
+
+    @classmethod
+    def group(
+        cls, edge_types: list[EdgeType], adj: dict[EdgeType, Adjacency], n_dst: int
+    ) -> NeighborLists:
+        """Concatenate the lists of ``edge_types`` (all into one node type), timed ones
+        first, and re-point their ``Adjacency`` arrays at slices of the shared buffers
+        (``adj`` is updated in place)."""
+        ordered = [et for et in edge_types if adj[et].nbr_time is not None]
+        num_timed = len(ordered)
+        ordered += [et for et in edge_types if adj[et].nbr_time is None]
+        sizes = [adj[et].num_edges for et in ordered]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        if len(ordered) == 1:  # nothing to concatenate: share the arrays as they are
+            nbr = adj[ordered[0]].nbr
+            nbr_time = adj[ordered[0]].nbr_time
+        else:
+            nbr = np.concatenate([adj[et].nbr for et in ordered])
+            timed = [adj[et].nbr_time for et in ordered[:num_timed]]
+            nbr_time = np.concatenate(timed) if timed else None
+        if nbr_time is None:
+            nbr_time = np.zeros(0, dtype=np.int64)
+        bounds = np.empty((2, len(ordered), n_dst), dtype=np.int64)
+        for i, et in enumerate(ordered):
+            a = adj[et]
+            np.add(a.indptr[:-1], offsets[i], out=bounds[0, i])
+            np.add(a.indptr[1:], offsets[i], out=bounds[1, i])
+            if len(ordered) == 1:
+                break
+            lo, hi = offsets[i], offsets[i + 1]
+            adj[et] = Adjacency(
+                indptr=a.indptr,
+                nbr=nbr[lo:hi],
+                nbr_time=nbr_time[lo:hi] if i < num_timed else None,
+                direct=None,
+            )
+        return cls(ordered, num_timed, bounds, nbr, nbr_time)
+
+
 class TemporalGraph:
     """Heterogeneous temporal graph of a database; build it with ``GraphFeaturizer.transform``.
 
@@ -73,6 +142,8 @@ class TemporalGraph:
         tables without one). Sampling keys and neighbour tie-breaks use it, so a seed's
         subgraph does not depend on the order of rows in a table.
     adj : dict of edge type to Adjacency
+    neighbor_lists : dict of str to NeighborLists
+        For each node type with many-neighbour edge types into it: those lists as one CSR.
     """
 
     def __init__(
@@ -88,8 +159,18 @@ class TemporalGraph:
         self.x_num = x_num
         self.x_cat = x_cat
         self.time = time
-        self.adj = adj
         self.num_nodes = {t: int(len(x_num[t])) for t in metadata.node_types}
+        # Updated in place (entries re-pointed at the shared buffers of `neighbor_lists`),
+        # so each group's separate arrays are freed as soon as it is concatenated.
+        self.adj = adj
+        many: dict[str, list[EdgeType]] = {}
+        for et in metadata.edge_types:
+            if self.adj[et].direct is None:
+                many.setdefault(et[2], []).append(et)
+        self.neighbor_lists = {
+            dst: NeighborLists.group(ets, self.adj, self.num_nodes[dst])
+            for dst, ets in many.items()
+        }
         self.node_id = node_id or {
             t: np.arange(n, dtype=np.int64) for t, n in self.num_nodes.items()
         }

@@ -20,9 +20,9 @@ types only.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -50,8 +50,6 @@ def check_temporal_strategy(value: Any) -> None:
 
 _NS_PER_DAY = 86400.0 * 1e9
 _INT64_MAX = np.iinfo(np.int64).max
-_U64_MAX = np.iinfo(np.uint64).max
-_LITTLE_ENDIAN = sys.byteorder == "little"
 _U = np.uint64
 _GOLDEN = 0x9E3779B97F4A7C15
 _ROUNDS = 4
@@ -60,13 +58,24 @@ _DENSE_CELLS = 1 << 22  # candidate scores held at once
 _DENSE_MIN = 256  # ... and for all lists this short (tiny permutation domains are biased)
 
 
+# Hash constants as 0-d arrays: numpy operates on them faster than on numpy scalars,
+# which matters for the many small arrays of a batch.
+_MIX_SHIFTS = tuple(np.array(v, dtype=np.uint64) for v in (30, 27, 31, 32))
+_MIX_MULS = tuple(np.array(v, dtype=np.uint64) for v in (0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+_H32 = tuple(np.array(v, dtype=np.uint32) for v in (16, 0x7FEB352D, 15, 0x846CA68B))
+
+
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser on a uint64 array (returns a new array)."""
-    x = x ^ (x >> _U(30))
-    x *= _U(0xBF58476D1CE4E5B9)
-    x ^= x >> _U(27)
-    x *= _U(0x94D049BB133111EB)
-    x ^= x >> _U(31)
+    s30, s27, s31, _ = _MIX_SHIFTS
+    tmp = np.right_shift(x, s30)
+    x = np.bitwise_xor(x, tmp)
+    x *= _MIX_MULS[0]
+    np.right_shift(x, s27, out=tmp)
+    x ^= tmp
+    x *= _MIX_MULS[1]
+    np.right_shift(x, s31, out=tmp)
+    x ^= tmp
     return x
 
 
@@ -140,54 +149,61 @@ class _KeyedPermutation:
         return y.astype(np.int64)
 
 
-def _mix_into(x: np.ndarray, tmp: np.ndarray) -> np.ndarray:
-    """:func:`_mix` in place on ``x`` (``tmp``: scratch of the same shape)."""
-    np.right_shift(x, _U(30), out=tmp)
+_U32 = np.uint32
+_U32_MAX = np.iinfo(np.uint32).max
+
+
+def _hash32_into(x: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """A bijective 32-bit integer hash (Wellons' "lowbias32") in place on a uint32 array
+    (``tmp``: scratch of the same shape)."""
+    s16, m1, s15, m2 = _H32
+    np.right_shift(x, s16, out=tmp)
     x ^= tmp
-    x *= _U(0xBF58476D1CE4E5B9)
-    np.right_shift(x, _U(27), out=tmp)
+    x *= m1
+    np.right_shift(x, s15, out=tmp)
     x ^= tmp
-    x *= _U(0x94D049BB133111EB)
-    np.right_shift(x, _U(31), out=tmp)
+    x *= m2
+    np.right_shift(x, s16, out=tmp)
     x ^= tmp
     return x
 
 
-_SALTS = np.zeros(0, dtype=np.uint64)
+_SALTS = np.zeros(0, dtype=np.uint32)
 
 
 def _dense_salts(width: int) -> np.ndarray:
-    """Per-offset salts of the exact (dense) sampler, cached and grown on demand."""
+    """Per-offset salts of the exact (dense) sampler: distinct uint32 values (a bijective
+    hash of the offsets), cached and grown on demand."""
     global _SALTS
     salts = _SALTS
     if len(salts) < width:
         size = max(width, 2 * len(salts), _DENSE_MIN)
-        with np.errstate(over="ignore"):
-            salts = _mix(np.arange(size, dtype=np.uint64) + _U(_salt(7)))
-        _SALTS = salts
-    return salts[:width]
+        salts = np.arange(size, dtype=np.uint32) ^ _U32(0x9E3779B9)
+        _SALTS = _hash32_into(salts, np.empty_like(salts))
+    return _SALTS[:width]
+
+
+def _dense_scores(keys: np.ndarray, width: int) -> np.ndarray:
+    """Score of offset ``j`` for key ``i``: ``hash32(fold32(keys[i]) ^ salt[j])``, shape
+    ``(len(keys), width)``. A row's scores are distinct: the salts are, and the hash is a
+    bijection."""
+    folded = (keys ^ (keys >> _MIX_SHIFTS[3])).astype(np.uint32)
+    score = np.bitwise_xor(folded[:, None], _dense_salts(width)[None, :])
+    return _hash32_into(score, np.empty_like(score))
 
 
 def _smallest(score: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
-    """Columns of the ``k`` smallest of ``score[i, :n[i]]`` per row, in increasing order
-    (``score`` is overwritten).
+    """Columns of the ``k`` smallest of ``score[i, :n[i]]`` per row (all ``n > k``), in
+    increasing order (``score``, uint32, is overwritten).
 
-    The scores of a row are distinct (a bijective hash of distinct inputs), so "the k
-    smallest" is a set. It is found on the high 32 bits (a selection on half the bytes);
-    rows whose high halves tie at the k-th value fall back to the full 64 bits.
+    A row's scores are distinct, so "the k smallest" is a set. Cells past a row's end
+    are set to the largest uint32; a valid cell of that value is its row's largest, so
+    (with ``n > k``) never among the ``k`` smallest.
     """
     rows, width = score.shape
     if int(n.min()) < width:
-        np.copyto(score, _U64_MAX, where=np.arange(width)[None, :] >= n)
-    if _LITTLE_ENDIAN:
-        high = score.view(np.uint32)[:, 1::2]
-    else:  # pragma: no cover
-        high = (score >> _U(32)).astype(np.uint32)
-    chosen = high <= np.partition(high, k - 1, axis=1)[:, k - 1 : k]
-    if np.count_nonzero(chosen) != rows * k:  # every row has at least k
-        tied = np.flatnonzero(np.count_nonzero(chosen, axis=1) != k)
-        full = score[tied]
-        chosen[tied] = full <= np.partition(full, k - 1, axis=1)[:, k - 1 : k]
+        np.copyto(score, _U32_MAX, where=np.arange(width)[None, :] >= n)
+    chosen = score <= np.partition(score, k - 1, axis=1)[:, k - 1 : k]
     return np.flatnonzero(chosen).reshape(rows, k) - np.arange(0, rows * width, width)[:, None]
 
 
@@ -196,9 +212,9 @@ def _choose_offsets(keys: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
     in increasing order.
 
     Lists at most ``max(4 k, 256)`` long are sampled exactly (the ``k`` smallest of one
-    hash score per candidate): small domains are where a cheap keyed permutation is
-    visibly biased. Longer lists use the O(k) keyed permutation, so a hub with millions
-    of visible neighbours costs O(k), not O(degree).
+    32-bit hash score per candidate, see :func:`_dense_scores`): small domains are where
+    a cheap keyed permutation is visibly biased. Longer lists use the O(k) keyed
+    permutation, so a hub with millions of visible neighbours costs O(k), not O(degree).
     """
     out = np.empty((len(keys), k), dtype=np.int64)
     dense = n <= max(_DENSE_FACTOR * k, _DENSE_MIN)
@@ -207,11 +223,9 @@ def _choose_offsets(keys: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
         n_dense = n[idx]
         width = int(n_dense.max())
         step = max(1, _DENSE_CELLS // width)
-        salts = _dense_salts(width)
         for lo in range(0, len(idx), step):  # chunks bound memory, not a loop over seeds
             part = idx[lo : lo + step]
-            score = np.bitwise_xor(keys[part, None], salts[None, :])
-            _mix_into(score, np.empty_like(score))
+            score = _dense_scores(keys[part], width)
             out[part] = _smallest(score, n_dense[lo : lo + step, None], k)
     idx = np.flatnonzero(~dense)
     if len(idx):
@@ -263,25 +277,29 @@ def _assemble(parts: list[_Part], ar: np.ndarray) -> np.ndarray:
     return out
 
 
-def _visible_ends(
-    whens: list[np.ndarray], start: np.ndarray, stop: np.ndarray, t: np.ndarray
-) -> np.ndarray:
-    """End of the prefix with time ``<= t`` of each neighbour list, for several edge types
-    into one frontier at once.
+def _tile(values: np.ndarray, times: int) -> np.ndarray:
+    """``np.tile`` of a 1-d array, without its Python-level overhead."""
+    if times == 1:
+        return values
+    out = np.empty(times * len(values), dtype=values.dtype)
+    out.reshape(times, len(values))[...] = values
+    return out
 
-    Block ``i`` of ``start``/``stop`` (``len(t)`` entries each) holds the lists
-    ``[start, stop)`` of ``whens[i]``, non-decreasing within each list. A binary search
-    runs for all lists together, touching only their own entries (a search over the
-    whole array is a chain of cache misses on large tables).
+
+def _visible_ends(
+    when: np.ndarray, start: np.ndarray, stop: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """End of the prefix with time ``<= t[i]`` of each list ``when[start[i]:stop[i]]``
+    (non-decreasing within each list).
+
+    A binary search runs for all lists together, touching only their own entries (a
+    search over the whole array is a chain of cache misses on large tables).
     """
-    n = len(t)
     last = stop - 1  # index of the list's last entry
     found = start - 1  # index of the last entry known to be <= t
     longest = int((stop - start).max(initial=0))
     if longest == 0:
         return start.copy()
-    if len(whens) > 1:
-        t = np.tile(t, len(whens))
     probe = np.empty_like(found)
     value = np.empty_like(found)
     ok = np.empty(len(found), dtype=bool)
@@ -289,9 +307,8 @@ def _visible_ends(
     while step:
         np.add(found, step, out=probe)
         np.minimum(probe, last, out=probe)
-        for i, when in enumerate(whens):  # empty lists read anything: masked below anyway
-            block = slice(i * n, (i + 1) * n)
-            when.take(probe[block], out=value[block], mode="clip")
+        # empty lists read anything (clipped): they are masked out by `last` anyway
+        when.take(probe, out=value, mode="clip")
         np.less_equal(value, t, out=ok)
         np.copyto(found, probe, where=ok)
         step >>= 1
@@ -303,13 +320,19 @@ class _Frontier:
     """Nodes of one type to expand at a hop: table rows, seed index, local index (an
     ``int`` when they are the contiguous nodes ``local, local + 1, ...``)."""
 
-    __slots__ = ("local", "rows", "seed", "_seen", "lists")
+    __slots__ = ("local", "rows", "seed", "_seen", "seed_is_local")
 
-    def __init__(self, rows: np.ndarray, seed: np.ndarray, local: int | np.ndarray) -> None:
+    def __init__(
+        self,
+        rows: np.ndarray,
+        seed: np.ndarray,
+        local: int | np.ndarray,
+        seed_is_local: bool = False,
+    ) -> None:
         self.rows, self.seed, self.local = rows, seed, local
         self._seen = None
-        # edge type -> (start, number of visible neighbours) of each node's list
-        self.lists: dict[EdgeType, tuple[np.ndarray, np.ndarray]] | None = None
+        # The seeds themselves: each node's seed index is its local index.
+        self.seed_is_local = seed_is_local
 
     def seen(self, times: np.ndarray) -> np.ndarray:
         """Seed time of each node."""
@@ -461,10 +484,11 @@ class TemporalNeighborSampler:
         self._direct: dict[EdgeType, tuple[bool, np.ndarray | None]] = {}
         self._ar = np.zeros(0, dtype=np.int64)
         self._consts: dict[int, np.ndarray] = {}
-        self._lists_into: dict[str, list[EdgeType]] = {t: [] for t in graph.metadata.node_types}
+        self._direct_into: dict[str, list[EdgeType]] = {t: [] for t in graph.metadata.node_types}
         for et in graph.metadata.edge_types:
-            if graph.adj[et].direct is None:
-                self._lists_into[et[2]].append(et)
+            if graph.adj[et].direct is not None:
+                self._direct_into[et[2]].append(et)
+        self._list_salts: dict[tuple[str, int], np.ndarray] = {}
 
     # ------------------------------------------------------------------ keys
     def _const(self, value: int) -> np.ndarray:
@@ -480,12 +504,6 @@ class TemporalNeighborSampler:
             (self.random_state & 0xFFFFFFFFFFFF) * 1_000_003 + self._table_id[seed_table]
         )
         return _mix(_mix(base ^ _u64(rows)) ^ _u64(times))
-
-    def _owner_keys(
-        self, seed_keys: np.ndarray, rows: np.ndarray, hop: int, edge_type: EdgeType
-    ) -> np.ndarray:
-        salt = self._const((hop + 1) * 65_537 + self._edge_type_id[edge_type])
-        return _mix(seed_keys ^ _mix(_u64(rows) + salt))
 
     # ------------------------------------------------------------------ sampling
     def _check_seeds(
@@ -545,87 +563,89 @@ class TemporalNeighborSampler:
             info = self._direct[edge_type] = (missing, when)
         return info
 
-    def _visible_lists(
-        self, node_type: str, front: _Frontier, times: np.ndarray
-    ) -> dict[EdgeType, tuple[np.ndarray, np.ndarray]]:
-        """(list start, number of visible neighbours) of the frontier's nodes for every
-        many-neighbour edge type into ``node_type``, searched together."""
-        out = {}
-        timed: list[tuple[EdgeType, np.ndarray, np.ndarray]] = []
-        for et in self._lists_into[node_type]:
-            adj = self.graph.adj[et]
-            start = adj.indptr.take(front.rows, mode="clip")
-            stop = adj.indptr[1:].take(front.rows, mode="clip")
-            if adj.nbr_time is None:
-                out[et] = (start, stop - start)
-            else:
-                timed.append((et, start, stop))
-        if timed:
-            n = len(front.rows)
-            start = np.concatenate([s for _, s, _ in timed])
-            end = _visible_ends(
-                [self.graph.adj[et].nbr_time for et, _, _ in timed],
-                start,
-                np.concatenate([s for _, _, s in timed]),
-                front.seen(times),
-            )
-            end -= start
-            for i, (et, s, _) in enumerate(timed):
-                out[et] = (s, end[i * n : (i + 1) * n])
-        return out
+    def _expand_direct(
+        self, edge_type: EdgeType, front: _Frontier, times: np.ndarray
+    ) -> tuple[int, _Part, _Part, _Part]:
+        """(number of sampled nodes, their rows, their seeds, their parents' local index)
+        along a one-neighbour edge type, as parts of the output arrays."""
+        adj = self.graph.adj[edge_type]
+        rows = front.rows
+        local = front.local
+        missing, when = self._direct_info(edge_type)
+        nbr = None
+        if when is not None:
+            seen = front.seen(times)
+            ok = when.take(rows, mode="clip") <= seen
+            if missing and seen.max(initial=0) == _INT64_MAX:
+                ok &= adj.direct.take(rows, mode="clip") >= 0
+        elif missing:
+            nbr = adj.direct.take(rows, mode="clip")
+            ok = nbr >= 0
+        else:
+            ok = None
+        if ok is None or bool(ok.all()):
+            n = len(rows)
+            row_part = (n, _OWN, nbr, 0) if nbr is not None else (n, _TAKE, adj.direct, rows)
+            parent = (n, _RANGE, local, 0) if isinstance(local, int) else (n, _COPY, local, 0)
+            return n, row_part, (n, _COPY, front.seed, 0), parent
+        owner = np.flatnonzero(ok)
+        n = len(owner)
+        if nbr is not None:
+            row_part = (n, _TAKE, nbr, owner)
+        else:
+            row_part = (n, _TAKE, adj.direct, rows.take(owner, mode="clip"))
+        if isinstance(local, int):
+            parent = (n, _ADD, owner, local)
+        else:
+            parent = (n, _TAKE, local, owner)
+        return n, row_part, (n, _TAKE, front.seed, owner), parent
 
-    def _expand(
+    def _salts(self, node_type: str, hop: int) -> np.ndarray:
+        """Hash salt of each many-neighbour edge type into ``node_type`` at ``hop``."""
+        salts = self._list_salts.get((node_type, hop))
+        if salts is None:
+            ids = [self._edge_type_id[et] for et in self.graph.neighbor_lists[node_type].edge_types]
+            salts = np.concatenate([self._const((hop + 1) * 65_537 + i) for i in ids])
+            self._list_salts[(node_type, hop)] = salts
+        return salts
+
+    def _expand_lists(
         self,
-        edge_type: EdgeType,
+        node_type: str,
         front: _Frontier,
         times: np.ndarray,
         seed_keys: np.ndarray,
         hop: int,
         fanout: int,
-    ) -> tuple[int, _Part, _Part, _Part]:
-        """(number of sampled nodes, their rows, their seeds, their parents' local index)
-        for one edge type and hop, as parts of the output arrays."""
-        adj = self.graph.adj[edge_type]
+        last_hop: bool,
+    ) -> dict[EdgeType, tuple[int, _Part, _Part, _Part]]:
+        """:meth:`_expand_direct`'s parts for every many-neighbour edge type into
+        ``node_type``, sampled together: the lists of all edge types are rows of one
+        (edge type, node) grid over the shared CSR, flattened edge type first, so each
+        edge type's sampled nodes are one contiguous slice of the outputs."""
+        lists = self.graph.neighbor_lists[node_type]
         rows = front.rows
-        local = front.local
-        if adj.direct is not None:
-            missing, when = self._direct_info(edge_type)
-            nbr = None
-            if when is not None:
-                seen = front.seen(times)
-                ok = when.take(rows, mode="clip") <= seen
-                if missing and seen.max(initial=0) == _INT64_MAX:
-                    ok &= adj.direct.take(rows, mode="clip") >= 0
-            elif missing:
-                nbr = adj.direct.take(rows, mode="clip")
-                ok = nbr >= 0
-            else:
-                ok = None
-            if ok is None or bool(ok.all()):
-                n = len(rows)
-                row_part = (n, _OWN, nbr, 0) if nbr is not None else (n, _TAKE, adj.direct, rows)
-                parent = (n, _RANGE, local, 0) if isinstance(local, int) else (n, _COPY, local, 0)
-                return n, row_part, (n, _COPY, front.seed, 0), parent
-            owner = np.flatnonzero(ok)
-            n = len(owner)
-            if nbr is not None:
-                row_part = (n, _TAKE, nbr, owner)
-            else:
-                row_part = (n, _TAKE, adj.direct, rows.take(owner, mode="clip"))
-            if isinstance(local, int):
-                parent = (n, _ADD, owner, local)
-            else:
-                parent = (n, _TAKE, local, owner)
-            return n, row_part, (n, _TAKE, front.seed, owner), parent
-
-        if front.lists is None:
-            front.lists = self._visible_lists(edge_type[2], front, times)
-        start, n_valid = front.lists[edge_type]
+        n_front = len(rows)
+        n_types = len(lists.edge_types)
+        bounds = lists.bounds.take(rows, axis=2, mode="clip")  # (2, n_types, n_front)
+        start, stop = bounds[0].reshape(-1), bounds[1].reshape(-1)
+        n_timed = lists.num_timed * n_front
+        if n_timed:
+            seen = front.seen(times)
+            stop[:n_timed] = _visible_ends(
+                lists.nbr_time,
+                start[:n_timed],
+                stop[:n_timed],
+                _tile(seen, lists.num_timed),
+            )
+        n_valid = stop
+        n_valid -= start
         count = n_valid if fanout < 0 else np.minimum(n_valid, fanout)
-        n = int(count.sum())
+        per_type = count.reshape(n_types, n_front).sum(axis=1)
+        n = int(per_type.sum())
         if n == 0:
-            return 0, _EMPTY, _EMPTY, _EMPTY
-        ar = self._arange(max(n, len(rows) + (local if isinstance(local, int) else 0)))
+            return {}
+        ar = self._arange(max(n, n_front + (front.local if isinstance(front.local, int) else 0)))
         first = np.cumsum(count)
         first -= count
         if fanout > 0 and self.temporal_strategy == "last":
@@ -639,23 +659,34 @@ class TemporalNeighborSampler:
             if len(crowded):
                 # Only nodes with more visible neighbours than the fan-out draw at random;
                 # their draws are keyed by information the seed can see.
-                keys = self._owner_keys(
-                    seed_keys[front.seed[crowded]],
-                    self.graph.node_id[edge_type[2]][rows[crowded]],
-                    hop,
-                    edge_type,
-                )
-                picked = _choose_offsets(keys, n_valid[crowded], fanout)
-                picked += start[crowded][:, None]
-                pos[first[crowded][:, None] + ar[:fanout]] = picked
-        if isinstance(local, int):
-            local = ar[local : local + len(rows)]
-        return (
-            n,
-            (n, _TAKE, adj.nbr, pos),
-            (n, _OWN, np.repeat(front.seed, count), 0),
-            (n, _OWN, np.repeat(local, count), 0),
-        )
+                which, node = np.divmod(crowded, n_front)
+                node_ids = self.graph.node_id[node_type].take(rows.take(node, mode="clip"))
+                salted = _u64(node_ids) + self._salts(node_type, hop).take(which)
+                keys = _mix(seed_keys.take(front.seed.take(node)) ^ _mix(salted))
+                picked = _choose_offsets(keys, n_valid.take(crowded), fanout)
+                picked += start.take(crowded)[:, None]
+                pos[first.take(crowded)[:, None] + ar[:fanout]] = picked
+        seed = np.repeat(_tile(front.seed, n_types), count)
+        if front.seed_is_local:
+            parent = seed
+        else:
+            local = front.local
+            if isinstance(local, int):
+                local = ar[local : local + n_front]
+            parent = np.repeat(_tile(local, n_types), count)
+        node_rows = None if last_hop else lists.nbr.take(pos, mode="clip")
+        out = {}
+        at = 0
+        for et, m in zip(lists.edge_types, per_type.tolist()):
+            if m:
+                part = slice(at, at + m)
+                if node_rows is None:  # written straight into the output later
+                    row_part = (m, _TAKE, lists.nbr, pos[part])
+                else:
+                    row_part = (m, _OWN, node_rows[part], 0)
+                out[et] = (m, row_part, (m, _OWN, seed[part], 0), (m, _COPY, parent[part], 0))
+                at += m
+        return out
 
     def sample_subgraph(
         self, seed_table: str, seed_positions: Any, seed_times: Any
@@ -674,52 +705,58 @@ class TemporalNeighborSampler:
         n_seeds = len(positions)
         seed_keys = self._seed_keys(seed_table, graph.node_id[seed_table][positions], times)
         # Output arrays are assembled once at the end from parts (see `_fill`), so that
-        # the last hop's gathers write straight into them.
-        rows: dict[str, list[_Part]] = {t: [] for t in node_types}
-        seeds: dict[str, list[_Part]] = {t: [] for t in node_types}
-        edges: dict[EdgeType, list[tuple[_Part, _Part]]] = {et: [] for et in edge_types}
-        count = dict.fromkeys(node_types, 0)
-        depth_ptr = {t: [0] for t in node_types}
-        edge_ptr = {et: [0] for et in edge_types}
-        rows[seed_table].append((n_seeds, _COPY, positions, 0))
-        seeds[seed_table].append((n_seeds, _RANGE, 0, 0))
-        count[seed_table] = n_seeds
-        for t in node_types:
-            depth_ptr[t].append(count[t])
+        # the last hop's gathers write straight into them. Types and edge types that
+        # nothing reaches get no parts (and empty outputs).
+        rows: dict[str, list[_Part]] = {seed_table: [(n_seeds, _COPY, positions, 0)]}
+        seeds: dict[str, list[_Part]] = {seed_table: [(n_seeds, _RANGE, 0, 0)]}
+        # per edge type: (local index of the first new node, number of edges, parent part)
+        edges: dict[EdgeType, list[tuple[int, int, _Part]]] = {}
+        n_hops = len(self.fanouts)
+        n_edges: dict[EdgeType, list[int]] = {}  # per hop
+        count = {seed_table: n_seeds}  # nodes of each type so far
+        counts = [dict(count)]  # ... after each depth
         # Nodes of one type reached at one hop are contiguous: local index `local` onwards.
         all_seeds = self._arange(n_seeds)[:n_seeds]
-        frontier = {seed_table: _Frontier(positions, all_seeds, 0)}
+        frontier = {seed_table: _Frontier(positions, all_seeds, 0, seed_is_local=True)}
         seed_row_time = graph.time[seed_table]
         if seed_row_time is not None:
             # A seed row stamped after its seed time is future data, references included:
             # it stays in the batch (blanked by `sample`) but is not expanded.
             visible = np.flatnonzero(seed_row_time[positions] <= times)
             if len(visible) < n_seeds:
-                frontier = {seed_table: _Frontier(positions[visible], visible, visible)}
-        last = len(self.fanouts) - 1
+                front = _Frontier(positions[visible], visible, visible, seed_is_local=True)
+                frontier = {seed_table: front}
+        last = n_hops - 1
+        lists_into = graph.neighbor_lists
+        order = self._edge_type_id.__getitem__
         for hop, fanout in enumerate(self.fanouts):
-            reached: dict[str, list[tuple[_Part, _Part]]] = {}
-            for et in edge_types:
-                src, _, dst = et
-                front = frontier.get(dst)
-                if front is None or len(front.rows) == 0:
-                    edge_ptr[et].append(edge_ptr[et][-1])
+            expanded: dict[EdgeType, tuple[int, _Part, _Part, _Part]] = {}
+            for dst, front in frontier.items():
+                if len(front.rows) == 0:
                     continue
-                n, row_part, seed_part, parent = self._expand(
-                    et, front, times, seed_keys, hop, fanout
-                )
-                edge_ptr[et].append(edge_ptr[et][-1] + n)
+                for et in self._direct_into[dst]:
+                    expanded[et] = self._expand_direct(et, front, times)
+                if dst in lists_into:
+                    expanded.update(
+                        self._expand_lists(dst, front, times, seed_keys, hop, fanout, hop == last)
+                    )
+            reached: dict[str, list[tuple[_Part, _Part]]] = {}
+            # Edge-type order fixes the order of each type's nodes within a hop.
+            for et in sorted(expanded, key=order):
+                n, row_part, seed_part, parent = expanded[et]
                 if n == 0:
                     continue
+                n_edges.setdefault(et, [0] * n_hops)[hop] = n
+                src = et[0]
                 if hop < last:
                     row_part, seed_part = _own(row_part), _own(seed_part)
                     reached.setdefault(src, []).append((row_part, seed_part))
-                rows[src].append(row_part)
-                seeds[src].append(seed_part)
-                edges[et].append(((n, _RANGE, count[src], 0), parent))
-                count[src] += n
-            for t in node_types:
-                depth_ptr[t].append(count[t])
+                rows.setdefault(src, []).append(row_part)
+                seeds.setdefault(src, []).append(seed_part)
+                before = count.get(src, 0)
+                edges.setdefault(et, []).append((before, n, parent))
+                count[src] = before + n
+            counts.append(dict(count))
             if hop == last:
                 break
             frontier = {}
@@ -732,21 +769,36 @@ class TemporalNeighborSampler:
                     k = len(parts)
                     rows[t][-k:] = [(len(node_rows), _OWN, node_rows, 0)]
                     seeds[t][-k:] = [(len(node_seed), _OWN, node_seed, 0)]
-                frontier[t] = _Frontier(node_rows, node_seed, depth_ptr[t][-2])
-        ar = self._arange(max([n_seeds, *count.values()]))
+                frontier[t] = _Frontier(node_rows, node_seed, counts[-2].get(t, 0))
+        ar = self._arange(max(count.values()))
         out_edges = {}
         for et, parts in edges.items():
-            total = edge_ptr[et][-1]
-            out = np.empty((2, total), dtype=np.int64)
+            out = np.empty((2, sum(n_edges[et])), dtype=np.int64)
             at = 0
-            for child, parent in parts:
-                _fill(out[0, at : at + child[0]], child, ar)
-                _fill(out[1, at : at + child[0]], parent, ar)
-                at += child[0]
+            for before, n, parent in parts:
+                np.add(ar[:n], before, out=out[0, at : at + n])  # the new nodes, in order
+                _fill(out[1, at : at + n], parent, ar)
+                at += n
             out_edges[et] = out
+        for et in edge_types:
+            if et not in out_edges:
+                out_edges[et] = np.zeros((2, 0), dtype=np.int64)
+        depth_ptr = {}
+        for t in node_types:
+            if t in count:
+                depth_ptr[t] = [0, *(c.get(t, 0) for c in counts)]
+            else:
+                depth_ptr[t] = [0] * (n_hops + 2)
+        edge_ptr = {}
+        for et in edge_types:
+            if et in n_edges:
+                edge_ptr[et] = list(accumulate(n_edges[et], initial=0))
+            else:
+                edge_ptr[et] = [0] * (n_hops + 1)
+        no_nodes = np.zeros(0, dtype=np.int64)
         return {
-            "rows": {t: _assemble(v, ar) for t, v in rows.items()},
-            "seed": {t: _assemble(v, ar) for t, v in seeds.items()},
+            "rows": {t: _assemble(rows[t], ar) if t in rows else no_nodes for t in node_types},
+            "seed": {t: _assemble(seeds[t], ar) if t in seeds else no_nodes for t in node_types},
             "depth_ptr": depth_ptr,
             "edges": out_edges,
             "edge_ptr": edge_ptr,
