@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sktve.graph import GraphFeaturizer, NeighborLists, TemporalGraph
+from sktve.graph import Adjacency, GraphFeaturizer, NeighborLists, TemporalGraph
 
 
 def test_graph_adjacency_sorted_by_time(small_db):
@@ -46,7 +46,16 @@ def test_neighbor_lists_share_one_csr_per_table(small_db):
                     lists.nbr_time[lo[v] : lists.bounds[1, i, v]],
                     adj.nbr_time[adj.indptr[v] : adj.indptr[v + 1]],
                 )
-    # single-type groups keep their arrays (nothing to concatenate)
-    for group in graph.neighbor_lists.values():
-        if len(group.edge_types) == 1:
-            assert group.nbr is graph.adj[group.edge_types[0]].nbr
+    # a graph assembled from separate arrays groups them the same way (by copying)
+    separate = {
+        et: Adjacency(a.indptr, a.nbr.copy(), a.nbr_time, a.direct) for et, a in graph.adj.items()
+    }
+    copied = TemporalGraph(
+        graph.metadata, graph.x_num, graph.x_cat, graph.time, separate, graph.node_id
+    )
+    for dst, group in graph.neighbor_lists.items():
+        other = copied.neighbor_lists[dst]
+        assert other.edge_types == group.edge_types and other.num_timed == group.num_timed
+        np.testing.assert_array_equal(other.bounds, group.bounds)
+        np.testing.assert_array_equal(other.nbr, group.nbr)
+        np.testing.assert_array_equal(other.nbr_time, group.nbr_time)

@@ -88,41 +88,58 @@ class NeighborLists:
     nbr_time: np.ndarray
 
     @classmethod
+    def of(
+        cls,
+        ordered: list[EdgeType],
+        num_timed: int,
+        adj: dict[EdgeType, Adjacency],
+        n_dst: int,
+        nbr: np.ndarray,
+        nbr_time: np.ndarray | None,
+    ) -> NeighborLists:
+        """The group of ``ordered`` edge types whose ``Adjacency`` arrays already lie, in
+        that order, in the buffers ``nbr`` and ``nbr_time``."""
+        bounds = np.empty((2, len(ordered), n_dst), dtype=np.int64)
+        offset = 0
+        for i, et in enumerate(ordered):
+            np.add(adj[et].indptr[:-1], offset, out=bounds[0, i])
+            np.add(adj[et].indptr[1:], offset, out=bounds[1, i])
+            offset += adj[et].num_edges
+        if nbr_time is None:
+            nbr_time = np.zeros(0, dtype=np.int64)
+        return cls(ordered, num_timed, bounds, nbr, nbr_time)
+
+    @classmethod
     def group(
         cls, edge_types: list[EdgeType], adj: dict[EdgeType, Adjacency], n_dst: int
     ) -> NeighborLists:
-        """Concatenate the lists of ``edge_types`` (all into one node type), timed ones
-        first, and re-point their ``Adjacency`` arrays at slices of the shared buffers
-        (``adj`` is updated in place)."""
+        """Copy the lists of ``edge_types`` (all into one node type) into shared buffers
+        and re-point their ``Adjacency`` arrays at slices of them (``adj`` is updated in
+        place, one edge type at a time, so each one's separate arrays can be freed as
+        soon as they are copied)."""
         ordered = [et for et in edge_types if adj[et].nbr_time is not None]
         num_timed = len(ordered)
         ordered += [et for et in edge_types if adj[et].nbr_time is None]
-        sizes = [adj[et].num_edges for et in ordered]
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         if len(ordered) == 1:  # nothing to concatenate: share the arrays as they are
-            nbr = adj[ordered[0]].nbr
-            nbr_time = adj[ordered[0]].nbr_time
-        else:
-            nbr = np.concatenate([adj[et].nbr for et in ordered])
-            timed = [adj[et].nbr_time for et in ordered[:num_timed]]
-            nbr_time = np.concatenate(timed) if timed else None
-        if nbr_time is None:
-            nbr_time = np.zeros(0, dtype=np.int64)
-        bounds = np.empty((2, len(ordered), n_dst), dtype=np.int64)
+            a = adj[ordered[0]]
+            return cls.of(ordered, num_timed, adj, n_dst, a.nbr, a.nbr_time)
+        sizes = [adj[et].num_edges for et in ordered]
+        nbr = np.empty(sum(sizes), dtype=np.int64)
+        nbr_time = np.empty(sum(sizes[:num_timed]), dtype=np.int64)
+        lo = 0
         for i, et in enumerate(ordered):
-            a = adj[et]
-            np.add(a.indptr[:-1], offsets[i], out=bounds[0, i])
-            np.add(a.indptr[1:], offsets[i], out=bounds[1, i])
-            if len(ordered) == 1:
-                break
-            lo, hi = offsets[i], offsets[i + 1]
+            hi = lo + sizes[i]
+            nbr[lo:hi] = adj[et].nbr
+            if i < num_timed:
+                nbr_time[lo:hi] = adj[et].nbr_time
             adj[et] = Adjacency(
-                indptr=a.indptr,
+                indptr=adj[et].indptr,
                 nbr=nbr[lo:hi],
                 nbr_time=nbr_time[lo:hi] if i < num_timed else None,
                 direct=None,
             )
-        return cls(ordered, num_timed, bounds, nbr, nbr_time)
+            lo = hi
+        return cls.of(ordered, num_timed, adj, n_dst, nbr, nbr_time)
 
 
 class TemporalGraph:
@@ -160,16 +177,15 @@ class TemporalGraph:
         self.x_cat = x_cat
         self.time = time
         self.num_nodes = {t: int(len(x_num[t])) for t in metadata.node_types}
-        # Updated in place (entries re-pointed at the shared buffers of `neighbor_lists`),
-        # so each group's separate arrays are freed as soon as it is concatenated.
+        # `adj` is updated in place (its many-neighbour entries re-pointed at the shared
+        # buffers of `neighbor_lists`), so the separate arrays are freed as they are copied.
         self.adj = adj
         many: dict[str, list[EdgeType]] = {}
         for et in metadata.edge_types:
-            if self.adj[et].direct is None:
+            if adj[et].direct is None:
                 many.setdefault(et[2], []).append(et)
         self.neighbor_lists = {
-            dst: NeighborLists.group(ets, self.adj, self.num_nodes[dst])
-            for dst, ets in many.items()
+            dst: NeighborLists.group(ets, adj, self.num_nodes[dst]) for dst, ets in many.items()
         }
         self.node_id = node_id or {
             t: np.arange(n, dtype=np.int64) for t, n in self.num_nodes.items()
@@ -252,7 +268,6 @@ def _build_adjacency(
     else:
         edge_time = None
         order = np.lexsort((src_id[src], dst))
-    dst, src = dst[order], src[order]
     counts = np.bincount(dst, minlength=n_dst)
     indptr = np.zeros(n_dst + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
@@ -265,7 +280,7 @@ def _build_adjacency(
         direct[dst] = src
     return Adjacency(
         indptr=indptr,
-        nbr=np.ascontiguousarray(src, dtype=np.int64),
+        nbr=np.ascontiguousarray(src[order], dtype=np.int64),
         nbr_time=nbr_time,
         direct=direct,
     )
