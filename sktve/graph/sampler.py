@@ -15,7 +15,8 @@ changing or adding rows later than ``t`` never changes a seed's subgraph, and a 
 embedding is the same alone or in any batch.
 
 Everything is vectorised over the batch with numpy; Python loops run over hops and edge
-types only.
+types only. The many-neighbour edge types into one table are expanded together, over the
+table's shared CSR (:class:`~sktve.graph.NeighborLists`).
 """
 
 from __future__ import annotations
@@ -242,7 +243,6 @@ _TAKE = 2  # a[b]
 _RANGE = 3  # a + arange(length)
 _ADD = 4  # a + b
 _Part = tuple[int, int, Any, Any]
-_EMPTY: _Part = (0, _OWN, np.zeros(0, dtype=np.int64), 0)
 
 
 def _fill(out: np.ndarray, part: _Part, ar: np.ndarray) -> None:
@@ -277,12 +277,12 @@ def _assemble(parts: list[_Part], ar: np.ndarray) -> np.ndarray:
     return out
 
 
-def _tile(values: np.ndarray, times: int) -> np.ndarray:
+def _tile(values: np.ndarray, reps: int) -> np.ndarray:
     """``np.tile`` of a 1-d array, without its Python-level overhead."""
-    if times == 1:
+    if reps == 1:
         return values
-    out = np.empty(times * len(values), dtype=values.dtype)
-    out.reshape(times, len(values))[...] = values
+    out = np.empty(reps * len(values), dtype=values.dtype)
+    out.reshape(reps, len(values))[...] = values
     return out
 
 
