@@ -61,14 +61,15 @@ _DENSE_MIN = 256  # ... and for all lists this short (tiny permutation domains a
 
 # Hash constants as 0-d arrays: numpy operates on them faster than on numpy scalars,
 # which matters for the many small arrays of a batch.
-_MIX_SHIFTS = tuple(np.array(v, dtype=np.uint64) for v in (30, 27, 31, 32))
+_MIX_SHIFTS = tuple(np.array(v, dtype=np.uint64) for v in (30, 27, 31))
+_FOLD_SHIFT = np.array(32, dtype=np.uint64)
 _MIX_MULS = tuple(np.array(v, dtype=np.uint64) for v in (0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
 _H32 = tuple(np.array(v, dtype=np.uint32) for v in (16, 0x7FEB352D, 15, 0x846CA68B))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser on a uint64 array (returns a new array)."""
-    s30, s27, s31, _ = _MIX_SHIFTS
+    s30, s27, s31 = _MIX_SHIFTS
     tmp = np.right_shift(x, s30)
     x = np.bitwise_xor(x, tmp)
     x *= _MIX_MULS[0]
@@ -188,7 +189,7 @@ def _dense_scores(keys: np.ndarray, width: int) -> np.ndarray:
     """Score of offset ``j`` for key ``i``: ``hash32(fold32(keys[i]) ^ salt[j])``, shape
     ``(len(keys), width)``. A row's scores are distinct: the salts are, and the hash is a
     bijection."""
-    folded = (keys ^ (keys >> _MIX_SHIFTS[3])).astype(np.uint32)
+    folded = (keys ^ (keys >> _FOLD_SHIFT)).astype(np.uint32)
     score = np.bitwise_xor(folded[:, None], _dense_salts(width)[None, :])
     return _hash32_into(score, np.empty_like(score))
 
