@@ -91,9 +91,9 @@ def main() -> None:
     import relbench
     import torch
 
-    from sktve import TVEPretrainer, load_database
+    from sktve import load_database
     from sktve.heads import head_grid
-    from sktve.run import predict_scores, select_on_val, task_metric
+    from sktve.run import predict_scores, select_on_val, task_metric, task_pretrainer
 
     torch.set_num_threads(2)
     configs = {
@@ -116,13 +116,7 @@ def main() -> None:
     runs = []
     for name in args.configs.split(","):
         params = {"window": task.timedelta, "random_state": args.seed, **configs[name]}
-        tve = TVEPretrainer(
-            database=database,
-            entity_table=task.entity_table,
-            entity_col=task.entity_col,
-            time_col=task.time_col,
-            **params,
-        )
+        tve = task_pretrainer(database, task, **params)
         Z, cost = timed_features(tve.fit_transform, tve.transform, X)
         Z_test = Z["test"]
         fit_seconds, transform_seconds = cost["fit_seconds"], cost["transform_seconds"]

@@ -391,8 +391,9 @@ def main() -> None:
     import relbench
     import torch
 
-    from sktve import TVEPretrainer, load_database
+    from sktve import load_database
     from sktve.aggregates import AggregateFeatures
+    from sktve.run import task_pretrainer
 
     torch.set_num_threads(args.torch_threads)
     tasks = args.tasks.split(",")
@@ -485,20 +486,14 @@ def main() -> None:
                     record(task_name, seed, "agg-hgb", agg_cost, outcome, deterministic=True)
 
         for seed in seeds:
-            common = dict(
-                database=database,
-                entity_table=task.entity_table,
-                entity_col=task.entity_col,
-                time_col=task.time_col,
-                window=task.timedelta,
-                random_state=seed,
-            )
             encoders = {}
             if need_tve:
                 trained = {} if max_epochs is None else {"max_epochs": max_epochs}
-                encoders["trained"] = TVEPretrainer(**common, **trained)
+                encoders["trained"] = task_pretrainer(database, task, random_state=seed, **trained)
             if need_untrained:
-                encoders["untrained"] = TVEPretrainer(**common, max_epochs=0)
+                encoders["untrained"] = task_pretrainer(
+                    database, task, random_state=seed, max_epochs=0
+                )
             feats, costs = {}, {}
             for kind, tve in encoders.items():
                 feats[kind], costs[kind] = timed_features(tve.fit_transform, tve.transform, X)

@@ -20,7 +20,37 @@ from sktve.database import load_database
 from sktve.heads import head_grid
 from sktve.pretrainer import TVEPretrainer
 
-__all__ = ["predict_scores", "run_task", "select_on_val", "task_metric"]
+__all__ = ["predict_scores", "run_task", "select_on_val", "task_metric", "task_pretrainer"]
+
+
+def task_pretrainer(database: Any, task: Any, **params: Any) -> TVEPretrainer:
+    """A :class:`~sktve.TVEPretrainer` for a RelBench entity task.
+
+    The task supplies the entity table, the id and time columns of its rows, and its
+    prediction horizon as ``window``; ``params`` are further TVEPretrainer parameters and
+    may override any of these.
+
+    Parameters
+    ----------
+    database : Database
+        The task's database (e.g. ``load_database(dataset)``).
+    task : relbench.base.EntityTask
+    **params
+        TVEPretrainer parameters.
+
+    Returns
+    -------
+    TVEPretrainer
+        Unfitted.
+    """
+    kwargs: dict[str, Any] = {
+        "entity_table": task.entity_table,
+        "entity_col": task.entity_col,
+        "time_col": task.time_col,
+        "window": task.timedelta,
+    }
+    kwargs.update(params)
+    return TVEPretrainer(database=database, **kwargs)
 
 
 def task_metric(task: Any, pred: np.ndarray, split_table: Any) -> tuple[str, float, bool]:
@@ -146,14 +176,7 @@ def run_task(
     if max_epochs is not None:
         params["max_epochs"] = max_epochs
     params.update(pretrainer_params or {})
-    tve = TVEPretrainer(
-        database=database,
-        entity_table=task.entity_table,
-        entity_col=task.entity_col,
-        time_col=task.time_col,
-        window=task.timedelta,
-        **params,
-    )
+    tve = task_pretrainer(database, task, **params)
     started = time.perf_counter()
     Z_train = tve.fit_transform(X["train"])
     fit_seconds = time.perf_counter() - started

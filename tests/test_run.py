@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import relbench
 
-from sktve.run import run_task
+from sktve.run import run_task, task_pretrainer
 
 FAST = {"embedding_dim": 8, "fanouts": (4, 2), "steps_per_epoch": 2, "batch_size": 64}
 
@@ -51,3 +51,20 @@ def test_run_task_rejects_unknown_head(synthetic_path):
             verbose=False,
             pretrainer_params=FAST,
         )
+
+
+def test_task_pretrainer_takes_entity_time_and_window_from_the_task(synthetic_path):
+    from sktve import load_database
+
+    dataset = relbench.load_dataset(str(synthetic_path))
+    task = dataset.load_task("customer-churn")
+    database = load_database(dataset)
+    params = task_pretrainer(database, task, random_state=3).get_params()
+    assert params["database"] is database
+    assert (params["entity_table"], params["entity_col"], params["time_col"]) == (
+        task.entity_table,
+        task.entity_col,
+        task.time_col,
+    )
+    assert params["window"] == task.timedelta and params["random_state"] == 3
+    assert task_pretrainer(database, task, window="7D").get_params()["window"] == "7D"
