@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from sktve._entity_profile import entity_column_spec, entity_column_values, recency_values
+from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import parse_windows, raise_unknown_entities, resolve_task_table
 from sktve.database import Database
 from sktve.targets.paths import check_entity_table, enumerate_paths
@@ -58,6 +59,9 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         days since the entity's latest and earliest such row at or before the row's time
         (``"<table>|days_since_last"``, ``"<table>|days_since_first"``; NaN before the
         first). Window-free, so they also reach further back than the longest window.
+    n_jobs : int, optional
+        CPU threads (scikit-learn's convention: None means 1, -1 all available cores);
+        see :class:`~sktve.TVEPretrainer`.
 
     Attributes
     ----------
@@ -119,6 +123,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         max_columns: int | None = DEFAULT_MAX_COLUMNS,
         entity_columns: bool = True,
         recency: bool = True,
+        n_jobs: int | None = None,
     ) -> None:
         self.database = database
         self.entity_table = entity_table
@@ -134,6 +139,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         self.max_columns = max_columns
         self.entity_columns = entity_columns
         self.recency = recency
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ helpers
     def _validate(self) -> None:
@@ -225,6 +231,10 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def _fit(self, X: Any) -> np.ndarray:
+        with limit_threads(resolve_n_threads(self.n_jobs)):
+            return self._fit_in_budget(X)
+
+    def _fit_in_budget(self, X: Any) -> np.ndarray:
         self._validate()
         self._windows = parse_windows(self.window)
         rows = self._rows(X)
@@ -279,9 +289,10 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         """Features of each (entity, time) row of X: float32 (n_rows, n_features)."""
         check_is_fitted(self, "feature_names_out_")
         self._validate()
-        rows = self._rows(X)
-        columns, known = self._raw(rows)
-        return self._encode(columns, known, len(rows.keys))
+        with limit_threads(resolve_n_threads(self.n_jobs)):
+            rows = self._rows(X)
+            columns, known = self._raw(rows)
+            return self._encode(columns, known, len(rows.keys))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output features (``"<window>|<path>|<column>|<aggregate>"``)."""

@@ -13,6 +13,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import (
     TaskRows,
     parse_windows,
@@ -312,6 +313,14 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         all-zero embeddings for them.
     device : str, default="auto"
         ``"auto"`` uses CUDA when available, else CPU.
+    n_jobs : int, optional
+        CPU threads for fit and transform (torch, OpenMP, BLAS and DuckDB), in
+        scikit-learn's convention: None means 1, -1 all cores this process may use (inside
+        a joblib worker, its share). The pools are restored afterwards. One thread is the
+        default because idle threads busy-wait: on a machine shared with other work, more
+        threads than free cores make a fit many times slower, while on a quiet 2-core
+        machine two threads gain only about a third (``docs/user_guide/performance.rst``).
+        Results may differ in the last float bits between thread counts.
     memory : str, Path or joblib.Memory, optional
         Caches pre-training: identical (database, X, settings) are trained once.
     random_state : int, optional
@@ -378,6 +387,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         path_balance: bool = True,
         handle_unknown: str = "error",
         device: str = "auto",
+        n_jobs: int | None = None,
         memory: Any = None,
         random_state: int | None = None,
         verbose: bool = False,
@@ -408,6 +418,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.path_balance = path_balance
         self.handle_unknown = handle_unknown
         self.device = device
+        self.n_jobs = n_jobs
         self.memory = memory
         self.random_state = random_state
         self.verbose = verbose
@@ -478,6 +489,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self
         """
         self._check_params()
+        with limit_threads(resolve_n_threads(self.n_jobs)):
+            return self._fit(X)
+
+    def _fit(self, X: Any) -> TVEPretrainer:
         database = load_database(self.database)
         if self.entity_table not in database:
             raise ValueError(
@@ -621,6 +636,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ndarray of float32, shape (n_rows, embedding_dim)
         """
         check_is_fitted(self, "encoder_state_")
+        with limit_threads(resolve_n_threads(self.n_jobs)):
+            return self._transform(X)
+
+    def _transform(self, X: Any) -> np.ndarray:
         database = self._current_database()
         rows = self._rows(X, database)
         _, sampler, encoder = self._runtime_for(database)

@@ -21,8 +21,9 @@ class DuckDBEngine:
 
     Parameters
     ----------
-    threads : int, default=2
-        DuckDB worker threads.
+    threads : int, optional
+        DuckDB worker threads. Default: the thread budget of the enclosing estimator call
+        (its ``n_jobs``, see :func:`sktve._threads.limit_threads`), else every core.
     memory_limit : str, default="4GB"
         DuckDB's memory limit; larger intermediate results spill to disk.
     temp_directory : str, optional
@@ -41,13 +42,20 @@ class DuckDBEngine:
     """
 
     def __init__(
-        self, threads: int = 2, memory_limit: str = "4GB", temp_directory: str | None = None
+        self,
+        threads: int | None = None,
+        memory_limit: str = "4GB",
+        temp_directory: str | None = None,
     ) -> None:
         import os
         import tempfile
 
         import duckdb
 
+        from sktve._threads import current_thread_budget
+
+        # None: the budget of the enclosing estimator call (its n_jobs), else every core.
+        threads = current_thread_budget() if threads is None else int(threads)
         self.threads = threads
         self.memory_limit = memory_limit
         self._con = duckdb.connect(":memory:")
