@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 import warnings
 from typing import Any
@@ -21,9 +20,16 @@ from sktve._validation import (
     resolve_task_table,
 )
 from sktve.database import Database, load_database
-from sktve.graph import GraphFeaturizer, TemporalNeighborSampler
+from sktve.encoder_runtime import (
+    EncoderSpec,
+    build_encoder,
+    build_graph,
+    build_sampler,
+    embed_rows,
+    state_to_bytes,
+)
+from sktve.graph import GraphFeaturizer
 from sktve.graph.sampler import check_temporal_strategy
-from sktve.nn import RelationalEncoder
 from sktve.nn.tve import TVEHead
 from sktve.targets import TaskVectorScaler, task_vectors
 from sktve.training import TrainingConfig, pretrain, resolve_device
@@ -91,17 +97,6 @@ def path_weights(names: np.ndarray) -> np.ndarray:
     flags = np.array([str(n).endswith("no_activity") for n in names])
     weights[flags] = 1.0
     return weights.astype(np.float32)
-
-
-def _state_to_bytes(state: dict[str, torch.Tensor]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
-
-def _state_from_bytes(blob: bytes) -> dict[str, torch.Tensor]:
-    # weights_only: a saved model never runs arbitrary pickled code when loaded.
-    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
 
 
 def _pretrain_state(
@@ -176,20 +171,10 @@ def _pretrain_state(
     del frame
 
     featurizer = GraphFeaturizer().fit(database, boundary=boundary)
-    graph = featurizer.transform(database)
-    sampler = TemporalNeighborSampler(
-        graph,
-        fanouts=list(settings["fanouts"]),
-        random_state=settings["random_state"],
-        temporal_strategy=settings["temporal_strategy"],
-    )
+    spec = EncoderSpec.from_params(settings)
+    sampler = build_sampler(build_graph(featurizer, database), spec, settings["random_state"])
     torch.manual_seed(settings["random_state"])
-    encoder = RelationalEncoder(
-        featurizer.metadata_,
-        channels=settings["embedding_dim"],
-        num_layers=len(settings["fanouts"]),
-        dropout=settings["dropout"],
-    )
+    encoder = build_encoder(featurizer, spec)
     head = TVEHead(settings["embedding_dim"], targets.shape[1])
     target_seconds = time.perf_counter() - started
     result = None
@@ -219,13 +204,11 @@ def _pretrain_state(
             config,
             resolve_device(settings["device"]),
         )
-    encoder_state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    head_state = {k: v.detach().cpu() for k, v in head.state_dict().items()}
     return {
         "featurizer": featurizer,
         "scaler": scaler,
-        "encoder_state": _state_to_bytes(encoder_state),
-        "head_state": _state_to_bytes(head_state),
+        "encoder_state": state_to_bytes(encoder.state_dict()),
+        "head_state": state_to_bytes(head.state_dict()),
         "cutoffs": cutoffs,
         "boundary": boundary,
         "history": result.history if result is not None else [],
@@ -597,20 +580,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         runtime = getattr(self, "_runtime", None)
         if runtime is not None and runtime[0] is database:
             return runtime[1], runtime[2], runtime[3]
-        graph = self.featurizer_.transform(database)
-        sampler = TemporalNeighborSampler(
-            graph,
-            fanouts=list(self.fanouts),
-            random_state=self.random_state_,
-            temporal_strategy=self.temporal_strategy,
-        )
-        encoder = RelationalEncoder(
-            self.featurizer_.metadata_,
-            channels=int(self.embedding_dim),
-            num_layers=len(self.fanouts),
-            dropout=float(self.dropout),
-        )
-        encoder.load_state_dict(_state_from_bytes(self.encoder_state_))
+        spec = EncoderSpec.from_params(self.get_params())
+        graph = build_graph(self.featurizer_, database)
+        sampler = build_sampler(graph, spec, self.random_state_)
+        encoder = build_encoder(self.featurizer_, spec, self.encoder_state_)
         encoder.to(resolve_device(self.device))
         encoder.eval()
         self._runtime = (database, graph, sampler, encoder)
@@ -643,17 +616,11 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         database = self._current_database()
         rows = self._rows(X, database)
         _, sampler, encoder = self._runtime_for(database)
-        device = next(encoder.parameters()).device
         out = np.zeros((len(rows.keys), int(self.embedding_dim)), dtype=np.float32)
         known = np.flatnonzero(~rows.unknown)
-        chunk = 1024
-        with torch.no_grad():
-            for start in range(0, len(known), chunk):
-                idx = known[start : start + chunk]
-                batch = sampler.sample(
-                    self.entity_table, rows.positions[idx], rows.times_ns[idx]
-                ).to(device)
-                out[idx] = encoder(batch).detach().cpu().numpy().astype(np.float32)
+        out[known] = embed_rows(
+            sampler, encoder, self.entity_table, rows.positions[known], rows.times_ns[known]
+        ).numpy()
         return out
 
     def __getstate__(self) -> dict[str, Any]:

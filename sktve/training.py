@@ -26,7 +26,14 @@ from torch import nn
 from sktve.nn import keep_freed_memory
 from sktve.nn.tve import scaled_cosine_loss
 
-__all__ = ["TrainingConfig", "TrainingResult", "epoch_batches", "pretrain", "resolve_device"]
+__all__ = [
+    "TrainingConfig",
+    "TrainingResult",
+    "epoch_batches",
+    "pretrain",
+    "resolve_device",
+    "train_loop",
+]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -88,49 +95,49 @@ def _progress(iterable: Any, verbose: bool, **kwargs: Any) -> Any:
     return tqdm(iterable, **kwargs)
 
 
-def pretrain(
-    encoder: nn.Module,
-    head: nn.Module,
-    sample: Callable[[np.ndarray, np.ndarray], Any],
-    positions: np.ndarray,
-    times_ns: np.ndarray,
-    targets: np.ndarray,
-    inactive: np.ndarray,
+def train_loop(
+    modules: list[nn.Module],
+    batch_loss: Callable[[np.ndarray, bool], torch.Tensor],
     train_idx: np.ndarray,
     holdout_idx: np.ndarray,
     config: TrainingConfig,
-    device: torch.device,
-) -> TrainingResult:
-    """Train ``head(encoder(batch))`` to predict task vectors.
+    param_groups: list[dict[str, Any]] | None = None,
+) -> tuple[list[dict[str, float]], int, int, float]:
+    """The loop that pre-training and fine-tuning share.
+
+    AdamW with a warm-up + cosine learning-rate schedule and gradient clipping; after each
+    epoch the weighted mean of ``batch_loss`` over ``holdout_idx`` decides early stopping,
+    and the modules end with the weights of the best epoch.
 
     Parameters
     ----------
-    encoder, head : nn.Module
-    sample : callable
-        ``sample(positions, times_ns)`` returns a batch the encoder consumes.
-    positions, times_ns : ndarray of int64, shape (n_rows,)
-        Seed rows: entity-table positions and cutoff times.
-    targets : ndarray of float32, shape (n_rows, d)
-        Scaled task vectors.
-    inactive : ndarray of bool, shape (n_rows,)
-        True where the entity has no activity in the window.
+    modules : list of nn.Module
+        Trained together; their state is what early stopping keeps.
+    batch_loss : callable
+        ``batch_loss(rows, train)`` returns the mean loss of rows ``rows`` (indices into
+        the caller's arrays); ``train`` is False for held-out evaluation.
     train_idx, holdout_idx : ndarray of int
-        Rows used to train, and rows whose loss drives early stopping (may be empty:
+        Rows to train on, and rows whose loss drives early stopping (may be empty:
         then the last epoch is kept).
     config : TrainingConfig
-    device : torch.device
+    param_groups : list of dict, optional
+        Optimizer parameter groups (e.g. a smaller learning rate for a pre-trained
+        encoder: a group's ``lr`` is a factor applied to ``config.learning_rate``).
+        Default: every parameter of ``modules`` at ``config.learning_rate``.
 
     Returns
     -------
-    TrainingResult
+    history, best_epoch, n_steps, steps_per_second
     """
     # Training reallocates the same large activation buffers every step; letting glibc
     # return them to the OS made steps about 10x slower on small VMs (see keep_freed_memory).
     keep_freed_memory()
-    encoder.to(device)
-    head.to(device)
-    params = list(encoder.parameters()) + list(head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    params = [p for m in modules for p in m.parameters()]
+    if param_groups is None:
+        groups = [{"params": params, "lr": config.learning_rate}]
+    else:
+        groups = [{**g, "lr": config.learning_rate * float(g.get("lr", 1.0))} for g in param_groups]
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = min(
         config.steps_per_epoch, max(1, math.ceil(len(train_idx) / config.batch_size))
     )
@@ -144,51 +151,40 @@ def pretrain(
         return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    generator = torch.Generator(device="cpu").manual_seed(config.random_state)
     rng = np.random.default_rng(config.random_state)
-    targets_t = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
-    inactive_t = torch.from_numpy(np.asarray(inactive, dtype=bool))
 
-    def batch_loss(rows: np.ndarray, train: bool) -> torch.Tensor:
-        batch = sample(positions[rows], times_ns[rows]).to(device)
-        embedding = encoder(
-            batch, corruption_rate=config.mask_rate if train else 0.0, generator=generator
-        )
-        prediction = head(embedding)
-        return scaled_cosine_loss(
-            prediction,
-            targets_t[rows].to(device),
-            inactive_t[rows].to(device),
-            config.inactive_weight,
-        )
+    def set_mode(train: bool) -> None:
+        for module in modules:
+            module.train(train)
 
     def holdout_loss() -> float:
         if len(holdout_idx) == 0:
             return float("nan")
-        encoder.eval()
-        head.eval()
+        set_mode(False)
         total, weight = 0.0, 0
         with torch.no_grad():
             for start in range(0, len(holdout_idx), config.eval_batch_size):
                 rows = holdout_idx[start : start + config.eval_batch_size]
-                total += float(batch_loss(rows, train=False)) * len(rows)
+                total += float(batch_loss(rows, False)) * len(rows)
                 weight += len(rows)
         return total / weight
 
+    def snapshot() -> list[dict[str, torch.Tensor]]:
+        return [copy.deepcopy(m.state_dict()) for m in modules]
+
     history: list[dict[str, float]] = []
     best_loss, best_epoch, stale = math.inf, 0, 0
-    best_state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict()))
+    best_state = snapshot()
     n_steps, train_seconds = 0, 0.0
     for epoch in range(1, config.max_epochs + 1):
-        encoder.train()
-        head.train()
+        set_mode(True)
         started = time.perf_counter()
         losses = []
         batches = epoch_batches(len(train_idx), config.batch_size, steps_per_epoch, rng)
         for index in _progress(
             batches, config.verbose, desc=f"epoch {epoch}/{config.max_epochs}", leave=False
         ):
-            loss = batch_loss(train_idx[index], train=True)
+            loss = batch_loss(train_idx[index], True)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)
@@ -216,18 +212,80 @@ def pretrain(
         if improved:
             best_loss = val_loss if not math.isnan(val_loss) else best_loss
             best_epoch, stale = epoch, 0
-            best_state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict()))
+            best_state = snapshot()
         else:
             stale += 1
             if stale >= config.patience:
                 break
-    encoder.load_state_dict(best_state[0])
-    head.load_state_dict(best_state[1])
+    for module, state in zip(modules, best_state):
+        module.load_state_dict(state)
+    steps_per_second = n_steps / train_seconds if train_seconds > 0 else 0.0
+    return history, best_epoch, n_steps, steps_per_second
+
+
+def pretrain(
+    encoder: nn.Module,
+    head: nn.Module,
+    sample: Callable[[np.ndarray, np.ndarray], Any],
+    positions: np.ndarray,
+    times_ns: np.ndarray,
+    targets: np.ndarray,
+    inactive: np.ndarray,
+    train_idx: np.ndarray,
+    holdout_idx: np.ndarray,
+    config: TrainingConfig,
+    device: torch.device,
+) -> TrainingResult:
+    """Train ``head(encoder(batch))`` to predict task vectors (with :func:`train_loop`).
+
+    Parameters
+    ----------
+    encoder, head : nn.Module
+    sample : callable
+        ``sample(positions, times_ns)`` returns a batch the encoder consumes.
+    positions, times_ns : ndarray of int64, shape (n_rows,)
+        Seed rows: entity-table positions and cutoff times.
+    targets : ndarray of float32, shape (n_rows, d)
+        Scaled task vectors.
+    inactive : ndarray of bool, shape (n_rows,)
+        True where the entity has no activity in the window.
+    train_idx, holdout_idx : ndarray of int
+        Rows used to train, and rows whose loss drives early stopping (may be empty:
+        then the last epoch is kept).
+    config : TrainingConfig
+    device : torch.device
+
+    Returns
+    -------
+    TrainingResult
+    """
+    encoder.to(device)
+    head.to(device)
+    generator = torch.Generator(device="cpu").manual_seed(config.random_state)
+    targets_t = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
+    inactive_t = torch.from_numpy(np.asarray(inactive, dtype=bool))
+
+    def batch_loss(rows: np.ndarray, train: bool) -> torch.Tensor:
+        batch = sample(positions[rows], times_ns[rows]).to(device)
+        embedding = encoder(
+            batch, corruption_rate=config.mask_rate if train else 0.0, generator=generator
+        )
+        prediction = head(embedding)
+        return scaled_cosine_loss(
+            prediction,
+            targets_t[rows].to(device),
+            inactive_t[rows].to(device),
+            config.inactive_weight,
+        )
+
+    history, best_epoch, n_steps, steps_per_second = train_loop(
+        [encoder, head], batch_loss, train_idx, holdout_idx, config
+    )
     return TrainingResult(
-        encoder_state={k: v.detach().cpu() for k, v in best_state[0].items()},
-        head_state={k: v.detach().cpu() for k, v in best_state[1].items()},
+        encoder_state={k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        head_state={k: v.detach().cpu() for k, v in head.state_dict().items()},
         history=history,
         best_epoch=best_epoch,
         n_steps=n_steps,
-        steps_per_second=n_steps / train_seconds if train_seconds > 0 else 0.0,
+        steps_per_second=steps_per_second,
     )

@@ -1,0 +1,130 @@
+"""One place that builds the graph, sampler and encoder for pre-training, fine-tuning and embedding.
+
+:class:`~sktve.TVEPretrainer` and the fine-tuning estimators (:mod:`sktve.finetune`) share
+the same architecture: a :class:`~sktve.graph.GraphFeaturizer` turns the database into a
+temporal graph, a :class:`~sktve.graph.TemporalNeighborSampler` draws each seed's subgraph
+of rows at or before its time, and a :class:`~sktve.nn.RelationalEncoder` embeds the seed.
+:class:`EncoderSpec` names the settings of that stack, so that a fine-tuner started from
+random weights is the same network, with the same budget, as one started from TVE.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from sktve.database import Database
+from sktve.graph import GraphFeaturizer, TemporalNeighborSampler
+from sktve.nn import RelationalEncoder
+
+__all__ = [
+    "EncoderSpec",
+    "build_encoder",
+    "build_sampler",
+    "embed_rows",
+    "state_from_bytes",
+    "state_to_bytes",
+]
+
+# Seeds embedded per forward pass at inference: bounds the sampled subgraph's memory.
+EMBED_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Settings of the sampler + encoder stack.
+
+    Attributes
+    ----------
+    embedding_dim : int
+        Width of the encoder and of the seed embedding.
+    fanouts : tuple of int
+        Neighbours sampled per node at each hop; its length is the number of layers.
+    dropout : float
+    temporal_strategy : {"last", "uniform"}
+    """
+
+    embedding_dim: int = 128
+    fanouts: tuple[int, ...] = (32, 16)
+    dropout: float = 0.0
+    temporal_strategy: str = "last"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> EncoderSpec:
+        """The spec of an estimator's parameters (``get_params()`` or a settings dict)."""
+        return cls(
+            embedding_dim=int(params["embedding_dim"]),
+            fanouts=tuple(int(f) for f in params["fanouts"]),
+            dropout=float(params["dropout"]),
+            temporal_strategy=str(params["temporal_strategy"]),
+        )
+
+
+def build_sampler(graph: Any, spec: EncoderSpec, random_state: int) -> TemporalNeighborSampler:
+    """The temporal neighbour sampler of ``spec`` over ``graph``."""
+    return TemporalNeighborSampler(
+        graph,
+        fanouts=list(spec.fanouts),
+        random_state=random_state,
+        temporal_strategy=spec.temporal_strategy,
+    )
+
+
+def build_encoder(
+    featurizer: GraphFeaturizer, spec: EncoderSpec, state: bytes | None = None
+) -> RelationalEncoder:
+    """The encoder of ``spec``: fresh weights (seed torch first), or ``state`` loaded."""
+    encoder = RelationalEncoder(
+        featurizer.metadata_,
+        channels=spec.embedding_dim,
+        num_layers=len(spec.fanouts),
+        dropout=spec.dropout,
+    )
+    if state is not None:
+        encoder.load_state_dict(state_from_bytes(state))
+    return encoder
+
+
+def build_graph(featurizer: GraphFeaturizer, database: Database) -> Any:
+    """The temporal graph of ``database`` under the fitted featurizer."""
+    return featurizer.transform(database)
+
+
+def embed_rows(
+    sampler: TemporalNeighborSampler,
+    encoder: torch.nn.Module,
+    entity_table: str,
+    positions: np.ndarray,
+    times_ns: np.ndarray,
+) -> torch.Tensor:
+    """Embeddings of seed rows (no gradient), in chunks; a float32 CPU tensor (n, dim).
+
+    Each row sees only database rows with time <= its time (the sampler's contract).
+    """
+    device = next(encoder.parameters()).device
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(positions), EMBED_CHUNK):
+            stop = start + EMBED_CHUNK
+            batch = sampler.sample(entity_table, positions[start:stop], times_ns[start:stop])
+            chunks.append(encoder(batch.to(device)).detach().float().cpu())
+    if not chunks:
+        return torch.zeros((0, encoder.channels), dtype=torch.float32)
+    return torch.cat(chunks)
+
+
+def state_to_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """A module's state dict as bytes (what fitted estimators pickle)."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+    return buffer.getvalue()
+
+
+def state_from_bytes(blob: bytes) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`state_to_bytes`."""
+    # weights_only: a saved model never runs arbitrary pickled code when loaded.
+    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
