@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "TVEPretrainer": "sktve.pretrainer",
     "AggregateFeatures": "sktve.aggregates",
+    "TVEClassifier": "sktve.finetune",
+    "TVERegressor": "sktve.finetune",
     "task_vectors": "sktve.targets",
     "TaskVectorScaler": "sktve.targets",
     "enumerate_paths": "sktve.targets",
@@ -23,7 +25,9 @@ __all__ = [
     "AggregateFeatures",
     "Database",
     "DatabaseNotAttachedError",
+    "TVEClassifier",
     "TVEPretrainer",
+    "TVERegressor",
     "TaskVectorScaler",
     "__version__",
     "enumerate_paths",

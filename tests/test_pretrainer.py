@@ -8,6 +8,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from _perturb import perturb_after as _perturb_after
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
@@ -51,32 +52,6 @@ def X():
 @pytest.fixture(scope="module")
 def fitted(db, X):
     return TVEPretrainer(database=db, **FAST).fit(X)
-
-
-def _perturb_after(frames, schema, boundary):
-    """Change every value and time of rows later than ``boundary`` (they stay later)."""
-    rng = np.random.default_rng(123)
-    out = {}
-    for name, frame in frames.items():
-        time_col = schema[name].get("time_col") if isinstance(schema[name], dict) else None
-        frame = frame.copy()
-        if time_col is not None:
-            late = (frame[time_col] > boundary).to_numpy()
-            keys = {schema[name].get("pkey"), time_col, *schema[name].get("fkeys", {})}
-            for col in frame.columns:
-                if col in keys:
-                    continue
-                values = frame[col]
-                if values.dtype.kind in "if":
-                    frame.loc[late, col] = values[late] * 3 + 7
-                elif values.dtype.kind == "b":
-                    frame.loc[late, col] = ~values[late]
-                elif values.dtype == object:
-                    frame.loc[late, col] = "perturbed"
-            shift = pd.to_timedelta(rng.integers(0, 5, late.sum()), unit="D")
-            frame.loc[late, time_col] = frame.loc[late, time_col] + shift
-        out[name] = frame
-    return out
 
 
 def test_infer_window_and_default_cutoffs():

@@ -1,0 +1,754 @@
+"""TVEClassifier and TVERegressor: the pre-trained encoder fine-tuned end to end on labels.
+
+This is TVE's own downstream protocol. ``fit(X, y)`` pre-trains a
+:class:`~sktve.TVEPretrainer` on the rows of X (or takes a fitted one, or starts from
+random weights with ``init="random"``: the supervised RDL-style GNN that pre-training must
+beat, with the same architecture and budget), then trains encoder and head together on y.
+Optional ``side_features`` (e.g. :class:`~sktve.AggregateFeatures`) enter the head beside
+the embedding, so the GNN has to learn only what they miss. Early stopping watches the loss
+on a time-ordered validation split (the latest timestamps of X), or on a validation set the
+caller gives to ``fit``.
+
+The loop is :func:`sktve.training.train_loop`, the one pre-training runs, rather than
+skorch's: a batch here is a subgraph the temporal sampler draws for (entity, time) seeds,
+the split must follow time, and the encoder needs its own learning-rate group; fitting that
+into skorch takes a custom dataset, collate function, split and optimizer factory, and
+leaves two loops to keep in step instead of one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import QuantileTransformer
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from sktve._threads import limit_threads, resolve_n_threads
+from sktve._validation import TaskRows, raise_unknown_entities, resolve_task_table
+from sktve.database import Database, load_database
+from sktve.encoder_runtime import (
+    EncoderSpec,
+    build_encoder,
+    build_graph,
+    build_sampler,
+    state_from_bytes,
+    state_to_bytes,
+)
+from sktve.graph import GraphFeaturizer
+from sktve.pretrainer import TVEPretrainer
+from sktve.training import TrainingConfig, resolve_device, train_loop
+
+__all__ = ["TVEClassifier", "TVERegressor"]
+
+_INITS = ("tve", "random")
+
+
+class FineTuneHead(nn.Module):
+    """MLP on the seed embedding, with optional side features entering beside it.
+
+    Parameters
+    ----------
+    embedding_dim : int
+    side_dim : int
+        Width of the (preprocessed) side features; 0 for none.
+    hidden : int
+    n_outputs : int
+    dropout : float
+    """
+
+    def __init__(
+        self, embedding_dim: int, side_dim: int, hidden: int, n_outputs: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.side_dim = int(side_dim)
+        # LayerNorm puts a pre-trained embedding and fresh side projections on one scale.
+        self.embedding_norm = nn.LayerNorm(embedding_dim)
+        self.side = (
+            nn.Sequential(nn.Linear(side_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
+            if side_dim
+            else None
+        )
+        width = embedding_dim + (hidden if side_dim else 0)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_outputs),
+        )
+
+    def forward(self, embedding: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
+        parts = [self.embedding_norm(embedding)]
+        if self.side is not None:
+            parts.append(self.side(side))
+        return self.mlp(torch.cat(parts, dim=1))
+
+
+def time_ordered_split(times_ns: np.ndarray, fraction: float) -> np.ndarray:
+    """Mask of the rows whose timestamps are the latest ``fraction`` of X's distinct ones.
+
+    At least one distinct timestamp is held out when there are three or more, and at
+    least one is always kept for training; with fewer than three, nothing is held out.
+    """
+    distinct = np.unique(times_ns)
+    n_holdout = int(math.ceil(len(distinct) * fraction)) if fraction > 0 else 0
+    if len(distinct) < 3:
+        n_holdout = 0
+    n_holdout = min(n_holdout, len(distinct) - 1)
+    if n_holdout == 0:
+        return np.zeros(len(times_ns), dtype=bool)
+    return times_ns >= distinct[-n_holdout]
+
+
+def _side_preprocessor(n_rows: int) -> Any:
+    # Aggregates are heavy-tailed counts and sums with undefined (NaN) cells: impute with
+    # an indicator, then map each column to normal scores so one scale fits all.
+    return make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        QuantileTransformer(
+            n_quantiles=max(2, min(1000, n_rows)), output_distribution="normal", subsample=None
+        ),
+    )
+
+
+class _TVEFineTuner(BaseEstimator):
+    """Shared fit / predict of the fine-tuning estimators (see TVEClassifier)."""
+
+    _is_classifier = False
+
+    def __init__(
+        self,
+        *,
+        database: Any = None,
+        entity_table: str | None = None,
+        entity_col: str | None = None,
+        time_col: str | None = None,
+        init: str = "tve",
+        pretrainer: TVEPretrainer | None = None,
+        side_features: Any = None,
+        as_of: Any = None,
+        hidden_dim: int = 128,
+        dropout: float = 0.1,
+        max_epochs: int = 40,
+        steps_per_epoch: int = 50,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        encoder_lr_scale: float = 0.5,
+        weight_decay: float = 1e-4,
+        patience: int = 6,
+        validation_fraction: float = 0.15,
+        memory: Any = None,
+        n_jobs: int | None = None,
+        device: str = "auto",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.database = database
+        self.entity_table = entity_table
+        self.entity_col = entity_col
+        self.time_col = time_col
+        self.init = init
+        self.pretrainer = pretrainer
+        self.side_features = side_features
+        self.as_of = as_of
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.max_epochs = max_epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.encoder_lr_scale = encoder_lr_scale
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.memory = memory
+        self.n_jobs = n_jobs
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        name = type(self).__name__
+        if self.init not in _INITS:
+            raise ValueError(f"init must be 'tve' or 'random', got {self.init!r}.")
+        if self.database is None and (
+            self.pretrainer is None or getattr(self.pretrainer, "database", None) is None
+        ):
+            raise ValueError(
+                f"{name} needs a database: {name}(database=load_database(...), "
+                "entity_table=...), or a pretrainer=TVEPretrainer(database=...)."
+            )
+        if self.pretrainer is not None and not isinstance(self.pretrainer, TVEPretrainer):
+            raise TypeError(
+                f"pretrainer must be a TVEPretrainer (fitted or not), got "
+                f"{type(self.pretrainer).__name__}."
+            )
+        for pname, value, low in (
+            ("hidden_dim", self.hidden_dim, 1),
+            ("max_epochs", self.max_epochs, 1),
+            ("steps_per_epoch", self.steps_per_epoch, 1),
+            ("batch_size", self.batch_size, 1),
+            ("patience", self.patience, 1),
+        ):
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{pname} must be an integer >= {low}, got {value!r}.")
+        for pname, value in (
+            ("dropout", self.dropout),
+            ("validation_fraction", self.validation_fraction),
+        ):
+            if not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"{pname} must lie in [0, 1), got {value!r}.")
+        for pname, value in (
+            ("learning_rate", self.learning_rate),
+            ("encoder_lr_scale", self.encoder_lr_scale),
+        ):
+            if not float(value) > 0:
+                raise ValueError(f"{pname} must be positive, got {value!r}.")
+        if self.side_features is not None and not hasattr(self.side_features, "fit_transform"):
+            raise TypeError(
+                "side_features must be a transformer with fit/transform, such as "
+                f"AggregateFeatures(...); got {type(self.side_features).__name__}."
+            )
+
+    def _as_of_ns(self) -> int | None:
+        if self.as_of is None:
+            return None
+        try:
+            stamp = pd.Timestamp(self.as_of)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"as_of {self.as_of!r} is not a timestamp ({err}).") from err
+        if stamp.tzinfo is not None:
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        return int(stamp.value)
+
+    def _seed_times(self, rows: TaskRows) -> np.ndarray:
+        """Row times, or the declared data cut for rows after it."""
+        times = rows.times_ns.copy()
+        cut = self._as_of_ns()
+        if cut is not None:
+            np.minimum(times, cut, out=times)
+        return times
+
+    def _database_param(self) -> Any:
+        return self.database if self.database is not None else self.pretrainer.database
+
+    def _resolve_rows(self, X: Any, database: Database) -> TaskRows:
+        rows = resolve_task_table(X, database, self.entity_table, self.entity_col, self.time_col)
+        raise_unknown_entities(rows, self.entity_table)
+        return rows
+
+    def _with_shared(self, estimator: Any, database: Database, random_state: int) -> Any:
+        """A clone of ``estimator`` given this estimator's database, table, cut and seed."""
+        estimator = clone(estimator)
+        params = estimator.get_params(deep=False)
+        shared = {
+            "database": database,
+            "entity_table": self.entity_table,
+            "entity_col": self.entity_col,
+            "time_col": self.time_col,
+            "as_of": self.as_of,
+            "random_state": random_state,
+            "memory": self.memory,
+            "n_jobs": self.n_jobs,
+        }
+        updates = {k: v for k, v in shared.items() if k in params and params[k] is None}
+        if updates:
+            estimator.set_params(**updates)
+        return estimator
+
+    # ------------------------------------------------------------------ targets
+    def _encode_targets(self, y: Any, n_rows: int) -> tuple[np.ndarray, int]:
+        raise NotImplementedError
+
+    def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _output_bias(self, targets: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _TVEFineTuner:
+        """Pre-train (unless given a fitted pretrainer or ``init="random"``), then fine-tune.
+
+        Parameters
+        ----------
+        X : DataFrame of (entity id, time) rows, or array of shape (n_rows, 2)
+        y : array-like of shape (n_rows,)
+        X_val, y_val : optional
+            A validation set for early stopping. Default: the rows of X with the latest
+            ``validation_fraction`` of its distinct timestamps are held out.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        if (X_val is None) != (y_val is None):
+            raise ValueError("give both X_val and y_val, or neither.")
+        with limit_threads(resolve_n_threads(self.n_jobs)):
+            return self._fit(X, y, X_val, y_val)
+
+    def _fit(self, X: Any, y: Any, X_val: Any, y_val: Any) -> _TVEFineTuner:
+        started = time.perf_counter()
+        say = print if self.verbose else (lambda *a, **k: None)
+        database = load_database(self._database_param())
+        if self.entity_table not in database:
+            raise ValueError(
+                f"unknown entity_table {self.entity_table!r}; tables: {database.table_names}."
+            )
+        rows = self._resolve_rows(X, database)
+        targets, n_outputs = self._encode_targets(y, len(rows.keys))
+        random_state = (
+            int(np.random.default_rng().integers(2**31 - 1))
+            if self.random_state is None
+            else int(self.random_state)
+        )
+        # ---- encoder: pre-trained (or given), or the same architecture at random.
+        pretrainer = self.pretrainer if self.pretrainer is not None else TVEPretrainer()
+        fitted = hasattr(pretrainer, "encoder_state_")
+        if not fitted:
+            pretrainer = self._with_shared(pretrainer, database, random_state)
+        spec = EncoderSpec.from_params(pretrainer.get_params())
+        if self.init == "tve":
+            if not fitted:
+                say("[sktve] pre-training the encoder (TVE)", flush=True)
+                pretrainer.fit(X)
+            featurizer = pretrainer.featurizer_
+            encoder_state = pretrainer.encoder_state_
+            self.pretrainer_ = pretrainer
+        else:
+            boundary = pd.Timestamp(rows.times.max())
+            featurizer = GraphFeaturizer().fit(database, boundary=boundary)
+            encoder_state = None
+            self.pretrainer_ = None
+        pretrain_seconds = time.perf_counter() - started
+        torch.manual_seed(random_state)
+        encoder = build_encoder(featurizer, spec, encoder_state)
+        sampler = build_sampler(build_graph(featurizer, database), spec, random_state)
+
+        # ---- rows to train on and to stop on.
+        positions = rows.positions
+        seed_times = self._seed_times(rows)
+        if X_val is not None:
+            val_rows = self._resolve_rows(X_val, database)
+            val_targets, _ = self._encode_targets(y_val, len(val_rows.keys), refit=False)
+            positions = np.concatenate([positions, val_rows.positions])
+            seed_times = np.concatenate([seed_times, self._seed_times(val_rows)])
+            targets = np.concatenate([targets, val_targets])
+            is_val = np.r_[np.zeros(len(rows.keys), bool), np.ones(len(val_rows.keys), bool)]
+        else:
+            is_val = time_ordered_split(rows.times_ns, float(self.validation_fraction))
+        train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+        # ---- side features, fitted on X (frozen), preprocessed on the training rows.
+        side = None
+        self.side_features_ = None
+        self.side_preprocessor_ = None
+        if self.side_features is not None:
+            self.side_features_ = self._with_shared(self.side_features, database, random_state)
+            raw = np.asarray(self.side_features_.fit_transform(X), dtype=np.float64)
+            if X_val is not None:
+                raw = np.vstack([raw, np.asarray(self.side_features_.transform(X_val), np.float64)])
+            self.side_preprocessor_ = _side_preprocessor(len(train_idx)).fit(raw[train_idx])
+            side = self.side_preprocessor_.transform(raw).astype(np.float32)
+        side_dim = 0 if side is None else side.shape[1]
+
+        head = FineTuneHead(
+            spec.embedding_dim, side_dim, int(self.hidden_dim), n_outputs, float(self.dropout)
+        )
+        with torch.no_grad():
+            head.mlp[-1].bias.copy_(torch.from_numpy(self._output_bias(targets[train_idx])))
+        device = resolve_device(self.device)
+        encoder.to(device)
+        head.to(device)
+        targets_t = torch.from_numpy(targets)
+        side_t = None if side is None else torch.from_numpy(side)
+
+        def batch_loss(index: np.ndarray, train: bool) -> torch.Tensor:
+            batch = sampler.sample(self.entity_table, positions[index], seed_times[index])
+            embedding = encoder(batch.to(device))
+            extra = None if side_t is None else side_t[index].to(device)
+            return self._loss(head(embedding, extra), targets_t[index].to(device))
+
+        config = TrainingConfig(
+            max_epochs=int(self.max_epochs),
+            steps_per_epoch=int(self.steps_per_epoch),
+            batch_size=int(self.batch_size),
+            learning_rate=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            patience=int(self.patience),
+            random_state=random_state,
+            verbose=bool(self.verbose),
+        )
+        say(
+            f"[sktve] fine-tuning ({self.init} init): {len(train_idx)} train rows, "
+            f"{len(val_idx)} validation rows, {side_dim} side features",
+            flush=True,
+        )
+        finetune_started = time.perf_counter()
+        groups = [
+            {"params": list(encoder.parameters()), "lr": float(self.encoder_lr_scale)},
+            {"params": list(head.parameters()), "lr": 1.0},
+        ]
+        history, best_epoch, n_steps, steps_per_second = train_loop(
+            [encoder, head], batch_loss, train_idx, val_idx, config, param_groups=groups
+        )
+        self.featurizer_ = featurizer
+        self.encoder_spec_ = spec
+        self.encoder_state_ = state_to_bytes(encoder.state_dict())
+        self.head_state_ = state_to_bytes(head.state_dict())
+        self.side_dim_ = side_dim
+        self.n_outputs_ = n_outputs
+        self.database_ = database
+        self._fitted_database_param = self._database_param()
+        self.random_state_ = random_state
+        self.history_ = history
+        self.best_epoch_ = best_epoch
+        self.n_steps_ = n_steps
+        self.steps_per_second_ = steps_per_second
+        self.n_train_rows_ = len(train_idx)
+        self.n_validation_rows_ = len(val_idx)
+        self.pretrain_seconds_ = pretrain_seconds
+        self.finetune_seconds_ = time.perf_counter() - finetune_started
+        self.n_features_in_ = 2
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._runtime = None
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def _current_database(self) -> Database:
+        param = self._database_param()
+        if param is None or param is self.database_ or param is self._fitted_database_param:
+            return self.database_
+        return load_database(param)
+
+    def _runtime_for(self, database: Database) -> tuple[Any, nn.Module, nn.Module]:
+        runtime = getattr(self, "_runtime", None)
+        if runtime is not None and runtime[0] is database:
+            return runtime[1:]
+        sampler = build_sampler(
+            build_graph(self.featurizer_, database), self.encoder_spec_, self.random_state_
+        )
+        encoder = build_encoder(self.featurizer_, self.encoder_spec_, self.encoder_state_)
+        head = FineTuneHead(
+            self.encoder_spec_.embedding_dim,
+            self.side_dim_,
+            int(self.hidden_dim),
+            self.n_outputs_,
+            float(self.dropout),
+        )
+        head.load_state_dict(state_from_bytes(self.head_state_))
+        device = resolve_device(self.device)
+        encoder.to(device).eval()
+        head.to(device).eval()
+        self._runtime = (database, sampler, encoder, head)
+        return sampler, encoder, head
+
+    def _raw_output(self, X: Any) -> np.ndarray:
+        """The head's outputs (logits, or the standardised prediction) for X's rows."""
+        check_is_fitted(self, "head_state_")
+        with limit_threads(resolve_n_threads(self.n_jobs)):
+            database = self._current_database()
+            rows = self._resolve_rows(X, database)
+            sampler, encoder, head = self._runtime_for(database)
+            side = None
+            if self.side_features_ is not None:
+                raw = np.asarray(self.side_features_.transform(X), dtype=np.float64)
+                side = torch.from_numpy(self.side_preprocessor_.transform(raw).astype(np.float32))
+            device = next(encoder.parameters()).device
+            times = self._seed_times(rows)
+            chunk = 1024
+            outputs = []
+            with torch.no_grad():
+                for start in range(0, len(times), chunk):
+                    stop = start + chunk
+                    batch = sampler.sample(
+                        self.entity_table, rows.positions[start:stop], times[start:stop]
+                    )
+                    extra = None if side is None else side[start:stop].to(device)
+                    outputs.append(head(encoder(batch.to(device)), extra).float().cpu())
+            return torch.cat(outputs).numpy()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_runtime", None)
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class TVEClassifier(ClassifierMixin, _TVEFineTuner):
+    """Classify (entity, time) rows with a TVE-pre-trained encoder fine-tuned on the labels.
+
+    ``fit`` pre-trains a :class:`~sktve.TVEPretrainer` on X (unless ``pretrainer`` is
+    already fitted, or ``init="random"``), then trains the encoder and an MLP head
+    together with cross-entropy. Binary and multiclass labels.
+
+    Parameters
+    ----------
+    database : Database, str or Path
+        The relational database (see :func:`sktve.load_database`); may be left out when
+        ``pretrainer`` has one.
+    entity_table : str
+        Table whose rows are the entities of ``X``.
+    entity_col, time_col : str, optional
+        Columns of ``X``; inferred when unambiguous.
+    init : {"tve", "random"}, default="tve"
+        Start from TVE pre-training on X, or from random weights: the supervised GNN
+        baseline, with the same architecture (the pretrainer's ``embedding_dim``,
+        ``fanouts``, ``dropout``, ``temporal_strategy``) and fine-tuning budget.
+    pretrainer : TVEPretrainer, optional
+        Pre-training settings (unfitted: cloned and fitted on X, taking this estimator's
+        database, table, ``as_of``, ``random_state``, ``memory`` and ``n_jobs`` where its
+        own are None), or a fitted one, used as it is. Default: ``TVEPretrainer()``.
+    side_features : transformer, optional
+        E.g. ``AggregateFeatures(window=["30D", "365D"])``: fitted on X (given the
+        database and table when its own are None), its output (median-imputed with
+        missing indicators, mapped to normal scores) enters the head beside the embedding.
+    as_of : timestamp, optional
+        Declared end of the data: rows of X after it are featurised as of it.
+    hidden_dim : int, default=128
+        Width of the head's hidden layer (and of the side-feature projection).
+    dropout : float, default=0.1
+        Dropout in the head.
+    max_epochs : int, default=40
+    steps_per_epoch : int, default=50
+        Cap on optimizer steps per epoch.
+    batch_size : int, default=256
+    learning_rate : float, default=1e-3
+        Learning rate of the head (warm-up, then cosine decay).
+    encoder_lr_scale : float, default=0.5
+        The encoder's learning rate as a multiple of ``learning_rate``.
+    weight_decay : float, default=1e-4
+    patience : int, default=6
+        Epochs without a better validation loss before stopping; the best epoch's
+        weights are kept.
+    validation_fraction : float, default=0.15
+        Share of X's latest distinct timestamps held out for early stopping when no
+        ``X_val`` is given to ``fit``.
+    memory : str, Path or joblib.Memory, optional
+        Caches pre-training (passed to the pretrainer): a grid search over fine-tuning
+        parameters pre-trains once.
+    n_jobs : int, optional
+        CPU threads (None means 1, -1 all available cores); see TVEPretrainer.
+    device : str, default="auto"
+    random_state : int, optional
+    verbose : bool, default=False
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    pretrainer_ : TVEPretrainer or None
+        The fitted pretrainer (None with ``init="random"``).
+    side_features_ : transformer or None
+        The fitted side-feature transformer.
+    history_ : list of dict
+        Per-epoch ``train_loss``, ``holdout_loss`` (the validation loss), ``seconds``.
+    best_epoch_ : int
+    n_features_in_ : int
+        Always 2 (entity id, time).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sktve import TVEClassifier
+    >>> from sktve.datasets import make_synthetic_database
+    >>> db = make_synthetic_database(n_customers=100, n_orders=2000, random_state=0)
+    >>> X = pd.DataFrame({"customer_id": list(range(40)) * 2,
+    ...                   "timestamp": pd.to_datetime(["2021-05-01"] * 40 + ["2021-06-01"] * 40)})
+    >>> y = [i % 2 for i in range(80)]
+    >>> clf = TVEClassifier(database=db, entity_table="customers", init="random",
+    ...                     max_epochs=2, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X).shape
+    (80, 2)
+    """
+
+    _is_classifier = True
+
+    def _encode_targets(self, y: Any, n_rows: int, refit: bool = True) -> tuple[np.ndarray, int]:
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != n_rows:
+            raise ValueError(
+                f"y must be 1-d with one label per row of X ({n_rows}); got shape {y.shape}."
+            )
+        if refit:
+            check_classification_targets(y)
+            self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"y has a single class ({self.classes_[0]!r}); a classifier needs two or more."
+                )
+        index = np.searchsorted(self.classes_, y)
+        index = np.clip(index, 0, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[index], y):
+            raise ValueError(
+                "y_val holds classes that y does not; give y_val from the same labels."
+            )
+        return index.astype(np.int64), len(self.classes_)
+
+    def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(output, target)
+
+    def _output_bias(self, targets: np.ndarray) -> np.ndarray:
+        # Start at the class priors, so the first steps do not have to learn them.
+        counts = np.bincount(targets, minlength=len(self.classes_)).astype(np.float64) + 1.0
+        return np.log(counts / counts.sum()).astype(np.float32)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits (binary: the positive class's log-odds, shape (n_rows,))."""
+        logits = self._raw_output(X).astype(np.float64)
+        if len(self.classes_) == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n_rows, n_classes), columns in ``classes_`` order."""
+        logits = self._raw_output(X).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each row."""
+        return self.classes_[self._raw_output(X).argmax(axis=1)]
+
+
+class TVERegressor(RegressorMixin, _TVEFineTuner):
+    """Regress on (entity, time) rows with a TVE-pre-trained encoder fine-tuned on the targets.
+
+    The same estimator as :class:`TVEClassifier` with a regression loss; targets are
+    standardised at fit (centre and scale frozen) and predictions mapped back.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "absolute_error"}, default="squared_error"
+        Training loss (and early-stopping criterion). ``"absolute_error"`` predicts a
+        conditional median, for MAE-scored tasks.
+    **params
+        Every other parameter as in :class:`TVEClassifier`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sktve import TVERegressor
+    >>> from sktve.datasets import make_synthetic_database
+    >>> db = make_synthetic_database(n_customers=100, n_orders=2000, random_state=0)
+    >>> X = pd.DataFrame({"customer_id": list(range(40)) * 2,
+    ...                   "timestamp": pd.to_datetime(["2021-05-01"] * 40 + ["2021-06-01"] * 40)})
+    >>> reg = TVERegressor(database=db, entity_table="customers", init="random",
+    ...                    loss="absolute_error", max_epochs=2, random_state=0)
+    >>> reg.fit(X, [float(i % 5) for i in range(80)]).predict(X).shape
+    (80,)
+    """
+
+    def __init__(
+        self,
+        *,
+        loss: str = "squared_error",
+        database: Any = None,
+        entity_table: str | None = None,
+        entity_col: str | None = None,
+        time_col: str | None = None,
+        init: str = "tve",
+        pretrainer: TVEPretrainer | None = None,
+        side_features: Any = None,
+        as_of: Any = None,
+        hidden_dim: int = 128,
+        dropout: float = 0.1,
+        max_epochs: int = 40,
+        steps_per_epoch: int = 50,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        encoder_lr_scale: float = 0.5,
+        weight_decay: float = 1e-4,
+        patience: int = 6,
+        validation_fraction: float = 0.15,
+        memory: Any = None,
+        n_jobs: int | None = None,
+        device: str = "auto",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.loss = loss
+        self.database = database
+        self.entity_table = entity_table
+        self.entity_col = entity_col
+        self.time_col = time_col
+        self.init = init
+        self.pretrainer = pretrainer
+        self.side_features = side_features
+        self.as_of = as_of
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.max_epochs = max_epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.encoder_lr_scale = encoder_lr_scale
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.memory = memory
+        self.n_jobs = n_jobs
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.loss not in ("squared_error", "absolute_error"):
+            raise ValueError(
+                f"loss must be 'squared_error' or 'absolute_error', got {self.loss!r}."
+            )
+
+    def _encode_targets(self, y: Any, n_rows: int, refit: bool = True) -> tuple[np.ndarray, int]:
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"y must be numeric for a regressor ({err}).") from err
+        if y.ndim != 1 or len(y) != n_rows:
+            raise ValueError(
+                f"y must be 1-d with one target per row of X ({n_rows}); got shape {y.shape}."
+            )
+        if not np.isfinite(y).all():
+            raise ValueError(
+                f"y has {int((~np.isfinite(y)).sum())} NaN or infinite targets; drop or fill them."
+            )
+        if refit:
+            centre = np.median(y) if self.loss == "absolute_error" else y.mean()
+            scale = y.std()
+            self.target_centre_ = float(centre)
+            self.target_scale_ = float(scale) if scale > 0 else 1.0
+        scaled = (y - self.target_centre_) / self.target_scale_
+        return scaled.astype(np.float32).reshape(-1, 1), 1
+
+    def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.loss == "absolute_error":
+            return nn.functional.l1_loss(output, target)
+        return nn.functional.mse_loss(output, target)
+
+    def _output_bias(self, targets: np.ndarray) -> np.ndarray:
+        centre = np.median(targets) if self.loss == "absolute_error" else targets.mean()
+        return np.asarray([centre], dtype=np.float32)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted targets, shape (n_rows,)."""
+        out = self._raw_output(X)[:, 0].astype(np.float64)
+        return out * self.target_scale_ + self.target_centre_

@@ -1,0 +1,256 @@
+"""TVEClassifier / TVERegressor: fit, predict, time-correctness, determinism, composition."""
+
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from _perturb import perturb_after
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
+
+import sktve.pretrainer as pretrainer_module
+from sktve import AggregateFeatures, TVEClassifier, TVEPretrainer, TVERegressor, load_database
+from sktve.datasets import make_synthetic_database
+from sktve.finetune import time_ordered_split
+
+PRETRAIN = dict(window="30D", embedding_dim=16, fanouts=(8, 4), max_epochs=1, steps_per_epoch=2)
+FAST = dict(entity_table="customers", max_epochs=3, steps_per_epoch=4, batch_size=64, hidden_dim=16)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return make_synthetic_database(n_customers=120, n_orders=3000, random_state=1, as_frames=True)
+
+
+@pytest.fixture(scope="module")
+def db(frames):
+    return load_database(frames[0], schema=frames[1])
+
+
+@pytest.fixture(scope="module")
+def X():
+    times = pd.date_range("2021-03-01", periods=6, freq="30D")
+    grid = pd.MultiIndex.from_product([times, np.arange(40)], names=["timestamp", "customer_id"])
+    return grid.to_frame(index=False)[["customer_id", "timestamp"]]
+
+
+@pytest.fixture(scope="module")
+def y_binary(X):
+    # Planted: whether the customer id is even, learnable from the entity row's position only
+    # through the graph, so the point is wiring, not accuracy.
+    return (X["customer_id"].to_numpy() % 2).astype(int)
+
+
+def _classifier(db, **params):
+    params = {"pretrainer": TVEPretrainer(**PRETRAIN), **FAST, **params}
+    return TVEClassifier(database=db, random_state=0, **params)
+
+
+@pytest.fixture(scope="module")
+def fitted(db, X, y_binary):
+    return _classifier(db).fit(X, y_binary)
+
+
+def test_binary_outputs_agree(fitted, X, y_binary):
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
+    decision = fitted.decision_function(X)
+    assert decision.shape == (len(X),)
+    np.testing.assert_array_equal(decision > 0, proba[:, 1] > 0.5)
+    assert set(fitted.predict(X)) <= set(fitted.classes_)
+    assert 0.0 <= fitted.score(X, y_binary) <= 1.0
+    assert fitted.pretrainer_ is not None and fitted.n_features_in_ == 2
+    assert len(fitted.history_) >= 1 and 1 <= fitted.best_epoch_ <= len(fitted.history_)
+
+
+def test_multiclass_with_string_labels(db, X):
+    labels = np.array(["low", "mid", "high"])[X["customer_id"].to_numpy() % 3]
+    clf = _classifier(db, init="random").fit(X, labels)
+    assert list(clf.classes_) == ["high", "low", "mid"]
+    assert clf.predict_proba(X).shape == (len(X), 3)
+    assert clf.decision_function(X).shape == (len(X), 3)
+    assert set(clf.predict(X)) <= set(labels)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "absolute_error"])
+def test_regressor_learns_a_planted_target(db, X, loss):
+    # Target: the mean amount of the customer's orders in the year before the row's time,
+    # which the encoder's mean aggregation over sampled orders sees directly.
+    agg = AggregateFeatures(
+        database=db, entity_table="customers", window="365D", include="orders|amount"
+    )
+    names = list(agg.fit(X).get_feature_names_out())
+    y = np.nan_to_num(agg.transform(X)[:, names.index("365D|orders|amount|mean")].astype(float))
+    reg = TVERegressor(
+        database=db,
+        init="random",
+        loss=loss,
+        random_state=0,
+        pretrainer=TVEPretrainer(**PRETRAIN),
+        **{**FAST, "max_epochs": 15, "steps_per_epoch": 8},
+    ).fit(X, y)
+    pred = reg.predict(X)
+    assert pred.shape == (len(X),) and np.isfinite(pred).all()
+    baseline = np.abs(y - np.median(y)).mean()
+    assert np.abs(y - pred).mean() < 0.8 * baseline
+
+
+def test_time_ordered_split_holds_out_latest_timestamps():
+    times = np.repeat(np.arange(10), 3)
+    held = time_ordered_split(times, 0.2)
+    assert set(times[held]) == {8, 9} and not held[times < 8].any()
+    assert not time_ordered_split(np.array([1, 1, 2]), 0.5).any()
+    assert not time_ordered_split(times, 0.0).any()
+
+
+def test_validation_split_follows_time(fitted, X):
+    n_late = int((X["timestamp"] == X["timestamp"].max()).sum())
+    assert fitted.n_validation_rows_ == n_late
+    assert fitted.n_train_rows_ == len(X) - n_late
+
+
+def test_user_validation_set(db, X, y_binary):
+    late = (X["timestamp"] == X["timestamp"].max()).to_numpy()
+    clf = _classifier(db).fit(X[~late], y_binary[~late], X_val=X[late], y_val=y_binary[late])
+    assert clf.n_validation_rows_ == late.sum() and clf.n_train_rows_ == (~late).sum()
+    with pytest.raises(ValueError, match="both X_val and y_val"):
+        _classifier(db).fit(X, y_binary, X_val=X[late])
+
+
+def test_deterministic_given_random_state(fitted, db, X, y_binary):
+    again = _classifier(db).fit(X, y_binary)
+    np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_random_init_skips_pretraining_and_differs(db, X, y_binary, monkeypatch, fitted):
+    calls = []
+    monkeypatch.setattr(pretrainer_module, "pretrain", lambda *a, **k: calls.append(1))
+    clf = _classifier(db, init="random").fit(X, y_binary)
+    assert calls == [] and clf.pretrainer_ is None
+    assert not np.allclose(clf.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_fitted_pretrainer_is_used_as_is(db, X, y_binary, monkeypatch):
+    pre = TVEPretrainer(database=db, entity_table="customers", random_state=0, **PRETRAIN).fit(X)
+    calls = []
+    monkeypatch.setattr(pretrainer_module, "pretrain", lambda *a, **k: calls.append(1))
+    clf = TVEClassifier(database=db, pretrainer=pre, random_state=0, **FAST).fit(X, y_binary)
+    assert calls == [] and clf.pretrainer_ is pre
+
+
+def test_predictions_ignore_rows_after_each_time(fitted, frames, X):
+    tables, schema = frames
+    perturbed = load_database(perturb_after(tables, schema, X["timestamp"].max()), schema=schema)
+    before = fitted.predict_proba(X)
+    est = clone(fitted).set_params(database=perturbed)
+    est.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    est._fitted_database_param = None
+    np.testing.assert_array_equal(est.predict_proba(X), before)
+
+
+def test_fit_ignores_rows_after_boundary_plus_window(frames, X, y_binary):
+    tables, schema = frames
+    boundary = X["timestamp"].max() + pd.Timedelta("30D")
+    perturbed = load_database(perturb_after(tables, schema, boundary), schema=schema)
+    side = AggregateFeatures(window="90D", include="orders")
+    a = _classifier(load_database(tables, schema=schema), side_features=side).fit(X, y_binary)
+    b = _classifier(perturbed, side_features=side).fit(X, y_binary)
+    assert a.encoder_state_ == b.encoder_state_ and a.head_state_ == b.head_state_
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_side_features_enter_the_head(db, X, y_binary):
+    clf = _classifier(db, side_features=AggregateFeatures(window="60D")).fit(X, y_binary)
+    assert clf.side_features_ is not None and clf.side_dim_ > 0
+    assert clf.side_features_.database is db
+    before = X.copy()
+    assert clf.predict_proba(X).shape == (len(X), 2)
+    pd.testing.assert_frame_equal(X, before)
+
+
+def test_as_of_featurises_later_rows_at_the_cut(db, X, y_binary):
+    cut = X["timestamp"].max() - pd.Timedelta("30D")
+    clf = _classifier(db, init="random", as_of=cut).fit(X, y_binary)
+    late = X[X["timestamp"] == X["timestamp"].max()]
+    at_cut = late.assign(timestamp=cut)
+    np.testing.assert_array_equal(clf.predict_proba(late), clf.predict_proba(at_cut))
+
+
+def test_persistence_without_the_data(fitted, db, X, tmp_path):
+    path = tmp_path / "clf.joblib"
+    joblib.dump(fitted, path)
+    assert path.stat().st_size < 5_000_000
+    np.testing.assert_array_equal(joblib.load(path).predict_proba(X), fitted.predict_proba(X))
+    reloaded = pickle.loads(pickle.dumps(fitted))
+    assert "_runtime" not in reloaded.__dict__
+    np.testing.assert_array_equal(reloaded.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_gridsearch_over_finetuning_pretrains_once_with_memory(
+    db, X, y_binary, tmp_path, monkeypatch
+):
+    calls = []
+    original = pretrainer_module.pretrain
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pretrainer_module, "pretrain", counting)
+    est = _classifier(db, memory=str(tmp_path / "cache"))
+    fold = np.where(X["timestamp"] < X["timestamp"].max(), -1, 0)
+    search = GridSearchCV(
+        est, {"learning_rate": [1e-3, 3e-3], "dropout": [0.0, 0.2]}, cv=PredefinedSplit(fold)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.fit(X, y_binary)
+    # One pre-training on the training fold shared by the 4 settings, one for the refit.
+    assert len(calls) == 2
+    assert search.predict_proba(X).shape == (len(X), 2)
+
+
+def test_clone_keeps_params(fitted):
+    cloned = clone(fitted)
+    assert cloned.database is fitted.database
+    assert cloned.get_params()["pretrainer__embedding_dim"] == 16
+    assert not hasattr(cloned, "head_state_")
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"init": "pretrained"}, "init must be"),
+        ({"hidden_dim": 0}, "hidden_dim"),
+        ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"side_features": "agg"}, "side_features must be a transformer"),
+        ({"pretrainer": "tve"}, "pretrainer must be a TVEPretrainer"),
+        ({"as_of": "not a time"}, "as_of"),
+    ],
+)
+def test_bad_parameters(db, X, y_binary, params, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        _classifier(db, **params).fit(X, y_binary)
+
+
+def test_bad_targets(db, X, y_binary):
+    with pytest.raises(ValueError, match="single class"):
+        _classifier(db).fit(X, np.zeros(len(X), int))
+    with pytest.raises(ValueError, match="one label per row"):
+        _classifier(db).fit(X, y_binary[:-1])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        TVERegressor(database=db, init="random", **FAST).fit(X, np.full(len(X), np.nan))
+    with pytest.raises(ValueError, match="loss must be"):
+        TVERegressor(database=db, loss="huber", **FAST).fit(X, np.zeros(len(X)))
+    with pytest.raises(ValueError, match="needs a database"):
+        TVEClassifier(entity_table="customers").fit(X, y_binary)
+
+
+def test_unknown_entities_are_refused(fitted, X):
+    bad = X.assign(customer_id=X["customer_id"] + 10_000)
+    with pytest.raises(ValueError, match="not in table"):
+        fitted.predict(bad)
