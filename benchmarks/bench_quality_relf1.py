@@ -17,9 +17,29 @@ Methods (``--methods``, comma-separated):
 - ``agg-hgb``             AggregateFeatures (history windows ``--agg-windows``, defaults
                           otherwise) + HistGradientBoosting
 - ``tve+agg-hgb``         TVE embeddings and AggregateFeatures side by side + HistGradientBoosting
+- ``tv-hgb``              the pre-training head's predicted task vectors
+                          (``TVEPretrainer(output="task_vector")``) + HistGradientBoosting
+- ``tv+agg-hgb``          predicted task vectors and AggregateFeatures + HistGradientBoosting
+- ``ft-tve``              ``TVEClassifier`` / ``TVERegressor`` fine-tuned from the TVE encoder
+- ``ft-random``           the same from random initialisation (the supervised RDL-style GNN)
+- ``ft-tve+agg``          fine-tuned from TVE with AggregateFeatures as side features, and
+                          the HGB that ``agg-hgb`` chose on val as the side estimator
+- ``ft-random+agg``       the same from random initialisation
+
+Fine-tuners use their defaults (regression: ``loss="absolute_error"``, the task's metric),
+with early stopping on the latest timestamps of the train table; val is used only to
+score them (and to choose the side estimator's HGB), test is predicted once.
+
+``--rows both`` fits every model once on the database with every row, then predicts test
+twice: with every row, and on the database cut at the test timestamp with ``as_of`` set
+there (RelBench's protocol). Fitting reads nothing past the train boundary + window, so
+the fitted models are those a fit on the cut database gives (the time-correctness tests
+check this property; the run checks it for the first task's TVE encoder). Each protocol
+is written to its own results file (``<name>.json`` and ``<name>_cut.json``).
 
     python benchmarks/bench_quality_relf1.py --relf1 ../shared/data/rel-f1 \\
         --tasks driver-top3,driver-dnf,driver-position --seeds 0,1,2
+    python benchmarks/bench_quality_relf1.py --rows both --methods agg-hgb,tve-hgb,ft-tve,...
     python benchmarks/bench_quality_relf1.py --quick      # one task, one seed, 2 epochs
 
 Writes ``benchmarks/results/quality_relf1.json``, ``quality_relf1.md`` and PNG plots
@@ -34,6 +54,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,7 +78,19 @@ METHODS = (
     "entity-hgb",
     "agg-hgb",
     "tve+agg-hgb",
+    "tv-hgb",
+    "tv+agg-hgb",
+    "ft-tve",
+    "ft-random",
+    "ft-tve+agg",
+    "ft-random+agg",
 )
+FINETUNE_METHODS = {
+    "ft-tve": ("tve", False),
+    "ft-random": ("random", False),
+    "ft-tve+agg": ("tve", True),
+    "ft-random+agg": ("random", True),
+}
 METHOD_LABELS = {
     "tve-logistic": "TVE + logistic/ridge",
     "tve-hgb": "TVE + HGB",
@@ -66,6 +99,12 @@ METHOD_LABELS = {
     "entity-hgb": "entity columns + HGB",
     "agg-hgb": "AggregateFeatures + HGB",
     "tve+agg-hgb": "TVE + AggregateFeatures + HGB",
+    "tv-hgb": "predicted task vectors + HGB",
+    "tv+agg-hgb": "predicted task vectors + AggregateFeatures + HGB",
+    "ft-tve": "fine-tuned from TVE",
+    "ft-random": "fine-tuned from random init",
+    "ft-tve+agg": "fine-tuned from TVE + AggregateFeatures (side features, HGB start)",
+    "ft-random+agg": "fine-tuned from random init + AggregateFeatures (side features, HGB start)",
 }
 # Published test numbers on the same task tables (RelBench paper; see ../shared/DESIGN.md).
 REFERENCES = {
@@ -85,6 +124,7 @@ REFERENCE_LABELS = {
 
 
 ROWS_NOTES = {
+    "both": "fitted once on every row; test predicted with every row and on the cut database",
     "cut": "the database as RelBench hands it to models: rows up to the test timestamp "
     "(2010-01-01), while test rows run to 2013; test features see an empty recent past",
     "all": "every row of the folder (through 2023); each feature and embedding of a row "
@@ -120,6 +160,11 @@ def select_and_test(
             task, predict_scores(model, feats["test"], binary), tables["test"]
         )
         test_seconds = time.perf_counter() - started
+        test_cut = None
+        if "test_cut" in feats:
+            _, test_cut, _ = task_metric(
+                task, predict_scores(model, feats["test_cut"], binary), tables["test"]
+            )
     params = model.get_params(deep=True)
     keep = ("learning_rate", "max_leaf_nodes", "C", "alpha")
     chosen = {k.split("__")[-1]: v for k, v in params.items() if k.split("__")[-1] in keep}
@@ -131,7 +176,79 @@ def select_and_test(
         "chosen_head": {k: chosen[k] for k in sorted(chosen)},
         "head_select_seconds": round(select_seconds, 2),
         "head_test_seconds": round(test_seconds, 3),
+        **({} if test_cut is None else {"test_cut": test_cut}),
+        "model": model,
     }
+
+
+@contextmanager
+def cut_view(estimator: Any, database: Any, as_of: Any):
+    """``estimator`` (and its fitted side features) pointed at the cut database, ``as_of`` set."""
+    parts = [estimator]
+    if getattr(estimator, "side_features_", None) is not None:
+        parts.append(estimator.side_features_)
+    saved = [(p, p.get_params(deep=False)) for p in parts]
+    for p in parts:
+        p.set_params(database=database, as_of=as_of)
+    try:
+        yield estimator
+    finally:
+        for p, params in saved:
+            p.set_params(database=params["database"], as_of=params["as_of"])
+
+
+def with_cut_test(feats: dict, transform: Any, estimator: Any, X_test: Any, cut: Any) -> dict:
+    """Add ``feats["test_cut"]``: ``transform(X_test)`` with ``estimator`` on the cut database."""
+    if cut is None:
+        return feats
+    with cut_view(estimator, *cut):
+        return {**feats, "test_cut": transform(X_test)}
+
+
+def finetune_and_test(
+    estimator: Any, X: dict, y_train: np.ndarray, task: Any, tables: dict, binary: bool, cut: Any
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fine-tune on train (its own early stopping), score val, predict test once (per protocol)."""
+    from bench_pretrainer_relf1 import PeakRSS
+
+    from sktve.run import predict_scores, task_metric
+
+    with PeakRSS() as rss:
+        started = time.perf_counter()
+        estimator.fit(X["train"], y_train)
+        fit_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        val_scores = predict_scores(estimator, X["val"], binary)
+        test_scores = predict_scores(estimator, X["test"], binary)
+        predict_seconds = time.perf_counter() - started
+        outcome: dict[str, Any] = {}
+        if cut is not None:
+            with cut_view(estimator, *cut):
+                cut_scores = predict_scores(estimator, X["test"], binary)
+            outcome["test_cut"] = task_metric(task, cut_scores, tables["test"])[1]
+    metric, val, _ = task_metric(task, val_scores, tables["val"])
+    outcome.update(
+        metric=metric,
+        val=val,
+        test=task_metric(task, test_scores, tables["test"])[1],
+        val_grid=[round(val, 5)],
+        chosen_head={
+            "best_epoch": estimator.best_epoch_,
+            "epochs": len(estimator.history_),
+            "steps": estimator.n_steps_,
+        },
+        head_select_seconds=0.0,
+        head_test_seconds=0.0,
+        finetune_history=estimator.history_,
+    )
+    cost = {
+        # Pre-training is shared with the TVE methods and reported there (fit_seconds of
+        # tve-*); this is fine-tuning alone, and val + test prediction.
+        "fit_seconds": round(fit_seconds, 2),
+        "transform_seconds": round(predict_seconds, 2),
+        "peak_rss_gib": round(rss.peak, 2),
+    }
+    return outcome, cost
 
 
 def entity_features(drivers: pd.DataFrame, X: pd.DataFrame, entity_col: str) -> pd.DataFrame:
@@ -350,11 +467,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--rows",
-        choices=("cut", "all"),
+        choices=("cut", "all", "both"),
         default="cut",
-        help="cut: the database RelBench hands models (rows up to the test timestamp); all: "
-        "every row the folder holds, each feature still reading only rows at or before its "
-        "row's time",
+        help="cut: the database RelBench hands models (rows up to the test timestamp), with "
+        "as_of there; all: every row the folder holds, each feature still reading only rows "
+        "at or before its row's time; both: fit once on every row, predict test both ways",
     )
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument(
@@ -390,8 +507,9 @@ def main() -> None:
 
     import relbench
     import torch
+    from sklearn.base import clone
 
-    from sktve import load_database
+    from sktve import TVEClassifier, TVERegressor, load_database
     from sktve.aggregates import AggregateFeatures
     from sktve.run import task_pretrainer
 
@@ -412,10 +530,25 @@ def main() -> None:
     need_tve = any(m.startswith("tve") for m in methods)
     need_untrained = any(m.startswith("untrained") for m in methods)
     need_agg = any("agg" in m for m in methods)
+    need_tve = need_tve or any(m.startswith(("tv", "ft-")) for m in methods)
+    if (
+        any(m.endswith("+agg") and m.startswith("ft-") for m in methods)
+        and "agg-hgb" not in methods
+    ):
+        parser.error("the ft-*+agg methods take agg-hgb's val-chosen HGB: add agg-hgb")
 
     started_all = time.perf_counter()
     dataset = relbench.load_dataset(args.relf1)
     database = load_database(dataset, upto_test_timestamp=args.rows == "cut")
+    # RelBench's cut: rows after the test timestamp are featurised as of it (declared).
+    as_of = pd.Timestamp(dataset.test_timestamp) if args.rows == "cut" else None
+    cut = None
+    if args.rows == "both":
+        cut = (
+            load_database(dataset, upto_test_timestamp=True),
+            pd.Timestamp(dataset.test_timestamp),
+        )
+    fit_check: dict[str, Any] = {}
     drivers = dataset.get_db().table_dict["drivers"].df
     runs: list[dict[str, Any]] = []
     embeddings: dict[str, dict[str, Any]] = {}
@@ -426,6 +559,7 @@ def main() -> None:
         print(f"[{time.perf_counter() - started_all:7.1f}s] {message}", flush=True)
 
     def record(task_name, seed, method, cost, outcome, **extra):
+        outcome = {k: v for k, v in outcome.items() if k != "model"}
         run = {"task": task_name, "seed": seed, "method": method, **outcome, **cost, **extra}
         runs.append(run)
         log(
@@ -457,6 +591,8 @@ def main() -> None:
         if "entity-hgb" in methods:
             featurize = partial(entity_features, drivers, entity_col=task.entity_col)
             entity_feats, entity_cost = timed_features(featurize, featurize, X)
+            if cut is not None:  # static columns: the cut changes nothing
+                entity_feats["test_cut"] = entity_feats["test"]
             outcome = select_and_test(hgb(seeds[0]), entity_feats, y_train, task, tables, binary)
             for seed in seeds:
                 record(task_name, seed, "entity-hgb", entity_cost, outcome, deterministic=True)
@@ -469,8 +605,10 @@ def main() -> None:
                 time_col=task.time_col,
                 window=agg_windows,
                 max_hops=args.agg_hops,
+                as_of=as_of,
             )
             agg_feats, agg_cost = timed_features(agg.fit_transform, agg.transform, X)
+            agg_feats = with_cut_test(agg_feats, agg.transform, agg, X["test"], cut)
             agg_info[task_name] = {
                 "windows": agg_windows,
                 "max_hops": args.agg_hops,
@@ -482,6 +620,7 @@ def main() -> None:
             log(f"{task_name}: AggregateFeatures {agg_info[task_name]}")
             if "agg-hgb" in methods:
                 outcome = select_and_test(hgb(seeds[0]), agg_feats, y_train, task, tables, binary)
+                agg_head = clone(outcome["model"])
                 for seed in seeds:
                     record(task_name, seed, "agg-hgb", agg_cost, outcome, deterministic=True)
 
@@ -489,14 +628,30 @@ def main() -> None:
             encoders = {}
             if need_tve:
                 trained = {} if max_epochs is None else {"max_epochs": max_epochs}
-                encoders["trained"] = task_pretrainer(database, task, random_state=seed, **trained)
+                encoders["trained"] = task_pretrainer(
+                    database, task, random_state=seed, as_of=as_of, **trained
+                )
             if need_untrained:
                 encoders["untrained"] = task_pretrainer(
-                    database, task, random_state=seed, max_epochs=0
+                    database, task, random_state=seed, max_epochs=0, as_of=as_of
                 )
             feats, costs = {}, {}
             for kind, tve in encoders.items():
                 feats[kind], costs[kind] = timed_features(tve.fit_transform, tve.transform, X)
+                feats[kind] = with_cut_test(feats[kind], tve.transform, tve, X["test"], cut)
+                if cut is not None and kind == "trained" and not fit_check:
+                    # The claim behind --rows both, checked once: a fit on the cut database
+                    # learns exactly what the fit on every row learned.
+                    on_cut = clone(tve).set_params(database=cut[0]).fit(X["train"])
+                    fit_check = {
+                        "task": task_name,
+                        "seed": seed,
+                        "encoder_identical": on_cut.encoder_state_ == tve.encoder_state_,
+                        "embeddings_identical": bool(
+                            np.array_equal(on_cut.transform(X["val"]), feats[kind]["val"])
+                        ),
+                    }
+                    log(f"fit on the cut database vs every row: {fit_check}")
                 pretrain_info.append(
                     {
                         "task": task_name,
@@ -543,8 +698,93 @@ def main() -> None:
                     ),
                     "peak_rss_gib": max(costs["trained"]["peak_rss_gib"], agg_cost["peak_rss_gib"]),
                 }
+                if "test_cut" in agg_feats:
+                    both["test_cut"] = np.hstack(
+                        [feats["trained"]["test_cut"], agg_feats["test_cut"]]
+                    )
                 outcome = select_and_test(hgb(seed), both, y_train, task, tables, binary)
                 record(task_name, seed, "tve+agg-hgb", cost, outcome)
+            if any(m.startswith("tv-") or m.startswith("tv+") for m in methods):
+                tve = encoders["trained"].set_params(output="task_vector")
+                tv_feats, tv_cost = timed_features(tve.transform, tve.transform, X)
+                tv_feats = with_cut_test(tv_feats, tve.transform, tve, X["test"], cut)
+                tve.set_params(output="embedding")
+                if "tv-hgb" in methods:
+                    outcome = select_and_test(hgb(seed), tv_feats, y_train, task, tables, binary)
+                    record(task_name, seed, "tv-hgb", tv_cost, outcome)
+                if "tv+agg-hgb" in methods:
+                    joined = {s: np.hstack([tv_feats[s], agg_feats[s]]) for s in tv_feats}
+                    outcome = select_and_test(hgb(seed), joined, y_train, task, tables, binary)
+                    record(task_name, seed, "tv+agg-hgb", tv_cost, outcome)
+            for method, (init, with_agg) in FINETUNE_METHODS.items():
+                if method not in methods:
+                    continue
+                params = {
+                    "entity_table": task.entity_table,
+                    "entity_col": task.entity_col,
+                    "time_col": task.time_col,
+                    "init": init,
+                    "pretrainer": encoders["trained"],
+                    "as_of": as_of,
+                    "random_state": seed,
+                }
+                if not binary:
+                    params["loss"] = "absolute_error"
+                if with_agg:
+                    params["side_features"] = AggregateFeatures(
+                        window=agg_windows, max_hops=args.agg_hops
+                    )
+                    params["side_estimator"] = clone(agg_head)
+                estimator = (TVEClassifier if binary else TVERegressor)(database=database, **params)
+                outcome, cost = finetune_and_test(estimator, X, y_train, task, tables, binary, cut)
+                record(task_name, seed, method, cost, outcome)
+
+    protocols = {args.rows: runs}
+    if cut is not None:
+        protocols = {
+            "all": runs,
+            "cut": [{**r, "test": r["test_cut"], "test_all": r["test"]} for r in runs],
+        }
+    for rows_kind, protocol_runs in protocols.items():
+        protocol_name = args.name if rows_kind != "cut" or cut is None else f"{args.name}_cut"
+        write_protocol(
+            args,
+            rows_kind,
+            protocol_runs,
+            protocol_name,
+            out_dir,
+            tasks,
+            seeds,
+            methods,
+            max_epochs,
+            agg_windows,
+            embeddings,
+            agg_info,
+            pretrain_info,
+            fit_check,
+            time.perf_counter() - started_all,
+        )
+
+
+def write_protocol(
+    args,
+    rows_kind,
+    runs,
+    name,
+    out_dir,
+    tasks,
+    seeds,
+    methods,
+    max_epochs,
+    agg_windows,
+    embeddings,
+    agg_info,
+    pretrain_info,
+    fit_check,
+    total_seconds,
+) -> None:
+    """One protocol's results: JSON, markdown and plots."""
+    import torch
 
     summary = summarise(runs, tasks, methods)
     result = {
@@ -554,14 +794,20 @@ def main() -> None:
         "seeds": seeds,
         "methods": methods,
         "quick": args.quick,
-        "rows": args.rows,
+        "rows": rows_kind,
+        "fitted_on": "every row" if args.rows == "both" else rows_kind,
+        "fit_check_cut_vs_all": fit_check,
         "settings": {
             "tve": "TVEPretrainer defaults, window = task.timedelta"
             + ("" if max_epochs is None else f", max_epochs={max_epochs}"),
             "untrained": "TVEPretrainer(max_epochs=0), same seed",
             "aggregate_windows": agg_windows,
             "aggregate_max_hops": args.agg_hops,
-            "rows": ROWS_NOTES[args.rows],
+            "rows": ROWS_NOTES[rows_kind],
+            "as_of": "the test timestamp" if rows_kind == "cut" else None,
+            "finetune": "TVEClassifier / TVERegressor defaults (regression loss "
+            "absolute_error), started from the seed's TVE encoder or at random; +agg: "
+            "AggregateFeatures side features and agg-hgb's val-chosen HGB as side estimator",
             "heads": "sktve.heads.head_grid: logistic C in (0.01, 0.1, 1) / ridge alpha in "
             "(1, 10, 100); HGB "
             + (
@@ -586,10 +832,10 @@ def main() -> None:
         "aggregate_features": agg_info,
         "runs": runs,
         "pretraining": pretrain_info,
-        "total_seconds": round(time.perf_counter() - started_all, 1),
+        "total_seconds": round(total_seconds, 1),
     }
-    write_outputs(result, out_dir, args.name)
-    log(f"wrote {out_dir / args.name}.json, .md and the PNGs")
+    write_outputs(result, out_dir, name)
+    print(f"wrote {out_dir / name}.json, .md and the PNGs", flush=True)
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> None:
@@ -608,7 +854,9 @@ def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> None:
 def merge(paths: list[str], out_dir: Path, name: str) -> None:
     parts = [json.loads(Path(p).read_text()) for p in paths]
     result = dict(parts[0])
-    result["tasks"] = [t for part in parts for t in part["tasks"]]
+    result["tasks"] = list(dict.fromkeys(t for part in parts for t in part["tasks"]))
+    # Parts may hold other methods on the same tasks (e.g. a later run of new methods).
+    result["methods"] = [m for m in METHODS if any(m in part["methods"] for part in parts)]
     result["seeds"] = sorted({s for part in parts for s in part["seeds"]})
     for key in ("runs", "pretraining"):
         result[key] = [r for part in parts for r in part[key]]

@@ -30,7 +30,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _num_samples, check_is_fitted
 from torch import nn
 
 from sktve._threads import limit_threads, resolve_n_threads
@@ -135,6 +135,7 @@ class _TVEFineTuner(BaseEstimator):
         init: str = "tve",
         pretrainer: TVEPretrainer | None = None,
         side_features: Any = None,
+        side_estimator: Any = None,
         as_of: Any = None,
         hidden_dim: int = 128,
         dropout: float = 0.1,
@@ -159,6 +160,7 @@ class _TVEFineTuner(BaseEstimator):
         self.init = init
         self.pretrainer = pretrainer
         self.side_features = side_features
+        self.side_estimator = side_estimator
         self.as_of = as_of
         self.hidden_dim = hidden_dim
         self.dropout = dropout
@@ -220,6 +222,19 @@ class _TVEFineTuner(BaseEstimator):
                 f"AggregateFeatures(...); got {type(self.side_features).__name__}."
             )
 
+        if self.side_estimator is not None:
+            if self.side_features is None:
+                raise ValueError(
+                    "side_estimator is fitted on the side features: give side_features=... "
+                    "(e.g. AggregateFeatures()) too, or drop side_estimator."
+                )
+            if not hasattr(self.side_estimator, "fit"):
+                raise TypeError(
+                    "side_estimator must be a scikit-learn estimator such as "
+                    "HistGradientBoostingClassifier(); got "
+                    f"{type(self.side_estimator).__name__}."
+                )
+
     def _as_of_ns(self) -> int | None:
         if self.as_of is None:
             return None
@@ -276,6 +291,61 @@ class _TVEFineTuner(BaseEstimator):
     def _output_bias(self, targets: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _offset(self, model: Any, side: np.ndarray) -> np.ndarray:
+        """The side estimator's prediction in the head's output units (n_rows, n_outputs)."""
+        raise NotImplementedError
+
+    def _side_offsets(
+        self,
+        raw: np.ndarray,
+        targets: np.ndarray,
+        times_ns: np.ndarray,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        refit_all: bool,
+    ) -> np.ndarray:
+        """Offsets from the side estimator: out-of-fold on training rows, held-out on the rest.
+
+        In-sample predictions of a boosted model are far better than its predictions on new
+        rows, so a network trained on top of them would learn to trust them too much.
+        Training rows therefore get predictions from models fitted on other timestamps
+        (folds grouped by time), validation rows from a model fitted on every training row,
+        and rows at predict time from ``side_estimator_``, refitted on all rows of X when
+        the validation rows came from X.
+        """
+        from sklearn.model_selection import GroupKFold
+
+        def fit_on(index: np.ndarray) -> Any:
+            part = raw[index]
+            # HistGradientBoosting cannot bin a column that is all NaN on its training rows
+            # (a fold can miss every row where an aggregate is defined): such a column
+            # carries nothing there, so it becomes a constant.
+            empty = np.isnan(part).all(axis=0)
+            if empty.any():
+                part = part.copy()
+                part[:, empty] = 0.0
+            return clone(self.side_estimator).fit(part, targets[index].squeeze())
+
+        offsets = np.zeros((len(raw), self.n_outputs_), dtype=np.float32)
+        groups = times_ns[train_idx]
+        n_splits = min(4, len(np.unique(groups)))
+        if n_splits >= 2:
+            for fit_part, out_part in GroupKFold(n_splits=n_splits).split(
+                raw[train_idx], groups=groups
+            ):
+                model = fit_on(train_idx[fit_part])
+                offsets[train_idx[out_part]] = self._offset(model, raw[train_idx[out_part]])
+        model = fit_on(train_idx)
+        if n_splits < 2:
+            offsets[train_idx] = self._offset(model, raw[train_idx])
+        if len(val_idx):
+            offsets[val_idx] = self._offset(model, raw[val_idx])
+            if refit_all:
+                every = np.concatenate([train_idx, val_idx])
+                model = fit_on(every)
+        self.side_estimator_ = model
+        return offsets
+
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _TVEFineTuner:
         """Pre-train (unless given a fitted pretrainer or ``init="random"``), then fine-tune.
@@ -293,6 +363,10 @@ class _TVEFineTuner(BaseEstimator):
         self
         """
         self._check_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         if (X_val is None) != (y_val is None):
             raise ValueError("give both X_val and y_val, or neither.")
         with limit_threads(resolve_n_threads(self.n_jobs)):
@@ -306,8 +380,12 @@ class _TVEFineTuner(BaseEstimator):
             raise ValueError(
                 f"unknown entity_table {self.entity_table!r}; tables: {database.table_names}."
             )
+        # Labels first: a wrong y is reported before any work on X.
+        n_rows = _num_samples(X)
+        if n_rows == 0:
+            raise ValueError("X is empty: give at least one (entity id, time) row.")
+        targets, n_outputs = self._encode_targets(y, n_rows)
         rows = self._resolve_rows(X, database)
-        targets, n_outputs = self._encode_targets(y, len(rows.keys))
         random_state = (
             int(np.random.default_rng().integers(2**31 - 1))
             if self.random_state is None
@@ -362,12 +440,27 @@ class _TVEFineTuner(BaseEstimator):
             self.side_preprocessor_ = _side_preprocessor(len(train_idx)).fit(raw[train_idx])
             side = self.side_preprocessor_.transform(raw).astype(np.float32)
         side_dim = 0 if side is None else side.shape[1]
+        self.n_outputs_ = n_outputs
+        self.side_estimator_ = None
+        offsets_t = None
+        if self.side_estimator is not None:
+            say("[sktve] side estimator: out-of-fold predictions as the starting point", flush=True)
+            offsets = self._side_offsets(
+                raw, targets, seed_times, train_idx, val_idx, refit_all=X_val is None
+            )
+            offsets_t = torch.from_numpy(offsets)
 
         head = FineTuneHead(
             spec.embedding_dim, side_dim, int(self.hidden_dim), n_outputs, float(self.dropout)
         )
         with torch.no_grad():
-            head.mlp[-1].bias.copy_(torch.from_numpy(self._output_bias(targets[train_idx])))
+            if offsets_t is None:
+                head.mlp[-1].bias.copy_(torch.from_numpy(self._output_bias(targets[train_idx])))
+            else:
+                # Start exactly at the side estimator's prediction; the network learns the
+                # correction.
+                head.mlp[-1].weight.zero_()
+                head.mlp[-1].bias.zero_()
         device = resolve_device(self.device)
         encoder.to(device)
         head.to(device)
@@ -378,7 +471,10 @@ class _TVEFineTuner(BaseEstimator):
             batch = sampler.sample(self.entity_table, positions[index], seed_times[index])
             embedding = encoder(batch.to(device))
             extra = None if side_t is None else side_t[index].to(device)
-            return self._loss(head(embedding, extra), targets_t[index].to(device))
+            output = head(embedding, extra)
+            if offsets_t is not None:
+                output = output + offsets_t[index].to(device)
+            return self._loss(output, targets_t[index].to(device))
 
         config = TrainingConfig(
             max_epochs=int(self.max_epochs),
@@ -401,14 +497,19 @@ class _TVEFineTuner(BaseEstimator):
             {"params": list(head.parameters()), "lr": 1.0},
         ]
         history, best_epoch, n_steps, steps_per_second = train_loop(
-            [encoder, head], batch_loss, train_idx, val_idx, config, param_groups=groups
+            [encoder, head],
+            batch_loss,
+            train_idx,
+            val_idx,
+            config,
+            param_groups=groups,
+            evaluate_start=offsets_t is not None,
         )
         self.featurizer_ = featurizer
         self.encoder_spec_ = spec
         self.encoder_state_ = state_to_bytes(encoder.state_dict())
         self.head_state_ = state_to_bytes(head.state_dict())
         self.side_dim_ = side_dim
-        self.n_outputs_ = n_outputs
         self.database_ = database
         self._fitted_database_param = self._database_param()
         self.random_state_ = random_state
@@ -464,10 +565,12 @@ class _TVEFineTuner(BaseEstimator):
             database = self._current_database()
             rows = self._resolve_rows(X, database)
             sampler, encoder, head = self._runtime_for(database)
-            side = None
+            side = offsets = None
             if self.side_features_ is not None:
                 raw = np.asarray(self.side_features_.transform(X), dtype=np.float64)
                 side = torch.from_numpy(self.side_preprocessor_.transform(raw).astype(np.float32))
+                if self.side_estimator_ is not None:
+                    offsets = torch.from_numpy(self._offset(self.side_estimator_, raw))
             device = next(encoder.parameters()).device
             times = self._seed_times(rows)
             chunk = 1024
@@ -479,7 +582,10 @@ class _TVEFineTuner(BaseEstimator):
                         self.entity_table, rows.positions[start:stop], times[start:stop]
                     )
                     extra = None if side is None else side[start:stop].to(device)
-                    outputs.append(head(encoder(batch.to(device)), extra).float().cpu())
+                    output = head(encoder(batch.to(device)), extra).float().cpu()
+                    if offsets is not None:
+                        output = output + offsets[start:stop]
+                    outputs.append(output)
             return torch.cat(outputs).numpy()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -522,6 +628,14 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         E.g. ``AggregateFeatures(window=["30D", "365D"])``: fitted on X (given the
         database and table when its own are None), its output (median-imputed with
         missing indicators, mapped to normal scores) enters the head beside the embedding.
+    side_estimator : estimator, optional
+        E.g. ``HistGradientBoostingClassifier()``: fitted on the raw side features (in
+        the head's target units: class indices, or the standardised target), its
+        prediction becomes the network's starting point, and the network (encoder and
+        head, whose last layer starts at zero) learns the correction. Training rows get
+        out-of-fold predictions (folds grouped by timestamp), so the network does not
+        learn to trust in-sample fits; validation starts from the side estimator alone,
+        which is kept when no epoch improves on it. Needs ``side_features``.
     as_of : timestamp, optional
         Declared end of the data: rows of X after it are featurised as of it.
     hidden_dim : int, default=128
@@ -559,6 +673,8 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         The fitted pretrainer (None with ``init="random"``).
     side_features_ : transformer or None
         The fitted side-feature transformer.
+    side_estimator_ : estimator or None
+        The side estimator used at predict time.
     history_ : list of dict
         Per-epoch ``train_loss``, ``holdout_loss`` (the validation loss), ``seconds``.
     best_epoch_ : int
@@ -611,8 +727,16 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         counts = np.bincount(targets, minlength=len(self.classes_)).astype(np.float64) + 1.0
         return np.log(counts / counts.sum()).astype(np.float32)
 
+    def _offset(self, model: Any, side: np.ndarray) -> np.ndarray:
+        # Log-probabilities are logits; a class the model never saw in its fold gets a floor.
+        out = np.full((len(side), len(self.classes_)), np.log(1e-6), dtype=np.float64)
+        proba = model.predict_proba(side)
+        out[:, np.asarray(model.classes_, dtype=np.int64)] = np.log(np.clip(proba, 1e-6, 1.0))
+        return out.astype(np.float32)
+
     def decision_function(self, X: Any) -> np.ndarray:
         """Logits (binary: the positive class's log-odds, shape (n_rows,))."""
+        check_is_fitted(self, "head_state_")
         logits = self._raw_output(X).astype(np.float64)
         if len(self.classes_) == 2:
             return logits[:, 1] - logits[:, 0]
@@ -627,6 +751,7 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each row."""
+        check_is_fitted(self, "head_state_")
         return self.classes_[self._raw_output(X).argmax(axis=1)]
 
 
@@ -669,6 +794,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         init: str = "tve",
         pretrainer: TVEPretrainer | None = None,
         side_features: Any = None,
+        side_estimator: Any = None,
         as_of: Any = None,
         hidden_dim: int = 128,
         dropout: float = 0.1,
@@ -694,6 +820,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.init = init
         self.pretrainer = pretrainer
         self.side_features = side_features
+        self.side_estimator = side_estimator
         self.as_of = as_of
         self.hidden_dim = hidden_dim
         self.dropout = dropout
@@ -747,6 +874,9 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
     def _output_bias(self, targets: np.ndarray) -> np.ndarray:
         centre = np.median(targets) if self.loss == "absolute_error" else targets.mean()
         return np.asarray([centre], dtype=np.float32)
+
+    def _offset(self, model: Any, side: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(side), dtype=np.float32).reshape(-1, 1)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, shape (n_rows,)."""

@@ -102,6 +102,7 @@ def train_loop(
     holdout_idx: np.ndarray,
     config: TrainingConfig,
     param_groups: list[dict[str, Any]] | None = None,
+    evaluate_start: bool = False,
 ) -> tuple[list[dict[str, float]], int, int, float]:
     """The loop that pre-training and fine-tuning share.
 
@@ -124,6 +125,10 @@ def train_loop(
         Optimizer parameter groups (e.g. a smaller learning rate for a pre-trained
         encoder: a group's ``lr`` is a factor applied to ``config.learning_rate``).
         Default: every parameter of ``modules`` at ``config.learning_rate``.
+    evaluate_start : bool, default=False
+        Measure the held-out loss before the first step too, so that the starting
+        weights are kept when no epoch beats them (best epoch 0). Fine-tuning uses it: its
+        start can already be a good model (a side estimator's prediction).
 
     Returns
     -------
@@ -175,6 +180,8 @@ def train_loop(
     history: list[dict[str, float]] = []
     best_loss, best_epoch, stale = math.inf, 0, 0
     best_state = snapshot()
+    if evaluate_start and len(holdout_idx):
+        best_loss = holdout_loss()
     n_steps, train_seconds = 0, 0.0
     for epoch in range(1, config.max_epochs + 1):
         set_mode(True)

@@ -254,3 +254,42 @@ def test_unknown_entities_are_refused(fitted, X):
     bad = X.assign(customer_id=X["customer_id"] + 10_000)
     with pytest.raises(ValueError, match="not in table"):
         fitted.predict(bad)
+
+
+def test_side_estimator_starts_the_network_from_its_prediction(db, X, y_binary):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    hgb = HistGradientBoostingClassifier(max_iter=20, random_state=0)
+    side = AggregateFeatures(window="60D")
+    # learning_rate 0 (almost): the network cannot move, so the start is what is kept.
+    clf = _classifier(db, side_features=side, side_estimator=hgb, learning_rate=1e-12)
+    clf.fit(X, y_binary)
+    assert clf.best_epoch_ == 0
+    raw = clf.side_features_.transform(X)
+    np.testing.assert_allclose(
+        clf.predict_proba(X), clf.side_estimator_.predict_proba(raw), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_side_offsets_are_out_of_fold_on_training_rows(db, X, y_binary):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    clf = _classifier(db, side_estimator=HistGradientBoostingClassifier(max_iter=30))
+    clf.classes_ = np.array([0, 1])
+    clf.n_outputs_ = 2
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(len(X), 3)) + y_binary[:, None]
+    times = X["timestamp"].to_numpy().view(np.int64)
+    train_idx, val_idx = np.arange(200), np.arange(200, len(X))
+    offsets = clf._side_offsets(raw, y_binary, times, train_idx, val_idx, refit_all=False)
+    in_sample = clf._offset(clf.side_estimator_, raw)
+    # Validation rows: the model fitted on every training row; training rows: other folds.
+    np.testing.assert_allclose(offsets[val_idx], in_sample[val_idx], rtol=1e-6)
+    assert not np.allclose(offsets[train_idx], in_sample[train_idx])
+
+
+def test_side_estimator_needs_side_features(db, X, y_binary):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    with pytest.raises(ValueError, match="side_features"):
+        _classifier(db, side_estimator=HistGradientBoostingClassifier()).fit(X, y_binary)

@@ -1,4 +1,4 @@
-"""scikit-learn's common estimator checks on TVEPretrainer.
+"""scikit-learn's common estimator checks on TVEPretrainer, TVEClassifier and TVERegressor.
 
 Most common checks feed random float matrices (3 to 10 columns, non-integer values) as X.
 A TVEPretrainer's X is a task table: one entity id that must be a key of the entity table,
@@ -12,7 +12,7 @@ import warnings
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sktve import TVEPretrainer
+from sktve import TVEClassifier, TVEPretrainer, TVERegressor
 from sktve.datasets import make_synthetic_database
 
 RANDOM_X = "random float X is not a task table of (entity id, time) rows"
@@ -53,6 +53,57 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
+_SHARED = {
+    k: v
+    for k, v in EXPECTED_FAILED_CHECKS.items()
+    if not k.startswith("check_transformer") and k != "check_complex_data"
+}
+FINETUNE_EXPECTED = {
+    TVEClassifier: {
+        **_SHARED,
+        "check_classifier_data_not_an_array": RANDOM_X,
+        "check_classifiers_classes": NON_INTEGER_IDS,
+        "check_classifiers_train": NON_INTEGER_IDS,
+        "check_decision_proba_consistency": NON_INTEGER_IDS,
+        "check_supervised_y_2d": NOT_TWO_COLUMNS,
+    },
+    TVERegressor: {
+        **_SHARED,
+        "check_complex_data": EXPECTED_FAILED_CHECKS["check_complex_data"],
+        "check_regressor_data_not_an_array": NOT_TWO_COLUMNS,
+        "check_regressors_int": NOT_TWO_COLUMNS,
+        "check_regressors_no_decision_function": NOT_TWO_COLUMNS,
+        "check_regressors_train": NOT_TWO_COLUMNS,
+        "check_supervised_y_2d": NOT_TWO_COLUMNS,
+    },
+}
+
+
+def _finetuner(cls):
+    db = make_synthetic_database(n_customers=60, n_orders=800, random_state=0)
+    return cls(
+        database=db,
+        entity_table="customers",
+        init="random",
+        pretrainer=TVEPretrainer(embedding_dim=8, fanouts=(4,)),
+        hidden_dim=8,
+        max_epochs=1,
+        steps_per_epoch=1,
+        batch_size=32,
+        random_state=0,
+    )
+
+
+@parametrize_with_checks(
+    [_finetuner(TVEClassifier), _finetuner(TVERegressor)],
+    expected_failed_checks=lambda est: FINETUNE_EXPECTED[type(est)],
+)
+def test_finetuners_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)
+
+
 def _estimator():
     db = make_synthetic_database(n_customers=60, n_orders=800, random_state=0)
     return TVEPretrainer(
@@ -80,3 +131,8 @@ def test_expected_failures_are_all_real_checks():
 
     names = {r["check_name"] for r in check_estimator(_estimator(), on_fail=None)}
     assert set(EXPECTED_FAILED_CHECKS) <= names
+    for cls, expected in FINETUNE_EXPECTED.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            results = check_estimator(_finetuner(cls), on_fail=None)
+        assert set(expected) == {r["check_name"] for r in results if r["status"] == "failed"}
