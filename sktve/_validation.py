@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sktve.database import TIME_DTYPE, Database
+from sktve.database import TIME_DTYPE, Database, match_key_type, naive_times
 
 __all__ = ["TaskRows", "parse_windows", "resolve_task_table", "to_naive_times"]
 
@@ -63,21 +63,16 @@ def parse_windows(window: Any, name: str = "window") -> list[pd.Timedelta]:
     return out
 
 
-def to_naive_times(values: Any, what: str = "times") -> pd.Series:
-    """Convert timestamps to timezone-naive datetime64[ns] (UTC for aware input)."""
+def to_naive_times(values: Any, what: str = "times", *, stacklevel: int = 2) -> pd.Series:
+    """Convert timestamps to timezone-naive datetime64[ns], by the rule of time columns.
+
+    ``datetime64`` values, Timestamps and ISO strings are accepted; timezone-aware times
+    are converted to UTC with the warning :func:`~sktve.load_database` gives; numbers
+    are refused (convert them with e.g. ``pd.to_datetime(x, unit="s")``). See
+    ``sktve.database.naive_times``.
+    """
     series = pd.Series(values) if not isinstance(values, pd.Series) else values
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-    elif series.dtype.kind != "M":
-        if series.dtype.kind in "iufb":
-            raise ValueError(
-                f"{what} are numeric ({series.dtype}); give timestamps (datetime64 or ISO strings)."
-            )
-        try:
-            series = pd.to_datetime(series, utc=True, format="mixed").dt.tz_localize(None)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{what} are not parseable as timestamps ({err}).") from err
-    return series.astype(TIME_DTYPE)
+    return naive_times(series, what, stacklevel=stacklevel + 1)
 
 
 @dataclass(frozen=True)
@@ -123,6 +118,13 @@ def _infer_columns(
         ]
         if len(datetime_cols) == 1:
             time_col = datetime_cols[0]
+        elif not datetime_cols:
+            raise ValueError(
+                f"X has no datetime column to hold the prediction time (columns {columns}, "
+                f"dtypes {[str(X[c].dtype) for c in columns]}). Convert the times to "
+                "datetime64, e.g. pd.to_datetime(X[col]) for strings or pd.to_datetime("
+                "X[col], unit='s') for seconds since the epoch, or pass time_col=... ."
+            )
         else:
             raise ValueError(
                 f"cannot tell which column of X holds the prediction time (datetime "
@@ -144,7 +146,10 @@ def _infer_columns(
         if col not in columns:
             raise ValueError(f"X has no column {col!r} ({role}); its columns are {columns}.")
     if entity_col == time_col:
-        raise ValueError("entity_col and time_col must be different columns.")
+        raise ValueError(
+            f"entity_col and time_col must be different columns, got {entity_col!r} for both; "
+            "name the entity id column and the time column of X."
+        )
     extra = [c for c in columns if c not in (entity_col, time_col)]
     if extra:
         raise ValueError(
@@ -170,7 +175,11 @@ def resolve_task_table(
     ----------
     X : DataFrame or array of shape (n_rows, 2)
         Entity ids and prediction times. An array's first column holds ids, its second
-        holds times (datetime64, or numbers read as seconds since the epoch).
+        holds times (an object array of Timestamps, datetime64 values or ISO strings).
+        Times are never numbers, in a DataFrame or an array: convert epoch numbers with
+        e.g. ``pd.to_datetime(x, unit="s")``. Ids of another type than the entity
+        table's key (strings of digits for integer keys, or the reverse) are converted
+        when every id converts exactly, with a warning, else refused.
     database : Database
     entity_table : str
     entity_col, time_col : str, optional
@@ -201,10 +210,6 @@ def resolve_task_table(
         time_col = time_col or "time"
         ids = pd.Series(array[:, 0])
         raw_times = pd.Series(array[:, 1])
-        if raw_times.dtype.kind in "iuf" or raw_times.dtype == object:
-            numeric = pd.to_numeric(raw_times, errors="coerce")
-            if numeric.notna().all():
-                raw_times = pd.to_datetime(numeric.astype("float64"), unit="s")
     if len(ids) == 0:
         raise ValueError("X is empty: give at least one (entity id, time) row.")
     if ids.isna().any():
@@ -212,18 +217,27 @@ def resolve_task_table(
             f"X[{entity_col!r}] has {int(ids.isna().sum())} missing entity ids; drop or fill "
             "those rows."
         )
-    times = to_naive_times(raw_times.reset_index(drop=True), f"X[{time_col!r}]")
+    times = to_naive_times(raw_times.reset_index(drop=True), f"X[{time_col!r}]", stacklevel=3)
     n_nat = int(times.isna().sum())
     if n_nat:
         raise ValueError(
-            f"X[{time_col!r}] has {n_nat} missing times (NaT); every row needs a prediction time."
+            f"X[{time_col!r}] has {n_nat} missing times (NaT); every row needs a prediction "
+            "time (drop or fill those rows)."
         )
+    ids = match_key_type(
+        ids,
+        database.table(entity_table)[pkey],
+        where=f"X[{entity_col!r}]",
+        key_where=f"{entity_table}.{pkey}",
+        stacklevel=3,
+    )
     key_values = ids.to_numpy()
     index = database.key_index(entity_table)
     if key_values.dtype.kind == "f" and index.dtype.kind in "iu":
         if not np.all(np.mod(key_values, 1) == 0):
             raise ValueError(
-                f"X[{entity_col!r}] holds non-integer ids, but {entity_table}.{pkey} is integer."
+                f"X[{entity_col!r}] holds non-integer ids, but {entity_table}.{pkey} is "
+                "integer; give the ids as they appear in that column."
             )
         key_values = key_values.astype(index.dtype)
     positions = index.get_indexer(key_values).astype(np.int64)

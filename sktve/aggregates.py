@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from sktve._entity_profile import entity_column_spec, entity_column_values, recency_values
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import parse_windows, raise_unknown_entities, resolve_task_table
-from sktve.database import Database
+from sktve.database import Database, check_same_schema, load_database, schema_of
 from sktve.targets.paths import check_entity_table, enumerate_paths
 from sktve.targets.vectors import DEFAULT_MAX_COLUMNS, compute_blocks, window_label
 
@@ -30,8 +30,12 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    database : Database
-        The relational database (see :func:`sktve.load_database`).
+    database : Database, str, Path or relbench Dataset / Database
+        The relational database: a :class:`~sktve.Database`, or anything
+        :func:`sktve.load_database` accepts (a RelBench folder or name, a ``relbench``
+        object), loaded at fit. ``transform`` reuses the fitted database while this
+        parameter is unchanged; set it to another database with the same schema (e.g.
+        with later rows, or empty tables) to transform against that one.
     entity_table : str
         Table whose primary key the task table's entity column holds.
     window : str, Timedelta or list of those, default="365D"
@@ -65,6 +69,8 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
+    database_ : Database
+        The database fitted on.
     paths_ : list of PathSpec
         Paths and columns, frozen at fit (decided from rows up to the last fit time).
     feature_names_out_ : ndarray of str
@@ -143,12 +149,11 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ helpers
     def _validate(self) -> None:
-        if not isinstance(self.database, Database):
-            raise TypeError(
-                "database must be a sktve Database (see sktve.load_database), got "
-                f"{type(self.database).__name__}."
+        if self.database is None:
+            raise ValueError(
+                "AggregateFeatures needs a database: AggregateFeatures(database="
+                "load_database(...), entity_table=...), or a RelBench folder or name."
             )
-        check_entity_table(self.database, self.entity_table)
         if self.handle_unknown not in ("error", "zeros"):
             raise ValueError(
                 f"handle_unknown must be 'error' or 'zeros', got {self.handle_unknown!r}."
@@ -156,15 +161,32 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         if not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {self.top_k!r}.")
 
-    def _rows(self, X: Any):
-        rows = resolve_task_table(
-            X, self.database, self.entity_table, self.entity_col, self.time_col
-        )
+    def _current_database(self) -> Database:
+        # As TVEPretrainer: the fitted database while the parameter is the one given at
+        # fit (a path is not reloaded), else the new one, which must have the same schema.
+        unchanged = (self.database_, getattr(self, "_fitted_database_param", None))
+        if any(self.database is d for d in unchanged):
+            database = self.database_
+        else:
+            database = load_database(self.database)
+        check_same_schema(self._fitted_schema, database, "AggregateFeatures")
+        used = {(path.last_table, c.name) for path in self.paths_ for c in path.columns}
+        used |= {(self.entity_table, col) for col, _ in self._entity_spec}
+        missing = sorted(f"{t}.{c}" for t, c in used if c not in database.table(t).columns)
+        if missing:
+            raise ValueError(
+                f"the database lacks columns AggregateFeatures was fitted on: {missing}. "
+                "Refit on this database, or give one with the same columns."
+            )
+        return database
+
+    def _rows(self, X: Any, database: Database):
+        rows = resolve_task_table(X, database, self.entity_table, self.entity_col, self.time_col)
         if self.handle_unknown == "error":
             raise_unknown_entities(rows, self.entity_table)
         return rows
 
-    def _raw(self, rows) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _raw(self, rows, database: Database) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Raw candidate columns (numeric float64 and mode objects) for the rows."""
         known = ~rows.unknown
         keys = rows.keys[known]
@@ -175,7 +197,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         columns: dict[str, np.ndarray] = {}
         if len(unique):
             blocks = compute_blocks(
-                self.database,
+                database,
                 self.entity_table,
                 unique["e"].to_numpy(),
                 unique["c"].to_numpy(dtype=np.int64),
@@ -204,10 +226,10 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
             extra = {}
             if self._entity_spec:
                 extra |= entity_column_values(
-                    self.database, self.entity_table, self._entity_spec, positions, unique_times
+                    database, self.entity_table, self._entity_spec, positions, unique_times
                 )
             if self.recency:
-                extra |= recency_values(self.database, self.entity_table, positions, unique_times)
+                extra |= recency_values(database, self.entity_table, positions, unique_times)
             for name, values in extra.items():
                 columns[name] = values[inverse]
         return columns, known
@@ -236,11 +258,13 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
 
     def _fit_in_budget(self, X: Any) -> np.ndarray:
         self._validate()
+        database = load_database(self.database)
+        check_entity_table(database, self.entity_table)
         self._windows = parse_windows(self.window)
-        rows = self._rows(X)
+        rows = self._rows(X, database)
         as_of = pd.Timestamp(rows.times.max())
         self.paths_ = enumerate_paths(
-            self.database,
+            database,
             self.entity_table,
             max_hops=self.max_hops,
             include=self.include,
@@ -249,12 +273,10 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
             as_of=as_of,
         )
         self._entity_spec = (
-            entity_column_spec(self.database, self.entity_table, as_of)
-            if self.entity_columns
-            else []
+            entity_column_spec(database, self.entity_table, as_of) if self.entity_columns else []
         )
         self._dropped_by_cap = []
-        columns, known = self._raw(rows)
+        columns, known = self._raw(rows, database)
         spec: list[tuple[str, Any]] = []
         names: list[str] = []
         dropped: list[str] = []
@@ -273,6 +295,10 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
             spec.append((name, None))
             names.append(name)
         self._spec = spec
+        self.database_ = database
+        # The parameter as given (a path, say): transform reuses database_ while it is unchanged.
+        self._fitted_database_param = self.database
+        self._fitted_schema = schema_of(database)
         self.feature_names_out_ = np.asarray(names, dtype=object)
         self.dropped_constant_ = dropped
         self.dropped_by_cap_ = list(self._dropped_by_cap)
@@ -290,8 +316,9 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "feature_names_out_")
         self._validate()
         with limit_threads(resolve_n_threads(self.n_jobs)):
-            rows = self._rows(X)
-            columns, known = self._raw(rows)
+            database = self._current_database()
+            rows = self._rows(X, database)
+            columns, known = self._raw(rows, database)
             return self._encode(columns, known, len(rows.keys))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

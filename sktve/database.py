@@ -87,7 +87,7 @@ class TableSchema:
         if not isinstance(fkeys, Mapping):
             raise TypeError(
                 f"schema for table {table!r}: 'fkeys' must map foreign key column to "
-                f"referenced table, got {type(fkeys).__name__}."
+                f"referenced table, e.g. {{'user_id': 'users'}}; got {type(fkeys).__name__}."
             )
         return cls(pkey=get("pkey", None), time_col=get("time_col", None), fkeys=dict(fkeys))
 
@@ -180,7 +180,8 @@ class Database:
         for name, frame in tables.items():
             if not isinstance(frame, pd.DataFrame):
                 raise TypeError(
-                    f"table {name!r} is a {type(frame).__name__}, not a pandas DataFrame."
+                    f"table {name!r} is a {type(frame).__name__}, not a pandas DataFrame; "
+                    "convert it first (e.g. pd.DataFrame(...) or polars' .to_pandas())."
                 )
         missing_schema = sorted(set(tables) - set(schema))
         if missing_schema:
@@ -192,7 +193,7 @@ class Database:
         if extra_schema:
             raise ValueError(
                 f"schema names tables {extra_schema} that are not in the data; "
-                f"known tables: {sorted(tables)}."
+                f"known tables: {sorted(tables)}. Remove those entries or add the tables."
             )
         parsed = {name: TableSchema.from_any(name, schema[name]) for name in tables}
         normalised: dict[str, pd.DataFrame] = {}
@@ -212,16 +213,18 @@ class Database:
                     )
         self._tables = normalised
         self._schema = parsed
+        self._match_fkey_types()
         self._null_dangling_keys(dangling)
         self._key_index_cache: dict[str, pd.Index] = {}
 
     @staticmethod
     def _normalise_table(name: str, frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-        if len(frame) == 0:
-            raise ValueError(f"table {name!r} is empty; drop it from the database or give it rows.")
         if frame.columns.duplicated().any():
             dup = sorted(set(frame.columns[frame.columns.duplicated()]))
-            raise ValueError(f"table {name!r} has duplicate column names {dup}.")
+            raise ValueError(
+                f"table {name!r} has duplicate column names {dup}; rename them so that "
+                "each column has its own name."
+            )
         needed = {"pkey": schema.pkey, "time_col": schema.time_col}
         for role, col in needed.items():
             if col is not None and col not in frame.columns:
@@ -247,7 +250,8 @@ class Database:
             if n_dup:
                 raise ValueError(
                     f"primary key {name}.{schema.pkey} has {n_dup} duplicated values "
-                    f"(e.g. {pkey[pkey.duplicated()].tolist()[0]!r}); keys must be unique."
+                    f"(e.g. {pkey[pkey.duplicated()].tolist()[0]!r}); keys must be unique "
+                    "(drop the duplicated rows, or declare another key column)."
                 )
         # A shallow copy under pandas copy-on-write: later edits to the caller's frame
         # cannot reach ours, and nothing is copied until one side writes.
@@ -265,8 +269,30 @@ class Database:
             out[col] = values
         return out
 
+    def _match_fkey_types(self) -> None:
+        # Before the dangling check: a string key against integer references would
+        # otherwise null every reference, and only "no entity has activity" would follow.
+        for fk in self.foreign_keys:
+            frame = self._tables[fk.src_table]
+            pkey = self._schema[fk.dst_table].pkey
+            values = frame[fk.fkey_col]
+            matched = match_key_type(
+                values,
+                self._tables[fk.dst_table][pkey],
+                where=f"foreign key {fk.src_table}.{fk.fkey_col}",
+                key_where=f"primary key {fk.dst_table}.{pkey}",
+                stacklevel=6,
+            )
+            if matched is not values:
+                frame = frame.copy()
+                frame[fk.fkey_col] = matched
+                self._tables[fk.src_table] = frame
+
     def _null_dangling_keys(self, dangling: str) -> None:
         counts: dict[str, int] = {}
+        # Foreign keys whose values mostly reference nothing: rarely missing rows, usually
+        # ids of another type or source. They get their own message.
+        mostly: dict[str, str] = {}
         for fk in self.foreign_keys:
             frame = self._tables[fk.src_table]
             values = frame[fk.fkey_col]
@@ -278,6 +304,16 @@ class Database:
             n_bad = int((~ok).sum())
             if n_bad:
                 counts[fk.name] = n_bad
+                n_present = int(present.sum())
+                if n_bad > MOSTLY_DANGLING * n_present:
+                    mostly[fk.name] = _mostly_dangling_text(
+                        fk,
+                        self._schema[fk.dst_table].pkey,
+                        values[present][~ok.to_numpy()].iloc[:1].tolist()[0],
+                        target_keys,
+                        n_bad,
+                        n_present,
+                    )
                 if dangling == "null":
                     bad_mask = present.copy()
                     bad_mask[present] = ~ok.to_numpy()
@@ -291,10 +327,23 @@ class Database:
         if counts:
             detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
             if dangling == "raise":
+                loud = "".join(f" MOSTLY DANGLING: {text}." for text in mostly.values())
                 raise ValueError(
-                    f"foreign keys reference missing rows ({detail}). Fix the data, or pass "
-                    "dangling='null' to set them to null (the RelBench convention)."
+                    f"foreign keys reference missing rows ({detail}).{loud} Fix the data, or "
+                    "pass dangling='null' to set them to null (the RelBench convention)."
                 )
+            for text in mostly.values():
+                warnings.warn(
+                    f"MOSTLY DANGLING FOREIGN KEY: {text}. They were set to null (as "
+                    "RelBench does), which leaves most of those rows unlinked: fix the ids, "
+                    "or cast one column so that both hold the same values (dangling='raise' "
+                    "makes this an error).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            counts = {k: v for k, v in counts.items() if k not in mostly}
+            detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        if counts:
             warnings.warn(
                 f"foreign keys reference missing rows and were set to null, as RelBench "
                 f"does ({detail}). Pass dangling='raise' to make this an error.",
@@ -344,7 +393,9 @@ class Database:
         if expected is not None and other.fingerprint != expected:
             raise ValueError(
                 f"the database to attach has fingerprint {other.fingerprint[:12]}..., but this "
-                f"handle was saved with {expected[:12]}...: it is not the same data."
+                f"handle was saved with {expected[:12]}...: it is not the same data. Attach "
+                "the data the handle was saved with, or give the estimator the new data with "
+                "set_params(database=...) (refit it if the schema changed)."
             )
         other._check_attached()
         self._tables = other._tables
@@ -456,25 +507,38 @@ class Database:
         times = self._tables[table][col]
         return times.min(), times.max()
 
-    @property
-    def min_timestamp(self) -> pd.Timestamp:
+    def _time_ranges(self) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         ranges = [r for r in (self.time_range(t) for t in self.table_names) if r is not None]
         if not ranges:
-            raise ValueError("the database has no time columns, so no timestamps.")
-        return min(r[0] for r in ranges)
+            raise ValueError(
+                "the database has no time columns, so no timestamps: declare the "
+                "'time_col' of the tables whose rows happen over time (orders, events, ...)."
+            )
+        # Empty tables (an early snapshot) have a NaT range: they bound nothing.
+        ranges = [r for r in ranges if not pd.isna(r[0])]
+        if not ranges:
+            raise ValueError(
+                "every timestamped table of the database is empty, so there are no "
+                "timestamps yet: load a snapshot with rows in at least one of them."
+            )
+        return ranges
+
+    @property
+    def min_timestamp(self) -> pd.Timestamp:
+        return min(r[0] for r in self._time_ranges())
 
     @property
     def max_timestamp(self) -> pd.Timestamp:
-        ranges = [r for r in (self.time_range(t) for t in self.table_names) if r is not None]
-        if not ranges:
-            raise ValueError("the database has no time columns, so no timestamps.")
-        return max(r[1] for r in ranges)
+        return max(r[1] for r in self._time_ranges())
 
     def key_index(self, table: str) -> pd.Index:
         """An index of the table's primary key values (position = row number)."""
         pkey = self.pkey(table)
         if pkey is None:
-            raise ValueError(f"table {table!r} has no primary key.")
+            raise ValueError(
+                f"table {table!r} has no primary key; declare its 'pkey' in the schema to "
+                "name its rows by id."
+            )
         if table not in self._key_index_cache:
             self._key_index_cache[table] = pd.Index(self._tables[table][pkey].to_numpy())
         return self._key_index_cache[table]
@@ -583,7 +647,7 @@ class Database:
             f"Database {self._spec.get('source', '(in memory)')}",
             f"  {len(self.table_names)} tables, {self.num_rows():,} rows",
         ]
-        if any(self.is_temporal(t) for t in self.table_names):
+        if any(self.num_rows(t) and self.is_temporal(t) for t in self.table_names):
             lines.append(f"  time range {self.min_timestamp} .. {self.max_timestamp}")
         if self.val_timestamp is not None:
             lines.append(
@@ -593,7 +657,9 @@ class Database:
         lines.append(f"  {'table':<24}{'rows':>12}  {'pkey':<22}{'time column':<14}time range")
         for name in self.table_names:
             rng = self.time_range(name)
-            rng_text = "static" if rng is None else f"{rng[0]} .. {rng[1]}"
+            rng_text = (
+                "static" if rng is None else "empty" if pd.isna(rng[0]) else f"{rng[0]} .. {rng[1]}"
+            )
             lines.append(
                 f"  {name:<24}{len(self._tables[name]):>12,}  {str(self.pkey(name)):<22}"
                 f"{str(self.time_col(name)):<14}{rng_text}"
@@ -607,43 +673,268 @@ class Database:
         return "\n".join(lines)
 
 
-def _as_naive_datetime(values: pd.Series, where: str) -> pd.Series:
-    """Convert a time column to timezone-naive datetime64[ns], warning about conversions."""
+def _mostly_dangling_text(
+    fk: ForeignKey, pkey: str, example: Any, target_keys: pd.Series, n_bad: int, n_present: int
+) -> str:
+    where, key_where = f"{fk.src_table}.{fk.fkey_col}", f"{fk.dst_table}.{pkey}"
+    text = (
+        f"{n_bad:,} of the {n_present:,} values ({n_bad / n_present:.0%}) of foreign key "
+        f"{where} reference no row of {fk.dst_table!r}"
+    )
+    if len(target_keys) == 0:
+        return f"{text}, which has no rows"
+    return (
+        f"{text}. So many usually means that {where} and {key_where} do not hold the same "
+        f"ids: check their types (e.g. 12 vs '12', 12 vs 12.5) and values (e.g. {where} = "
+        f"{example!r}, {key_where} = {target_keys.iloc[:1].tolist()[0]!r})"
+    )
+
+
+#: ``pandas.api.types.infer_dtype`` answers of object columns that hold numbers.
+_NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "boolean", "decimal")
+
+
+def _holds_numbers(values: pd.Series) -> bool:
+    if values.dtype.kind in "iufb":
+        return True
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in _NUMBER_KINDS
+
+
+def naive_times(values: pd.Series, what: str, *, stacklevel: int = 2) -> pd.Series:
+    """Times as timezone-naive ``datetime64[ns]``: the one rule of tables and task tables.
+
+    ``datetime64`` values are kept; timezone-aware ones are converted to UTC and made
+    naive, with a warning; strings, Timestamps and datetime objects are parsed; numbers
+    are refused, since nothing says whether they count seconds, milliseconds or
+    nanoseconds. Missing values stay NaT (the caller decides).
+
+    Parameters
+    ----------
+    values : Series
+    what : str
+        How messages name the values, e.g. ``"time column orders.ts"``.
+    stacklevel : int, default=2
+        Of the timezone warning, as for ``warnings.warn`` here (2: the caller).
+
+    Returns
+    -------
+    Series of datetime64[ns]
+    """
+    if _holds_numbers(values):
+        present = values.dropna()
+        example = f", e.g. {present.iloc[:1].tolist()[0]!r}" if len(present) else ""
+        raise ValueError(
+            f"{what} is numeric ({values.dtype}{example}); numbers are ambiguous as times "
+            "(seconds, milliseconds or nanoseconds since 1970?). Convert them first, e.g. "
+            "pd.to_datetime(values, unit='s') for seconds since the epoch (unit='ms' for "
+            "milliseconds)."
+        )
+    if values.dtype.kind != "M" and not isinstance(values.dtype, pd.DatetimeTZDtype):
+        try:
+            values = pd.to_datetime(values, format="mixed")
+        except (ValueError, TypeError) as err:
+            try:  # strings with different UTC offsets only parse into UTC
+                values = pd.to_datetime(values, utc=True, format="mixed")
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"{what} has values that are not timestamps ({err}); give datetime64 "
+                    "values, Timestamps or ISO strings such as '2024-01-31 12:00' (convert "
+                    "with pandas.to_datetime)."
+                ) from err
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         warnings.warn(
-            f"time column {where} is timezone-aware ({values.dtype.tz}); converted to UTC "
-            "and stored without a timezone. Give prediction times in UTC too.",
+            f"{what} is timezone-aware ({values.dtype.tz}); converted to UTC and made "
+            "timezone-naive, as sktve holds every time (database and prediction times "
+            "alike). Give times in UTC to skip this conversion.",
             UserWarning,
-            stacklevel=6,
+            stacklevel=stacklevel,
         )
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    elif values.dtype.kind != "M":
-        try:
-            converted = pd.to_datetime(values, utc=True, format="mixed")
-        except (ValueError, TypeError) as err:
-            raise ValueError(
-                f"time column {where} has values that are not timestamps ({err}); "
-                "convert it with pandas.to_datetime before loading."
-            ) from err
-        if values.dtype.kind in "iuf":
-            raise ValueError(
-                f"time column {where} is numeric ({values.dtype}); numbers are ambiguous as "
-                "times. Convert it with pandas.to_datetime(..., unit=...) before loading."
-            )
+    try:
+        return values.astype(TIME_DTYPE)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError) as err:
+        raise ValueError(
+            f"{what} has times outside the range sktve stores (datetime64[ns]: years 1677 "
+            f"to 2262): {err}. Drop those rows or replace placeholder dates such as "
+            "9999-12-31 with real times or nulls."
+        ) from err
+
+
+def _as_naive_datetime(values: pd.Series, where: str) -> pd.Series:
+    """Convert a time column to timezone-naive datetime64[ns], warning about conversions."""
+    if len(values) == 0:
+        # An empty table (an early snapshot of the schema): its time column holds no value
+        # to be ambiguous about, whatever its dtype.
+        return pd.Series(np.array([], dtype=TIME_DTYPE), index=values.index, name=values.name)
+    converted = naive_times(values, f"time column {where}", stacklevel=7)
+    if values.dtype.kind != "M" and not isinstance(values.dtype, pd.DatetimeTZDtype):
         warnings.warn(
             f"time column {where} had dtype {values.dtype}; converted with "
             "pandas.to_datetime (as UTC, stored without a timezone).",
             UserWarning,
             stacklevel=6,
         )
-        values = converted.dt.tz_localize(None)
-    n_null = int(values.isna().sum())
+    n_null = int(converted.isna().sum())
     if n_null:
         raise ValueError(
             f"time column {where} has {n_null} missing values; every row of a timestamped "
             "table needs a time (drop those rows, or fill them)."
         )
-    return values.astype(TIME_DTYPE)
+    return converted
+
+
+# ---------------------------------------------------------------------- key types
+#: Above this share of dangling values, a foreign key gets its own loud warning.
+MOSTLY_DANGLING = 0.5
+
+
+def _key_kind(values: pd.Series) -> str | None:
+    """ "number", "string", or None (other types, or no values) for a column of ids."""
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return None
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "number"
+    if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype):
+        inferred = pd.api.types.infer_dtype(values, skipna=True)
+        if inferred == "string":
+            return "string"
+        if inferred in ("integer", "floating", "mixed-integer-float"):
+            return "number"
+    return None
+
+
+def _exact_integers(strings: pd.Series) -> pd.Series | None:
+    """int64 of strings that are exactly integers ('12', '-3'), else None.
+
+    Exactly: ``str(int(s)) == s``, so '012', '12.0', ' 12' and '1e3' do not count (they
+    would name another id once converted).
+    """
+    numbers = pd.to_numeric(strings, errors="coerce")
+    if numbers.isna().any() or not (numbers % 1 == 0).all():
+        return None
+    integers = numbers.astype("int64")
+    if not (integers.astype(str).to_numpy(dtype=object) == strings.to_numpy(dtype=object)).all():
+        return None
+    return integers
+
+
+def match_key_type(
+    values: pd.Series,
+    keys: pd.Series,
+    where: str,
+    key_where: str,
+    *,
+    stacklevel: int = 2,
+) -> pd.Series:
+    """Ids converted to the type of the key column they name, when that is exact.
+
+    Strings of digits and integers can name the same ids ('12' and 12), but never match
+    each other. When every id converts exactly (and, for integer ids against string
+    keys, every key is such a string), the ids are converted to the keys' type with a
+    warning; when they cannot, a ValueError names both columns and what to cast. Ids of
+    the keys' type come back as they are (the same object).
+
+    Parameters
+    ----------
+    values : Series
+        The ids (a foreign key column, or the entity column of a task table).
+    keys : Series
+        The primary key column they reference.
+    where, key_where : str
+        How messages name the two columns.
+    stacklevel : int, default=2
+        Of the warning, as for ``warnings.warn`` here (2: the caller).
+
+    Returns
+    -------
+    Series
+    """
+    kind, key_kind = _key_kind(values), _key_kind(keys)
+    if kind is None or key_kind is None or kind == key_kind:
+        return values
+    present = values.notna().to_numpy()
+    if not present.any():
+        return values
+    given = values[present]
+    converted: pd.Series | None = None
+    if kind == "string":
+        integers = _exact_integers(given)
+        if integers is not None:
+            full = np.zeros(len(values), dtype=np.int64)
+            full[present] = integers.to_numpy()
+            if keys.dtype.kind == "f":
+                array: Any = np.where(present, full, np.nan)
+            elif present.all():
+                array = full
+            else:
+                array = pd.arrays.IntegerArray(full, ~present)
+            converted = pd.Series(array, index=values.index, name=values.name)
+            if present.all() and keys.dtype.kind in "iu":
+                converted = converted.astype(keys.dtype)
+    else:
+        numbers = pd.to_numeric(given)
+        integral = numbers.dtype.kind in "iu" or bool((numbers % 1 == 0).all())
+        if integral and _exact_integers(keys.dropna()) is not None:
+            text = numbers.astype("int64").astype(str).to_numpy(dtype=object)
+            converted = pd.Series(None, index=values.index, dtype=object, name=values.name)
+            converted[present] = text
+    if converted is None:
+        raise ValueError(
+            f"{where} ({values.dtype}, e.g. {given.iloc[:3].tolist()}) and {key_where} "
+            f"({keys.dtype}, e.g. {keys.dropna().iloc[:3].tolist()}) hold ids of different "
+            f"types ({kind}s vs {key_kind}s) that do not convert exactly, so no id would "
+            "match. Cast one side so that both hold the same ids, e.g. "
+            "df[col] = df[col].astype(str), or .astype('int64')."
+        )
+    before, after = given.iloc[:1].tolist()[0], converted[present].iloc[:1].tolist()[0]
+    warnings.warn(
+        f"{where} holds {kind}s ({values.dtype}) and {key_where} holds {key_kind}s "
+        f"({keys.dtype}); every id converts exactly, so {where} was converted to "
+        f"{key_kind}s to match (e.g. {before!r} -> {after!r}). Give both columns the same "
+        "type to skip this conversion.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+    return converted
+
+
+# ---------------------------------------------------------------------- fitted schema
+def schema_of(database: Database) -> dict[str, dict[str, Any]]:
+    """The schema as plain dicts (what fitted estimators remember and compare)."""
+    return {t: database.schema[t].to_dict() for t in database.table_names}
+
+
+def check_same_schema(fitted: Mapping[str, Any], database: Database, fitted_by: str) -> None:
+    """Raise a clear error when ``database``'s schema is not the one ``fitted_by`` was fitted on.
+
+    Parameters
+    ----------
+    fitted : dict
+        ``schema_of(database)`` at fit.
+    database : Database
+        The database given at transform.
+    fitted_by : str
+        What was fitted, for the message (e.g. ``"AggregateFeatures"``).
+    """
+    schema = schema_of(database)
+    if schema == dict(fitted):
+        return
+    details = []
+    missing = sorted(set(fitted) - set(schema))
+    added = sorted(set(schema) - set(fitted))
+    changed = sorted(t for t in set(fitted) & set(schema) if fitted[t] != schema[t])
+    if missing:
+        details.append(f"tables missing: {missing}")
+    if added:
+        details.append(f"tables not there at fit: {added}")
+    for table in changed:
+        details.append(f"table {table!r} was {fitted[table]}, is {schema[table]}")
+    raise ValueError(
+        f"the database's schema differs from the one the {fitted_by} was fitted on "
+        f"({'; '.join(details)}). Refit on this database, or pass one with the same tables, "
+        "keys and time columns (an earlier or later snapshot of the same schema works)."
+    )
 
 
 def _from_relbench_database(rdb: Any, spec: dict[str, Any], **kwargs: Any) -> Database:

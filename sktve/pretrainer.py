@@ -135,7 +135,9 @@ def _pretrain_state(
     if len(frame) == 0:
         raise ValueError(
             f"no entity of {entity_table!r} has activity at or before the pre-training "
-            "cutoffs; there is nothing to pre-train on."
+            "cutoffs; there is nothing to pre-train on. Check that the foreign keys into "
+            f"{entity_table!r} hold its keys (load_database warns about dangling keys), and "
+            "that the times of X lie after the data starts."
         )
     pkey = database.pkey(entity_table)
     positions = database.entity_positions(entity_table, frame[pkey].to_numpy())
@@ -484,7 +486,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         rows = self._rows(X, database)
         known = ~rows.unknown
         if not known.any():
-            raise ValueError("no row of X names a known entity; nothing to pre-train on.")
+            raise ValueError(
+                "no row of X names a known entity; nothing to pre-train on. Give X ids of "
+                f"{self.entity_table!r}'s primary key."
+            )
         windows = (
             parse_windows(self.window)
             if self.window is not None

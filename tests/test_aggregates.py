@@ -135,8 +135,12 @@ def test_unknown_entities_and_bad_params(_agg_db):
         AggregateFeatures(database=_agg_db, entity_table="nope").fit(X)
     with pytest.raises(ValueError, match="positive"):
         AggregateFeatures(database=_agg_db, entity_table="users", window="0D").fit(X)
-    with pytest.raises(TypeError, match="sktve Database"):
-        AggregateFeatures(database="db", entity_table="users").fit(X)
+    with pytest.raises(TypeError, match="cannot load a database from a int"):
+        AggregateFeatures(database=3, entity_table="users").fit(X)
+    with pytest.raises(FileNotFoundError, match="no dataset folder"):
+        AggregateFeatures(database="./no/such/folder", entity_table="users").fit(X)
+    with pytest.raises(ValueError, match="needs a database"):
+        AggregateFeatures(entity_table="users").fit(X)
     X_nat = pd.DataFrame({"user_id": [0], "when": pd.to_datetime([pd.NaT])})
     with pytest.raises(ValueError, match="NaT"):
         AggregateFeatures(database=_agg_db, entity_table="users").fit(X_nat)
@@ -172,3 +176,81 @@ def test_rows_after_t_never_matter_relf1(_agg_relf1):
     out_b = AggregateFeatures(database=perturbed, **kwargs).fit_transform(X)
     np.testing.assert_array_equal(out_a, out_b)
     assert out_a.shape[1] > 50
+
+
+def _frames_without(table=None, empty=None, future=None, drop_column=None):
+    """The tiny frames with a table removed, emptied, moved after every X time, or a column
+    dropped."""
+    frames, schema = _tiny_frames()
+    if table is not None:
+        del frames[table], schema[table]
+    if empty is not None:
+        frames[empty] = frames[empty].iloc[:0]
+    if future is not None:
+        frames[future] = frames[future].assign(ts=frames[future]["ts"] + pd.Timedelta("3650D"))
+        if future == "orders":  # as references to an emptied table dangle (set to null)
+            frames["reviews"] = frames["reviews"].assign(order_id=pd.array([pd.NA] * 5, "Int64"))
+    if drop_column is not None:
+        name, col = drop_column.split(".")
+        frames[name] = frames[name].drop(columns=col)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # references to an emptied table dangle
+        return sktve.load_database(frames, schema=schema)
+
+
+def test_changed_database_gets_a_clear_error(_agg_db):
+    X = _task([0, 1, 2], ["2024-01-05", "2024-01-20", "2024-02-15"])
+    agg = AggregateFeatures(database=_agg_db, entity_table="users", window="30D").fit(X)
+    with pytest.raises(ValueError, match=r"schema differs.*tables missing: \['reviews'\].*Refit"):
+        agg.set_params(database=_frames_without(table="reviews")).transform(X)
+    with pytest.raises(ValueError, match=r"lacks columns .*\['orders\.amount'\].*Refit"):
+        agg.set_params(database=_frames_without(drop_column="orders.amount")).transform(X)
+    # the same check as the featurizer's (one helper, one message)
+    from sktve.graph import GraphFeaturizer
+
+    with pytest.raises(ValueError, match=r"schema differs.*tables missing: \['reviews'\]"):
+        GraphFeaturizer().fit(_agg_db).transform(_frames_without(table="reviews"))
+
+
+@pytest.mark.parametrize("table", ["reviews", "orders"])
+def test_empty_fact_table_gives_features_of_no_rows(_agg_db, table):
+    X = _task([0, 1, 2, 3], ["2024-01-05", "2024-01-20", "2024-02-15", "2024-03-01"])
+    empty, future = _frames_without(empty=table), _frames_without(future=table)
+    kwargs = dict(entity_table="users", window=["5D", "30D"], max_columns=None)
+    # an empty table reads as one whose rows all lie after every time of X (and whose
+    # references, dangling, are null)
+    fitted = AggregateFeatures(database=_agg_db, **kwargs).fit(X)
+    on_empty = fitted.set_params(database=empty).transform(X)
+    np.testing.assert_array_equal(on_empty, fitted.set_params(database=future).transform(X))
+    names = fitted.get_feature_names_out().tolist()
+    assert (on_empty[:, names.index(f"30D|{table}|*|count")] == 0).all()
+    # and fitting on the early snapshot works too
+    fit_empty = AggregateFeatures(database=empty, **kwargs)
+    out = fit_empty.fit_transform(X)
+    np.testing.assert_array_equal(out, fit_empty.transform(X))
+    fit_future = AggregateFeatures(database=future, **kwargs)
+    np.testing.assert_array_equal(out, fit_future.fit_transform(X))
+    assert fit_empty.get_feature_names_out().tolist() == fit_future.get_feature_names_out().tolist()
+
+
+def test_database_given_as_path(synthetic_path, monkeypatch):
+    import sktve.aggregates as module
+
+    X = pd.DataFrame({"customer_id": np.arange(30), "timestamp": pd.Timestamp("2022-06-01")})
+    kwargs = dict(entity_table="customers", window="30D")
+    agg = AggregateFeatures(database=str(synthetic_path), **kwargs).fit(X)
+    assert isinstance(agg.database_, sktve.Database)
+    assert agg.get_params()["database"] == str(synthetic_path)  # the parameter, untouched
+    expected = AggregateFeatures(database=sktve.load_database(synthetic_path), **kwargs)
+    np.testing.assert_array_equal(agg.transform(X), expected.fit_transform(X))
+    loads = []
+    original = module.load_database
+    monkeypatch.setattr(
+        module, "load_database", lambda *a, **k: loads.append(1) or original(*a, **k)
+    )
+    first = agg.transform(X)
+    assert loads == []  # the fitted handle serves transform; no reload per call
+    np.testing.assert_array_equal(clone(agg).fit_transform(X), first)
+    restored = pickle.loads(pickle.dumps(agg))
+    assert len(pickle.dumps(agg)) < 100_000  # the handle pickles without its frames
+    np.testing.assert_array_equal(restored.transform(X), first)

@@ -177,8 +177,6 @@ def _break(kind):
         tables["orders"] = orders.assign(ts=[1, 2, 3, 4])
     elif kind == "null time":
         tables["orders"] = orders.assign(ts=orders["ts"].where(orders["qty"] != 2))
-    elif kind == "empty table":
-        tables["orders"] = orders.iloc[:0]
     elif kind == "schema missing a table":
         del schema["items"]
     elif kind == "schema for unknown table":
@@ -203,7 +201,6 @@ def _break(kind):
         ("unparseable time", "not timestamps"),
         ("numeric time", "numeric"),
         ("null time", "1 missing values"),
-        ("empty table", "empty"),
         ("schema missing a table", r"no schema for tables \['items'\]"),
         ("schema for unknown table", r"\['shops'\] that are not in the data"),
         ("unknown schema entry", "unknown entries"),
@@ -242,6 +239,145 @@ def test_dangling_fkeys_are_nulled_with_a_warning():
     np.testing.assert_array_equal(db.fkey_positions("orders", "user_id"), [0, -1, 1, -1])
     with pytest.raises(ValueError, match=r"orders\.user_id->users: 2"):
         load_database(tables, schema=schema, dangling="raise")
+
+
+def test_mostly_dangling_fkeys_warn_loudly():
+    tables, schema = _tiny()
+    tables["orders"] = tables["orders"].assign(user_id=[0, 7, 8, 9])  # 3 of 4 dangle
+    with pytest.warns(UserWarning) as caught:
+        db = load_database(tables, schema=schema)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1  # the loud one replaces the generic one for this key
+    assert messages[0].startswith("MOSTLY DANGLING FOREIGN KEY: 3 of the 4 values (75%)")
+    assert "orders.user_id and users.user_id do not hold the same ids" in messages[0]
+    assert "orders.user_id = 7, users.user_id = 0" in messages[0]
+    assert db.table("orders")["user_id"].isna().sum() == 3
+    with pytest.raises(ValueError, match=r"users: 3\).*MOSTLY DANGLING: 3 of the 4"):
+        load_database(tables, schema=schema, dangling="raise")
+    # half or fewer: the generic warning only (see test_dangling_fkeys_are_nulled_with_a_warning)
+    tables["orders"] = tables["orders"].assign(user_id=[0, 7, 1, 9])
+    with pytest.warns(UserWarning) as caught:
+        load_database(tables, schema=schema)
+    assert [str(w.message).startswith("foreign keys reference missing rows") for w in caught] == [
+        True
+    ]
+
+
+@pytest.mark.parametrize("side", ["pkey", "fkey"])
+def test_string_and_integer_keys_are_matched_when_exact(side):
+    tables, schema = _tiny()
+    users, orders = tables["users"], tables["orders"]
+    if side == "pkey":  # string primary key, integer references
+        tables["users"] = users.assign(user_id=users["user_id"].astype(str))
+        where, target, pair = "foreign key orders.user_id", "strings", "(e.g. 0 -> '0')"
+    else:  # integer primary key, string references (one null)
+        tables["orders"] = orders.assign(user_id=["0", "1", None, "2"])
+        where, target, pair = "foreign key orders.user_id", "numbers", "(e.g. '0' -> 0)"
+    before = tables["orders"].copy()
+    with pytest.warns(UserWarning) as caught:
+        db = load_database(tables, schema=schema)
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"{where} holds ")
+    assert "primary key users.user_id" in message
+    assert f"was converted to {target} to match {pair}" in message
+    expected = [0, 1, 1, 2] if side == "pkey" else [0, 1, -1, 2]
+    np.testing.assert_array_equal(db.fkey_positions("orders", "user_id"), expected)
+    if side == "fkey":
+        assert db.table("orders")["user_id"].dtype == "Int64"
+    else:
+        assert db.table("orders")["user_id"].tolist() == ["0", "1", "1", "2"]
+    pd.testing.assert_frame_equal(tables["orders"], before)  # the caller's frame is untouched
+
+
+@pytest.mark.parametrize(
+    "users_ids, order_ids",
+    [
+        (["u0", "u1", "u2"], [0, 1, 1, 2]),  # string keys that are not numbers
+        (["00", "01", "02"], [0, 1, 1, 2]),  # zero-padded: '01' is not str(1)
+        ([0, 1, 2], ["0", "1", "1", "x2"]),
+        ([0, 1, 2], [0.0, 1.5, 1.0, 2.0]),  # float ids are numbers: no conversion, dangling
+    ],
+)
+def test_string_and_integer_keys_that_do_not_convert(users_ids, order_ids):
+    tables, schema = _tiny()
+    tables["users"] = tables["users"].assign(user_id=users_ids)
+    tables["orders"] = tables["orders"].assign(user_id=order_ids)
+    if isinstance(order_ids[1], float):
+        with pytest.warns(UserWarning, match=r"orders\.user_id->users: 1"):
+            load_database(tables, schema=schema)
+        return
+    with pytest.raises(ValueError) as err:
+        load_database(tables, schema=schema)
+    text = str(err.value)
+    assert "foreign key orders.user_id (" in text and "primary key users.user_id (" in text
+    assert f"e.g. {tables['orders']['user_id'].iloc[:3].tolist()}" in text
+    assert f"e.g. {users_ids}" in text
+    assert "do not convert exactly" in text and "Cast one side" in text
+
+
+def test_empty_tables_are_an_early_snapshot():
+    tables, schema = _tiny()
+    tables["visits"] = pd.DataFrame(
+        {"visit_id": [0, 1], "user_id": [0, 2], "at": pd.to_datetime(["2024-05-01", "2024-06-01"])}
+    )
+    schema["visits"] = {"pkey": "visit_id", "time_col": "at", "fkeys": {"user_id": "users"}}
+    tables["orders"] = tables["orders"].iloc[:0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about
+        db = load_database(tables, schema=schema)
+    assert db.num_rows("orders") == 0 and db.num_rows("visits") == 2
+    assert db.table("orders")["ts"].dtype == "datetime64[ns]"
+    assert pd.isna(db.time_range("orders")[0])
+    # the empty table bounds nothing
+    assert (db.min_timestamp, db.max_timestamp) == (
+        pd.Timestamp("2024-05-01"),
+        pd.Timestamp("2024-06-01"),
+    )
+    assert db.fkey_positions("orders", "user_id").shape == (0,)
+    assert "empty" in db.describe()
+    # an empty time column of any dtype (e.g. from pd.DataFrame(columns=...)) is no ambiguity
+    tables["orders"] = pd.DataFrame(columns=["order_id", "user_id", "item_id", "ts", "qty"])
+    assert load_database(tables, schema=schema).table("orders")["ts"].dtype == "datetime64[ns]"
+    # an empty referenced table: every reference dangles, and the message says why
+    tables["users"] = tables["users"].iloc[:0]
+    with pytest.warns(UserWarning, match="reference no row of 'users', which has no rows"):
+        load_database(tables, schema=schema)
+    del tables["visits"], schema["visits"]
+    tables["users"] = _tiny()[0]["users"]
+    db = load_database(tables, schema=schema)
+    with pytest.raises(ValueError, match="every timestamped table of the database is empty"):
+        _ = db.min_timestamp
+
+
+def test_time_errors_say_what_to_do():
+    tables, schema = _tiny()
+    static = {name: {**spec, "time_col": None} for name, spec in schema.items()}
+    with pytest.raises(ValueError, match="no time columns.*declare the 'time_col'"):
+        _ = load_database(tables, schema=static).max_timestamp
+    orders = tables["orders"]
+    with pytest.raises(ValueError, match=r"unit='s'"):
+        load_database(dict(tables, orders=orders.assign(ts=[1, 2, 3, 4])), schema=schema)
+    far = orders.assign(ts=["2024-01-01", "3000-01-01", "2024-02-01", "2024-03-01"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="outside the range sktve stores") as err:
+            load_database(dict(tables, orders=far), schema=schema)
+    assert not isinstance(err.value, pd.errors.OutOfBoundsDatetime)
+
+
+@pytest.mark.parametrize(
+    "kind, remedy",
+    [
+        ("duplicate column names", "rename them"),
+        ("duplicate pkey", "drop the duplicated rows"),
+        ("schema for unknown table", "Remove those entries"),
+    ],
+)
+def test_errors_say_what_to_do(kind, remedy):
+    with pytest.raises(ValueError, match=remedy):
+        load_database(*_break(kind))
+    with pytest.raises(TypeError, match=r"convert it first"):
+        load_database(dict(_tiny()[0], users=[1, 2]), schema=_tiny()[1])
 
 
 def test_string_time_column_is_converted_with_a_warning():
@@ -344,7 +480,7 @@ def test_attach_checks_the_fingerprint():
     restored = pickle.loads(pickle.dumps(db))
     tables, schema = _tiny()
     tables["orders"].loc[2, "qty"] = 99
-    with pytest.raises(ValueError, match="not the same data"):
+    with pytest.raises(ValueError, match=r"not the same data\. Attach .*set_params"):
         restored.attach(load_database(tables, schema=schema))
     assert not restored.is_attached
     assert restored.attach(load_database(*_tiny())) is restored

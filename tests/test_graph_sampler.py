@@ -184,6 +184,29 @@ def test_referenced_temporal_row_excluded_when_later():
     assert batch.node_rows["events"].tolist() == [0]
 
 
+def test_empty_table_samples_like_rows_after_every_seed():
+    """An empty fact table (an early snapshot) samples as one whose rows are all later."""
+    facts = pd.DataFrame(
+        {"fact_id": [0, 1, 2], "ts": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"])}
+    )
+    notes = pd.DataFrame(  # at most one note per fact: a one-neighbour edge type
+        {"note_id": [0, 1], "fact_id": [0, 2], "ts": pd.to_datetime(["2020-01-05"] * 2)}
+    )
+    schema = {
+        "facts": {"pkey": "fact_id", "time_col": "ts"},
+        "notes": {"pkey": "note_id", "time_col": "ts", "fkeys": {"fact_id": "facts"}},
+    }
+    t = np.full(3, pd.Timestamp("2020-01-04").value)
+    batches = []
+    for frame in (notes.iloc[:0], notes):
+        graph = GraphFeaturizer().fit_transform(
+            load_database({"facts": facts, "notes": frame}, schema)
+        )
+        batch = TemporalNeighborSampler(graph, [4, 4]).sample("facts", np.arange(3), t)
+        batches.append({k: v.tolist() for k, v in batch.node_rows.items()})
+    assert batches[0] == batches[1] and batches[0]["notes"] == []
+
+
 def test_deterministic_and_keyed_by_random_state(small_db):
     graph = GraphFeaturizer().fit_transform(small_db)
     rng = np.random.default_rng(0)

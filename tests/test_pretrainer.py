@@ -182,11 +182,14 @@ def test_clone_shares_database(fitted):
         (lambda X: X.assign(label=1), "besides the entity column"),
         (lambda X: X.iloc[:0], "empty"),
         (lambda X: X.assign(timestamp=pd.NaT), "time"),
+        (lambda X: X.assign(timestamp=pd.Timestamp("1990-01-01")), "has activity.*hold its keys"),
     ],
 )
 def test_bad_input_errors(db, X, bad, message):
-    with pytest.raises(ValueError, match=message):
-        TVEPretrainer(database=db, **FAST).fit(bad(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # times before the data start
+        with pytest.raises(ValueError, match=message):
+            TVEPretrainer(database=db, **FAST).fit(bad(X))
 
 
 def test_unknown_entities_policy(fitted, X):
@@ -331,3 +334,17 @@ def test_database_given_as_path_is_loaded_once(synthetic_path, monkeypatch):
     first = est.transform(task_X)
     np.testing.assert_array_equal(est.transform(task_X), first)
     assert loads == []  # the fitted handle serves transform; no reload per call
+
+
+def test_transform_against_a_database_with_an_empty_table(frames, db):
+    """An early snapshot (reviews empty) embeds as the same data with every review later."""
+    tables, schema = frames
+    X = pd.DataFrame({"customer_id": np.arange(40), "timestamp": pd.Timestamp("2021-06-01")})
+    est = TVEPretrainer(database=db, **FAST).fit(X)
+    reviews = tables["reviews"]
+    later = reviews.assign(review_time=reviews["review_time"] + pd.Timedelta("3650D"))
+    empty_db = load_database(dict(tables, reviews=reviews.iloc[:0]), schema=schema)
+    later_db = load_database(dict(tables, reviews=later), schema=schema)
+    on_empty = est.set_params(database=empty_db).transform(X)
+    np.testing.assert_array_equal(on_empty, est.set_params(database=later_db).transform(X))
+    assert np.isfinite(on_empty).all()

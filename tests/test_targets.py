@@ -357,7 +357,9 @@ def test_bad_inputs(_tiny_db):
         task_vectors(_tiny_db, "users", ["2024-01-01"], "soon")
     with pytest.raises(ValueError, match="NaT"):
         task_vectors(_tiny_db, "users", [pd.Timestamp("2024-01-01"), pd.NaT], "10D")
-    with pytest.raises(ValueError, match="not referenced by any timestamped table"):
+    with pytest.raises(
+        ValueError, match="not referenced by any timestamped table.*Choose one of those"
+    ):
         task_vectors(_tiny_db, "suppliers", ["2024-01-01"], "10D")
     with pytest.raises(ValueError, match="entities must"):
         task_vectors(_tiny_db, "users", ["2024-01-01"], "10D", entities="all")
@@ -467,3 +469,32 @@ def test_sql_backend_matches_numpy_range_engine(db_name, request):
 def test_unknown_backend(_tiny_db):
     with pytest.raises(ValueError, match="backend"):
         task_vectors(_tiny_db, "users", ["2024-01-10"], "7D", backend="spark")
+
+
+@pytest.mark.parametrize("backend", ["auto", "sql"])
+@pytest.mark.parametrize("table", ["reviews", "orders"])
+def test_empty_table_reads_as_rows_after_every_window(table, backend):
+    """An empty fact table (an early snapshot) gives the task vectors of a table whose
+    rows all lie after every window (and whose references, dangling, are null)."""
+    frames, schema = _tiny_frames()
+    empty, future = dict(frames), dict(frames)
+    empty[table] = frames[table].iloc[:0]
+    future[table] = frames[table].assign(ts=frames[table]["ts"] + 3650 * DAY)
+    if table == "orders":
+        future["reviews"] = frames["reviews"].assign(order_id=pd.array([pd.NA] * 5, "Int64"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # references to the emptied table dangle
+        db_empty = sktve.load_database(empty, schema=schema)
+        db_future = sktve.load_database(future, schema=schema)
+    cutoffs = pd.to_datetime(["2024-01-01", "2024-01-10", "2024-02-01"])
+    pairs = pd.DataFrame({"user_id": np.repeat(np.arange(5), 3), "cutoff": np.tile(cutoffs, 5)})
+    for entities in ("active", pairs):
+        kwargs = dict(max_hops=2, backend=backend, entities=entities)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "1 cutoffs lie outside|5 cutoffs lie outside")
+            a = task_vectors(db_empty, "users", cutoffs, ["7D", "30D"], **kwargs)
+            b = task_vectors(db_future, "users", cutoffs, ["7D", "30D"], **kwargs)
+        pd.testing.assert_frame_equal(a, b)
+        counts = [c for c in a.columns if f"|{table}|*|count" in c]
+        assert len(a) and (a[counts] == 0).all().all()
+    assert len(a) == 15

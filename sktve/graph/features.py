@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sktve.database import Database
+from sktve.database import Database, check_same_schema, schema_of
 
 __all__ = [
     "ColumnSpec",
@@ -375,7 +375,7 @@ class GraphFeaturizer:
                 specs.append(spec)
             columns[table] = specs
         self.columns_ = columns
-        self.schema_ = {t: database.schema[t].to_dict() for t in database.table_names}
+        self.schema_ = schema_of(database)
         self.metadata_ = self._build_metadata(database)
         return self
 
@@ -410,17 +410,14 @@ class GraphFeaturizer:
             raise RuntimeError("this GraphFeaturizer is not fitted yet; call fit(database) first.")
 
     def _check_schema(self, database: Database) -> None:
-        schema = {t: database.schema[t].to_dict() for t in database.table_names}
-        if schema != self.schema_:
-            raise ValueError(
-                "the database's schema differs from the one the featurizer was fitted on "
-                f"(fitted tables {sorted(self.schema_)}, got {sorted(schema)}); refit, or "
-                "pass a database with the same tables, keys and time columns."
-            )
+        check_same_schema(self.schema_, database, "featurizer")
         for table, specs in self.columns_.items():
             missing = [s.name for s in specs if s.name not in database.table(table).columns]
             if missing:
-                raise ValueError(f"table {table!r} lacks the fitted feature columns {missing}.")
+                raise ValueError(
+                    f"table {table!r} lacks the fitted feature columns {missing}; refit on "
+                    "this database, or give one with the same columns."
+                )
 
     def transform_table(self, database: Database, table: str) -> tuple[np.ndarray, np.ndarray]:
         """Features of one table with the frozen statistics.
@@ -456,7 +453,8 @@ class GraphFeaturizer:
                 if emb.shape[1] != width:
                     raise ValueError(
                         f"text_embedder returned width {emb.shape[1]} for {table}.{spec.name}, "
-                        f"but {width} at fit."
+                        f"but {width} at fit; use the embedder the featurizer was fitted with, "
+                        "or refit."
                     )
                 table_emb = np.concatenate([emb, np.zeros((1, width))]).astype(np.float32)
                 null = codes < 0

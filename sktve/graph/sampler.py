@@ -558,7 +558,9 @@ class TemporalNeighborSampler:
             src_time, dst_time = self.graph.time[src], self.graph.time[dst]
             when = None
             if src_time is not None:
-                when = np.where(has, src_time[np.where(has, direct, 0)], _INT64_MAX)
+                # Filled by mask, not gathered with a dummy index: src may have no rows.
+                when = np.full(len(direct), _INT64_MAX, dtype=np.int64)
+                when[has] = src_time[direct[has]]
                 if dst_time is not None and bool((when[has] <= dst_time[has]).all()):
                     when = None
             info = self._direct[edge_type] = (missing, when)

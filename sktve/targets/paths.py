@@ -393,7 +393,9 @@ def enumerate_paths(
         raise ValueError(
             f"entity table {entity_table!r} is not referenced by any timestamped table, so "
             f"nothing happens to its rows over time and task vectors are undefined. Tables "
-            f"referenced by timestamped tables: {referenced}."
+            f"referenced by timestamped tables: {referenced}. Choose one of those as the "
+            "entity table, or declare the foreign key of a timestamped table that references "
+            "this one in the schema's 'fkeys'."
         )
     as_of_ts = None if as_of is None else pd.Timestamp(as_of)
     profiles: dict[str, list[ColumnSpec]] = {}

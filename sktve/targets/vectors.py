@@ -580,6 +580,8 @@ class _RangeEngine:
         def per_pair(per_row: np.ndarray, empty: float = 0.0) -> np.ndarray:
             # Back to the entity order; rows without a key get the empty value (counts
             # and sums 0, min / max NaN).
+            if len(per_row) == 0:  # no row has a key (e.g. the table between is empty)
+                return np.full(len(perm), empty, dtype=per_row.dtype)
             out = per_row[perm]
             out[keyless] = empty
             return out
@@ -880,7 +882,7 @@ def _parse_cutoffs(cutoffs: Any) -> np.ndarray:
     if values.isna().any():
         raise ValueError(
             f"cutoffs has {int(values.isna().sum())} missing values (NaT); every cutoff must "
-            "be a timestamp."
+            "be a timestamp (drop the missing ones)."
         )
     return to_naive_times(values.reset_index(drop=True), "cutoffs").to_numpy(dtype=TIME_DTYPE)
 

@@ -16,6 +16,7 @@ orders = pd.DataFrame(
     }
 )
 clean = orders.iloc[:3]  # without the dangling key
+SECOND = pd.Timedelta("1s")
 schema = {
     "users": {"pkey": "user_id", "time_col": None, "fkeys": {}},
     "orders": {"pkey": "order_id", "time_col": "ts", "fkeys": {"user_id": "users"}},
@@ -69,6 +70,21 @@ attempt(
 )
 attempt(
     "times given as numbers",
-    {"users": users, "orders": clean.assign(ts=clean.ts.astype("int64") // 10**9)},
+    {"users": users, "orders": clean.assign(ts=(clean.ts - pd.Timestamp(0)) // SECOND)},
+    schema,
+)
+attempt(
+    "string keys referenced by integers (converted, with a warning)",
+    {"users": users.assign(user_id=users.user_id.astype(str)), "orders": clean},
+    schema,
+)
+attempt(
+    "keys that name other ids",
+    {"users": users.assign(user_id=["u0", "u1", "u2"]), "orders": clean},
+    schema,
+)
+attempt(
+    "most foreign keys dangle (a loud warning)",
+    {"users": users, "orders": clean.assign(user_id=[0, 5, 6])},
     schema,
 )
