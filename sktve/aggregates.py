@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from sktve._as_of import clamp_times, parse_as_of
 from sktve._entity_profile import entity_column_spec, entity_column_values, recency_values
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import parse_windows, raise_unknown_entities, resolve_task_table
@@ -66,13 +67,26 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
     n_jobs : int, optional
         CPU threads (scikit-learn's convention: None means 1, -1 all available cores);
         see :class:`~sktve.TVEPretrainer`.
+    as_of : str, Timestamp, datetime or datetime64, optional
+        A declared data cut, e.g. the time the database was snapshotted, or RelBench's
+        test timestamp when the database is cut there (rel-f1: 2010-01-01, while the
+        test rows run to 2013). A row of X later than ``as_of`` is featurised as of
+        ``as_of``: its windows end at ``min(t, as_of)``, so a test row after the cut
+        gets the features of the cut rather than windows over a past the database does
+        not hold. It applies to fit too (paths and kept columns are frozen as of
+        ``min(max(X.time), as_of)``). Timezone-aware values are converted to naive UTC,
+        as the database's times are. None (the default): every row at its own time.
+        See :ref:`time_correctness`.
 
     Attributes
     ----------
     database_ : Database
         The database fitted on.
+    as_of_ : Timestamp or None
+        The parsed cut at fit.
     paths_ : list of PathSpec
-        Paths and columns, frozen at fit (decided from rows up to the last fit time).
+        Paths and columns, frozen at fit (decided from rows up to the last fit time,
+        or ``as_of`` when earlier).
     feature_names_out_ : ndarray of str
         Kept features: columns that are all-NaN or constant on the fit rows are dropped
         (HistGradientBoosting fails on all-NaN columns), modes become one-hot columns
@@ -130,6 +144,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         entity_columns: bool = True,
         recency: bool = True,
         n_jobs: int | None = None,
+        as_of: Any = None,
     ) -> None:
         self.database = database
         self.entity_table = entity_table
@@ -146,6 +161,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         self.entity_columns = entity_columns
         self.recency = recency
         self.n_jobs = n_jobs
+        self.as_of = as_of
 
     # ------------------------------------------------------------------ helpers
     def _validate(self) -> None:
@@ -190,7 +206,8 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         """Raw candidate columns (numeric float64 and mode objects) for the rows."""
         known = ~rows.unknown
         keys = rows.keys[known]
-        times = rows.times_ns[known]
+        # Rows after the declared cut are featurised as of the cut (windows end there).
+        times = clamp_times(rows.times, self.as_of_).view(np.int64)[known]
         pairs = pd.DataFrame({"e": keys, "c": times, "p": rows.positions[known]})
         inverse = pairs.groupby(["e", "c"], sort=False).ngroup().to_numpy()
         unique = pairs.drop_duplicates(["e", "c"])
@@ -261,8 +278,9 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         database = load_database(self.database)
         check_entity_table(database, self.entity_table)
         self._windows = parse_windows(self.window)
+        self.as_of_ = parse_as_of(self.as_of)
         rows = self._rows(X, database)
-        as_of = pd.Timestamp(rows.times.max())
+        as_of = pd.Timestamp(clamp_times(rows.times, self.as_of_).max())
         self.paths_ = enumerate_paths(
             database,
             self.entity_table,

@@ -12,6 +12,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from sktve._as_of import clamp_times, parse_as_of
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import (
     TaskRows,
@@ -250,7 +251,18 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     cutoffs : array-like of timestamps, optional
         Pre-training cutoffs. Default: X's distinct timestamps plus earlier ones stepping
         back by the window to the start of the data. Cutoffs after max(X.time) are
-        rejected: training never reads past ``max(X.time) + window``.
+        rejected: training never reads past ``max(X.time) + window``. With ``as_of``,
+        cutoffs after it collapse onto it.
+    as_of : str, Timestamp, datetime or datetime64, optional
+        A declared data cut, e.g. the time the database was snapshotted, or RelBench's
+        test timestamp when the database is cut there (rel-f1: 2010-01-01, while the
+        test rows run to 2013). A row of X later than ``as_of`` is embedded as of
+        ``as_of``: its effective time is ``min(t, as_of)``, so a test row after the cut
+        gets the embedding of the cut rather than a subgraph over a past the database
+        does not hold. In fit, the training boundary and the cutoffs are clamped the same
+        way, so pre-training never reads past ``as_of + window``. Timezone-aware values
+        are converted to naive UTC, as the database's times are. None (the default):
+        every row at its own time. See :ref:`time_correctness`.
     max_hops : {1, 2}, default=1
         Schema-path length of the task-vector aggregations. One hop (the entity's own
         fact rows) is the default: on rel-f1 driver-top3, 2-hop targets (through races
@@ -319,7 +331,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     windows_ : list of Timedelta
     cutoffs_ : ndarray of datetime64[ns]
     boundary_ : Timestamp
-        ``max(X.time)``; task vectors were read up to ``boundary_ + max(windows_)``.
+        ``max(X.time)``, or ``as_of`` when earlier; task vectors were read up to
+        ``boundary_ + max(windows_)``.
+    as_of_ : Timestamp or None
+        The parsed cut.
     featurizer_ : GraphFeaturizer
     target_scaler_ : TaskVectorScaler
     history_ : list of dict
@@ -352,6 +367,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         time_col: str | None = None,
         window: Any = None,
         cutoffs: Any = None,
+        as_of: Any = None,
         max_hops: int = 1,
         target_include: list[str] | None = None,
         target_exclude: list[str] | None = None,
@@ -383,6 +399,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.time_col = time_col
         self.window = window
         self.cutoffs = cutoffs
+        self.as_of = as_of
         self.max_hops = max_hops
         self.target_include = target_include
         self.target_exclude = target_exclude
@@ -452,6 +469,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             )
         if not float(self.learning_rate) > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
+        parse_as_of(self.as_of)
 
     def _rows(self, X: Any, database: Database) -> TaskRows:
         rows = resolve_task_table(X, database, self.entity_table, self.entity_col, self.time_col)
@@ -504,6 +522,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 stacklevel=2,
             )
         boundary = rows.times[known].max()
+        as_of = parse_as_of(self.as_of)
         cutoffs = None
         if self.cutoffs is not None:
             cutoffs = np.unique(pd.to_datetime(np.asarray(self.cutoffs)).to_numpy("datetime64[ns]"))
@@ -514,6 +533,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                     f"cutoffs reach past the last time in X ({pd.Timestamp(boundary)}); "
                     "training must not read past max(X.time) + window. Drop later cutoffs."
                 )
+            cutoffs = np.unique(clamp_times(cutoffs, as_of))
+        # Training sees X's rows at their effective times: the boundary, the default
+        # cutoffs (X's distinct times) and so every target window end at most as_of + window.
+        fit_times = clamp_times(rows.times[known], as_of)
         random_state = (
             int(np.random.default_rng().integers(2**31 - 1))
             if self.random_state is None
@@ -552,11 +575,12 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             from sklearn.utils.validation import check_memory
 
             fit_fn = check_memory(self.memory).cache(_pretrain_state, ignore=[])
-        state = fit_fn(database, self.entity_table, rows.keys[known], rows.times[known], settings)
+        state = fit_fn(database, self.entity_table, rows.keys[known], fit_times, settings)
         self.database_ = database
         # The parameter as given (a path, say): transform reuses database_ while it is unchanged.
         self._fitted_database_param = self.database
         self.windows_ = windows
+        self.as_of_ = as_of
         self.cutoffs_ = state["cutoffs"]
         self.boundary_ = state["boundary"]
         self.featurizer_ = state["featurizer"]
@@ -623,8 +647,10 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         _, sampler, encoder = self._runtime_for(database)
         out = np.zeros((len(rows.keys), int(self.embedding_dim)), dtype=np.float32)
         known = np.flatnonzero(~rows.unknown)
+        # Rows after the declared cut are embedded as of the cut.
+        times = clamp_times(rows.times, self.as_of_).view(np.int64)
         out[known] = embed_rows(
-            sampler, encoder, self.entity_table, rows.positions[known], rows.times_ns[known]
+            sampler, encoder, self.entity_table, rows.positions[known], times[known]
         ).numpy()
         return out
 

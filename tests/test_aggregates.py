@@ -254,3 +254,81 @@ def test_database_given_as_path(synthetic_path, monkeypatch):
     restored = pickle.loads(pickle.dumps(agg))
     assert len(pickle.dumps(agg)) < 100_000  # the handle pickles without its frames
     np.testing.assert_array_equal(restored.transform(X), first)
+
+
+# ---------------------------------------------------------------- as_of (declared data cut)
+def _add_rows_after(db, boundary) -> sktve.Database:
+    """Copy of db plus a copy of every timestamped row later than ``boundary`` (new keys)."""
+    frames = {}
+    for name in db.table_names:
+        frame = db.table(name)
+        time_col, pkey = db.time_col(name), db.pkey(name)
+        if time_col is not None:
+            late = frame[frame[time_col] > boundary].copy()
+            if pkey is not None:
+                late[pkey] = frame[pkey].max() + 1 + np.arange(len(late))
+            late[time_col] = late[time_col] + pd.Timedelta("1D")
+            frame = pd.concat([frame, late], ignore_index=True)
+        frames[name] = frame
+    schema = {name: db.schema[name] for name in db.table_names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sktve.load_database(frames, schema=schema)
+
+
+_CUT = pd.Timestamp("2024-01-11")
+_CUT_X_TIMES = ["2024-01-03", "2024-01-20", "2024-02-15", "2024-03-01", "2024-01-11"]
+
+
+def test_as_of_rows_after_the_cut_never_matter(_agg_db):
+    X = _task([0, 1, 2, 3, 0], _CUT_X_TIMES)
+    kwargs = dict(entity_table="users", window=["5D", "30D"], max_columns=None, as_of=_CUT)
+    a = AggregateFeatures(database=_agg_db, **kwargs)
+    out = a.fit_transform(X)
+    future = _add_rows_after(_perturbed(_agg_db, lambda s: s > _CUT), _CUT)
+    b = AggregateFeatures(database=future, **kwargs)
+    # Fit freezes the same state, and every row (also those after the cut) is the same.
+    np.testing.assert_array_equal(b.fit_transform(X), out)
+    assert list(b.get_feature_names_out()) == list(a.get_feature_names_out())
+    assert b.paths_ == a.paths_ and b._spec == a._spec
+    np.testing.assert_array_equal(b.transform(X), a.transform(X))
+    # Not vacuous: without the cut the future rows do change the features.
+    plain = {**kwargs, "as_of": None}
+    c = AggregateFeatures(database=_agg_db, **plain).fit_transform(X)
+    d = AggregateFeatures(database=future, **plain).fit_transform(X)
+    assert c.shape != d.shape or not np.array_equal(c, d)
+
+
+def test_as_of_row_after_the_cut_equals_the_row_at_the_cut(_agg_db):
+    X = _task([0, 1, 2, 3, 0], _CUT_X_TIMES)
+    agg = AggregateFeatures(database=_agg_db, entity_table="users", window="30D", as_of=_CUT)
+    out = agg.fit_transform(X)
+    at_cut = X.assign(when=np.minimum(X["when"], _CUT))
+    np.testing.assert_array_equal(agg.transform(at_cut), out)
+    assert agg.as_of_ == _CUT
+
+
+def test_as_of_none_or_after_every_row_is_unchanged(_agg_db):
+    X = _task([0, 1, 2, 3, 0], _CUT_X_TIMES)
+    kwargs = dict(entity_table="users", window=["5D", "30D"])
+    none = AggregateFeatures(database=_agg_db, **kwargs)
+    out = none.fit_transform(X)
+    assert none.as_of_ is None
+    for later in ("2024-03-01", "2030-01-01"):
+        agg = AggregateFeatures(database=_agg_db, as_of=later, **kwargs)
+        np.testing.assert_array_equal(agg.fit_transform(X), out)
+        assert list(agg.get_feature_names_out()) == list(none.get_feature_names_out())
+
+
+def test_as_of_parsing(_agg_db):
+    X = _task([0, 1], ["2024-01-05", "2024-01-20"])
+    aware = pd.Timestamp("2024-01-11 01:00", tz="Europe/Paris")  # UTC+1 in January
+    agg = AggregateFeatures(database=_agg_db, entity_table="users", window="30D", as_of=aware)
+    out = agg.fit_transform(X)
+    assert agg.as_of_ == _CUT and agg.as_of_.tzinfo is None
+    naive = AggregateFeatures(database=_agg_db, entity_table="users", window="30D", as_of=_CUT)
+    np.testing.assert_array_equal(naive.fit_transform(X), out)
+    with pytest.raises(ValueError, match="cannot parse as_of"):
+        AggregateFeatures(database=_agg_db, entity_table="users", as_of="soon").fit(X)
+    with pytest.raises(TypeError, match="as_of must be one timestamp"):
+        AggregateFeatures(database=_agg_db, entity_table="users", as_of=[_CUT]).fit(X)

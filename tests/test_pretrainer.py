@@ -54,6 +54,22 @@ def fitted(db, X):
     return TVEPretrainer(database=db, **FAST).fit(X)
 
 
+def _add_rows_after(frames, schema, boundary):
+    """Append a copy of every timestamped row later than ``boundary``, a day later, new keys."""
+    out = {}
+    for name, frame in frames.items():
+        time_col = schema[name].get("time_col")
+        if time_col is not None:
+            late = frame[frame[time_col] > boundary].copy()
+            pkey = schema[name].get("pkey")
+            if pkey is not None:
+                late[pkey] = frame[pkey].max() + 1 + np.arange(len(late))
+            late[time_col] = late[time_col] + pd.Timedelta("1D")
+            frame = pd.concat([frame, late], ignore_index=True)
+        out[name] = frame
+    return out
+
+
 def test_infer_window_and_default_cutoffs():
     times = pd.date_range("2020-01-01", periods=5, freq="30D").to_numpy()
     assert infer_window(np.concatenate([times, times])) == pd.Timedelta("30D")
@@ -215,6 +231,8 @@ def test_unknown_entities_policy(fitted, X):
         ({"handle_unknown": "ignore"}, "handle_unknown"),
         ({"window": "-3D"}, "positive"),
         ({"cutoffs": ["2030-01-01"]}, "past the last time"),
+        ({"as_of": "not a date"}, "cannot parse as_of"),
+        ({"as_of": pd.NaT}, "not a time"),
     ],
 )
 def test_bad_parameters(db, X, params, message):
@@ -348,3 +366,70 @@ def test_transform_against_a_database_with_an_empty_table(frames, db):
     on_empty = est.set_params(database=empty_db).transform(X)
     np.testing.assert_array_equal(on_empty, est.set_params(database=later_db).transform(X))
     assert np.isfinite(on_empty).all()
+
+
+# ---------------------------------------------------------------- as_of (declared data cut)
+AS_OF = pd.Timestamp("2021-05-15")
+
+
+@pytest.fixture(scope="module")
+def fitted_as_of(db, X):
+    return TVEPretrainer(database=db, as_of=AS_OF, **FAST).fit(X)
+
+
+def test_as_of_clamps_boundary_and_cutoffs(fitted_as_of, db, X):
+    assert (X["timestamp"] > AS_OF).any()  # X runs past the cut
+    assert fitted_as_of.as_of_ == AS_OF and fitted_as_of.boundary_ == AS_OF
+    assert pd.Timestamp(fitted_as_of.cutoffs_.max()) == AS_OF
+    # Given cutoffs after the cut collapse onto it.
+    given = pd.to_datetime(["2021-03-01", "2021-06-29", "2021-07-29"])
+    est = TVEPretrainer(
+        database=db, **{**FAST, "max_epochs": 0, "as_of": AS_OF, "cutoffs": given}
+    ).fit(X)
+    assert pd.DatetimeIndex(est.cutoffs_).equals(pd.DatetimeIndex(["2021-03-01", AS_OF]))
+
+
+def test_as_of_transform_ignores_rows_after_the_cut(fitted_as_of, frames, X):
+    tables, schema = frames
+    future = _add_rows_after(_perturb_after(tables, schema, AS_OF), schema, AS_OF)
+    est = clone(fitted_as_of).set_params(database=load_database(future, schema=schema))
+    est.__dict__.update({k: v for k, v in fitted_as_of.__dict__.items() if k.endswith("_")})
+    # Every row of X, also those later than the cut, sees nothing after as_of.
+    np.testing.assert_array_equal(est.transform(X), fitted_as_of.transform(X))
+
+
+def test_as_of_fit_ignores_rows_after_the_cut_plus_window(fitted_as_of, frames, X):
+    tables, schema = frames
+    horizon = AS_OF + pd.Timedelta("30D")
+    future = _add_rows_after(_perturb_after(tables, schema, horizon), schema, horizon)
+    b = TVEPretrainer(database=load_database(future, schema=schema), as_of=AS_OF, **FAST).fit(X)
+    assert b.encoder_state_ == fitted_as_of.encoder_state_
+    assert b.head_state_ == fitted_as_of.head_state_
+    np.testing.assert_array_equal(b.cutoffs_, fitted_as_of.cutoffs_)
+    assert [h["train_loss"] for h in b.history_] == [h["train_loss"] for h in fitted_as_of.history_]
+    np.testing.assert_array_equal(b.transform(X), fitted_as_of.transform(X))
+
+
+def test_as_of_row_after_the_cut_is_embedded_at_the_cut(fitted_as_of, fitted, X):
+    late = X[X["timestamp"] > AS_OF]
+    at_cut = late.assign(timestamp=AS_OF)
+    np.testing.assert_array_equal(fitted_as_of.transform(late), fitted_as_of.transform(at_cut))
+    # Not vacuous: without the cut, the same rows see their own (later) past.
+    assert not np.array_equal(fitted.transform(late), fitted.transform(at_cut))
+
+
+def test_as_of_none_or_after_every_row_is_unchanged(fitted, db, X):
+    assert fitted.as_of_ is None
+    later = TVEPretrainer(database=db, as_of="2030-01-01", **FAST).fit(X)
+    assert later.encoder_state_ == fitted.encoder_state_
+    np.testing.assert_array_equal(later.cutoffs_, fitted.cutoffs_)
+    np.testing.assert_array_equal(later.transform(X), fitted.transform(X))
+
+
+def test_as_of_timezone_aware_is_naive_utc_and_type_checked(db, X):
+    fast = {**FAST, "max_epochs": 0}
+    aware = pd.Timestamp("2021-05-15 02:00", tz="Europe/Paris")  # UTC+2 in May
+    est = TVEPretrainer(database=db, as_of=aware, **fast).fit(X)
+    assert est.as_of_ == AS_OF and est.as_of_.tzinfo is None
+    with pytest.raises(TypeError, match="as_of must be one timestamp"):
+        TVEPretrainer(database=db, as_of=20210515, **fast).fit(X)
