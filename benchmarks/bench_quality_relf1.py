@@ -183,18 +183,25 @@ def select_and_test(
 
 @contextmanager
 def cut_view(estimator: Any, database: Any, as_of: Any):
-    """``estimator`` (and its fitted side features) pointed at the cut database, ``as_of`` set."""
+    """A fitted ``estimator`` (and its side features) on the cut database with ``as_of`` set.
+
+    The cut is frozen at fit (``as_of_``); the models here were fitted on every row, which
+    by the time-correctness contract learns what a fit on the cut database learns (checked
+    once per run), so the view sets both the parameter and the fitted cut.
+    """
     parts = [estimator]
     if getattr(estimator, "side_features_", None) is not None:
         parts.append(estimator.side_features_)
-    saved = [(p, p.get_params(deep=False)) for p in parts]
+    saved = [(p, p.get_params(deep=False), p.as_of_) for p in parts]
     for p in parts:
         p.set_params(database=database, as_of=as_of)
+        p.as_of_ = pd.Timestamp(as_of)
     try:
         yield estimator
     finally:
-        for p, params in saved:
+        for p, params, fitted_cut in saved:
             p.set_params(database=params["database"], as_of=params["as_of"])
+            p.as_of_ = fitted_cut
 
 
 def with_cut_test(feats: dict, transform: Any, estimator: Any, X_test: Any, cut: Any) -> dict:

@@ -33,6 +33,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted
 from torch import nn
 
+from sktve._as_of import clamp_times, parse_as_of
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import TaskRows, raise_unknown_entities, resolve_task_table
 from sktve.database import Database, load_database
@@ -235,24 +236,9 @@ class _TVEFineTuner(BaseEstimator):
                     f"{type(self.side_estimator).__name__}."
                 )
 
-    def _as_of_ns(self) -> int | None:
-        if self.as_of is None:
-            return None
-        try:
-            stamp = pd.Timestamp(self.as_of)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"as_of {self.as_of!r} is not a timestamp ({err}).") from err
-        if stamp.tzinfo is not None:
-            stamp = stamp.tz_convert("UTC").tz_localize(None)
-        return int(stamp.value)
-
     def _seed_times(self, rows: TaskRows) -> np.ndarray:
-        """Row times, or the declared data cut for rows after it."""
-        times = rows.times_ns.copy()
-        cut = self._as_of_ns()
-        if cut is not None:
-            np.minimum(times, cut, out=times)
-        return times
+        """Row times (int64 ns), or the declared data cut for rows after it."""
+        return clamp_times(rows.times, self.as_of_).view(np.int64)
 
     def _database_param(self) -> Any:
         return self.database if self.database is not None else self.pretrainer.database
@@ -363,6 +349,7 @@ class _TVEFineTuner(BaseEstimator):
         self
         """
         self._check_params()
+        self.as_of_ = parse_as_of(self.as_of)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
