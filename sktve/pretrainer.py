@@ -764,7 +764,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         -------
         ndarray of float32, shape (n_rows, n_features)
             ``embedding_dim`` columns, the task vector's columns, or both, by ``output``
-            (see :meth:`get_feature_names_out`).
+            (see :meth:`~sktve.TVEPretrainer.get_feature_names_out`).
         """
         check_is_fitted(self, "encoder_state_")
         self._check_output()
