@@ -498,3 +498,44 @@ def test_empty_table_reads_as_rows_after_every_window(table, backend):
         counts = [c for c in a.columns if f"|{table}|*|count" in c]
         assert len(a) and (a[counts] == 0).all().all()
     assert len(a) == 15
+
+
+def test_scaler_inverse_transform_back_to_units():
+    frame = _scaler_frame()
+    scaler = TaskVectorScaler(top_k=1).fit(frame)
+    names = scaler.get_feature_names_out().tolist()
+    scaled = scaler.transform(frame)
+    back = scaler.inverse_transform(scaled)
+    assert back.dtype == np.float64 and back.shape == scaled.shape
+    active = frame["no_activity"].to_numpy() == 0
+    for col in ("7D|a|x|mean", "30D|a|x|sum"):
+        j = names.index(col)
+        raw = frame[col].to_numpy(dtype=np.float64)
+        known = active & ~np.isnan(raw)
+        np.testing.assert_allclose(back[known, j], raw[known])  # active rows: exact
+        assert (back[~active, j] == 0).all()  # inactive: the count/sum over no rows
+    # Scores (mode one-hots, flags) pass through.
+    scores = [j for j, n in enumerate(names) if "=" in n or n.endswith("no_activity")]
+    np.testing.assert_array_equal(back[:, scores], scaled[:, scores])
+    # A prediction of an expectation maps to the expected value: half active, z = 0.5.
+    j = names.index("30D|a|x|sum")
+    half = np.zeros((1, len(names)))
+    half[0, j], half[0, -1] = 0.5, 0.5
+    expected = 0.5 * scaler.scale_[1] + 0.5 * scaler.min_[1]
+    assert scaler.inverse_transform(half)[0, j] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="shape"):
+        scaler.inverse_transform(scaled[:, :-1])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TaskVectorScaler().inverse_transform(scaled)
+
+
+def test_scaler_inverse_transform_on_task_vectors(_tiny_db):
+    frame = task_vectors(_tiny_db, "users", ["2023-12-20", "2024-01-01"], ["3D", "10D"])
+    scaler = TaskVectorScaler().fit(frame)
+    back = scaler.inverse_transform(scaler.transform(frame))
+    names = scaler.get_feature_names_out().tolist()
+    counts = [n for n in names if n.endswith("|count")]
+    assert counts
+    # Counts are never missing, so they come back exactly: active rows and inactive zeros.
+    for name in counts:
+        np.testing.assert_allclose(back[:, names.index(name)], frame[name].to_numpy(float))

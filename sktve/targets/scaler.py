@@ -169,6 +169,49 @@ class TaskVectorScaler:
         out[:, -1] = inactive.astype(np.float32)
         return out
 
+    def inverse_transform(self, scaled: np.ndarray) -> np.ndarray:
+        """Map scaled task vectors (or predictions of them) back to the aggregates' units.
+
+        Numeric columns become ``z * (max - min) + (1 - f) * min``, where ``f`` is the
+        activity flag (the last column, clipped to [0, 1]): an active row (``f = 0``) gets
+        back its value exactly, an inactive row (``f = 1``) gets 0, the count or sum over
+        no rows. For a prediction, whose ``z`` and ``f`` are expectations, this is the
+        expected value. Mode one-hot columns and activity flags are scores and stay as
+        they are. What ``transform`` lost cannot come back: a missing value returns as
+        ``min``, a column constant at fit as that constant.
+
+        Parameters
+        ----------
+        scaled : array-like of shape (n_rows, n_features_out_)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_rows, n_features_out_), columns named by
+        ``get_feature_names_out()``.
+        """
+        if not hasattr(self, "columns_"):
+            raise RuntimeError("this TaskVectorScaler is not fitted yet; call fit first.")
+        scaled = np.asarray(scaled, dtype=np.float64)
+        if scaled.ndim != 2 or scaled.shape[1] != self.n_features_out_:
+            raise ValueError(
+                f"expected an array of shape (n_rows, {self.n_features_out_}) as transform "
+                f"returns, got shape {scaled.shape}."
+            )
+        out = scaled.copy()
+        numeric = self._numeric_positions()
+        active = 1.0 - np.clip(scaled[:, -1:], 0.0, 1.0)
+        out[:, numeric] = scaled[:, numeric] * self.scale_ + active * self.min_
+        return out
+
+    def _numeric_positions(self) -> np.ndarray:
+        """Output positions of the numeric columns, in the order of ``min_`` and ``scale_``."""
+        widths = [
+            len(self.categories_[col]) + 1 if kind == "mode" else 1
+            for col, kind in zip(self.columns_, self.kinds_)
+        ]
+        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        return starts[np.asarray([k == "numeric" for k in self.kinds_], dtype=bool)]
+
     def fit_transform(self, frame: pd.DataFrame, y=None) -> np.ndarray:
         return self.fit(frame).transform(frame)
 
