@@ -49,6 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         random_state=args.random_state,
         max_epochs=args.max_epochs,
         verbose=not args.quiet,
+        n_jobs=args.threads,
     )
     return 0
 
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--random-state", type=int, default=0)
         cmd.add_argument(
             "--max-epochs", type=int, default=None, help="pre-training epochs (default: auto)"
+        )
+        cmd.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="CPU threads for pre-training and heads (default: 1, which stays fast on a "
+            "busy machine; -1: every core)",
         )
         cmd.add_argument("--quiet", action="store_true", help="no progress output")
         cmd.set_defaults(func=_cmd_run if name == "run" else _cmd_demo)

@@ -121,6 +121,7 @@ def run_task(
     max_epochs: int | None = None,
     verbose: bool = True,
     pretrainer_params: dict[str, Any] | None = None,
+    n_jobs: int | None = None,
 ) -> dict[str, Any]:
     """Pre-train, fit a head on train, choose it on val, and evaluate once on test.
 
@@ -139,6 +140,8 @@ def run_task(
     verbose : bool
     pretrainer_params : dict, optional
         Extra TVEPretrainer parameters.
+    n_jobs : int, optional
+        CPU threads for pre-training and the heads (None: one; -1: every core).
 
     Returns
     -------
@@ -172,7 +175,9 @@ def run_task(
         f"{len(X['test'])} test rows; database {database}"
     )
 
-    params = {"random_state": random_state, "verbose": verbose}
+    from sktve._threads import limit_threads, resolve_n_threads
+
+    params = {"random_state": random_state, "verbose": verbose, "n_jobs": n_jobs}
     if max_epochs is not None:
         params["max_epochs"] = max_epochs
     params.update(pretrainer_params or {})
@@ -188,20 +193,22 @@ def run_task(
         f"{tve.steps_per_second_:.1f} steps/s); val transform {transform_seconds:.1f}s"
     )
 
-    model, val_value, metric_name, _ = select_on_val(
-        candidates,
-        Z_train,
-        y_train,
-        Z_val,
-        task,
-        tables["val"],
-        binary,
-        report=lambda head, name, value: say(
-            f"[sktve]   head {_one_line(head)}: val {name} {value:.4f}"
-        ),
-    )
-    Z_test = tve.transform(X["test"])
-    _, test_value, _ = task_metric(task, predict_scores(model, Z_test, binary), tables["test"])
+    # HistGradientBoosting's OpenMP threads busy-wait too: heads run in the same budget.
+    with limit_threads(resolve_n_threads(n_jobs)):
+        model, val_value, metric_name, _ = select_on_val(
+            candidates,
+            Z_train,
+            y_train,
+            Z_val,
+            task,
+            tables["val"],
+            binary,
+            report=lambda head, name, value: say(
+                f"[sktve]   head {_one_line(head)}: val {name} {value:.4f}"
+            ),
+        )
+        Z_test = tve.transform(X["test"])
+        _, test_value, _ = task_metric(task, predict_scores(model, Z_test, binary), tables["test"])
     say(
         f"[sktve] {task_name}: val {metric_name} {val_value:.4f}  test {metric_name} "
         f"{test_value:.4f}  (head {model})"

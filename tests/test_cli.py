@@ -47,3 +47,18 @@ def test_info_on_synthetic(capsys):
 def test_info_on_missing_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["info", str(tmp_path)]) == 2
     assert "manifest.yaml" in capsys.readouterr().err
+
+
+def test_threads_reach_the_pretrainer_and_heads(monkeypatch):
+    import sktve.run as run_module
+
+    seen = {}
+
+    def fake_run_task(source, task, **kwargs):
+        seen.update(kwargs)
+        return {}
+
+    monkeypatch.setattr(run_module, "run_task", fake_run_task)
+    assert main(["run", "--dataset", "x", "--task", "y", "--threads", "2", "--quiet"]) == 0
+    assert seen["n_jobs"] == 2
+    assert build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).threads is None
