@@ -23,7 +23,7 @@ class DuckDBEngine:
     ----------
     threads : int, optional
         DuckDB worker threads. Default: the thread budget of the enclosing estimator call
-        (its ``n_jobs``, see :func:`sktve._threads.limit_threads`), else every core.
+        (its ``n_jobs``), else every core.
     memory_limit : str, default="4GB"
         DuckDB's memory limit; larger intermediate results spill to disk.
     temp_directory : str, optional

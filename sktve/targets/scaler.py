@@ -182,11 +182,11 @@ class TaskVectorScaler:
 
         Parameters
         ----------
-        scaled : array-like of shape (n_rows, n_features_out_)
+        scaled : array-like of shape (n_rows, n_outputs)
 
         Returns
         -------
-        ndarray of float64, shape (n_rows, n_features_out_), columns named by
+        ndarray of float64, shape (n_rows, n_outputs), columns named by
         ``get_feature_names_out()``.
         """
         if not hasattr(self, "columns_"):
