@@ -163,13 +163,18 @@ def _fit_task_vector_map(
 def _pretrain_state(
     database: Database,
     entity_table: str,
-    keys: np.ndarray,
     times: np.ndarray,
     settings: dict[str, Any],
+    verbose: bool = False,
 ) -> dict[str, Any]:
-    """Everything ``fit`` learns, as a picklable dict (the unit ``memory`` caches)."""
+    """Everything ``fit`` learns, as a picklable dict (the unit ``memory`` caches).
+
+    Its arguments are exactly what training reads, so that they can be the cache key:
+    pre-training runs over every active entity at cutoffs derived from X's *distinct
+    times* (ids and row order of X do not enter), and ``verbose`` changes no result
+    (``memory`` ignores it).
+    """
     started = time.perf_counter()
-    verbose = settings["verbose"]
     windows = settings["windows"]
     largest = max(windows)
     x_times = times.astype("datetime64[ns]")
@@ -671,14 +676,15 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             ),
             "random_state": random_state,
             "device": self.device,
-            "verbose": bool(self.verbose),
         }
         fit_fn = _pretrain_state
         if self.memory is not None:
             from sklearn.utils.validation import check_memory
 
-            fit_fn = check_memory(self.memory).cache(_pretrain_state, ignore=[])
-        state = fit_fn(database, self.entity_table, rows.keys[known], fit_times, settings)
+            fit_fn = check_memory(self.memory).cache(_pretrain_state, ignore=["verbose"])
+        state = fit_fn(
+            database, self.entity_table, np.unique(fit_times), settings, bool(self.verbose)
+        )
         self.database_ = database
         # The parameter as given (a path, say): transform reuses database_ while it is unchanged.
         self._fitted_database_param = self.database

@@ -522,3 +522,20 @@ def test_task_vector_map_is_cached_with_the_fit(db, X, tmp_path, monkeypatch):
     assert len(calls) == 1
     np.testing.assert_array_equal(second.task_vector_coef_, first.task_vector_coef_)
     np.testing.assert_array_equal(second.transform(X), first.transform(X))
+
+
+def test_memory_key_is_what_training_reads(db, X, tmp_path):
+    # Pre-training reads X's distinct times, not its ids or row order, and verbose is not a
+    # setting: these fits are equivalent and must share one cache entry.
+    cache = tmp_path / "cache"
+    first = TVEPretrainer(database=db, **FAST, memory=str(cache)).fit(X)
+    shuffled = X.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    shuffled["customer_id"] = (shuffled["customer_id"] + 7) % 100
+    doubled = pd.concat([shuffled, shuffled.iloc[:50]], ignore_index=True)
+    second = TVEPretrainer(database=db, **FAST, memory=str(cache), verbose=True).fit(doubled)
+    assert len(list(cache.rglob("output.pkl"))) == 1
+    assert second.encoder_state_ == first.encoder_state_
+    np.testing.assert_array_equal(second.transform(X), first.transform(X))
+    # A different set of times is a different training set.
+    TVEPretrainer(database=db, **FAST, memory=str(cache)).fit(X.iloc[: len(X) // 2])
+    assert len(list(cache.rglob("output.pkl"))) == 2
