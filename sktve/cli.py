@@ -6,58 +6,131 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
 SYNTHETIC = "synthetic"
+ROWS_HELP = (
+    "cut: the database as RelBench hands it to models, rows up to the test timestamp "
+    "(default); all: every row of the folder, each feature still reading only rows at or "
+    "before its row's time"
+)
 
 
-def _resolve_source(source: str, workdir: Path | None = None) -> str:
-    """Turn the ``synthetic`` keyword into a freshly written RelBench folder."""
+@contextmanager
+def _resolved_source(source: str, workdir: Path | None = None) -> Iterator[str]:
+    """The source as a RelBench folder or name; ``synthetic`` is written for the block.
+
+    With ``workdir`` the synthetic folder is written there and kept (next to the saved
+    pipeline that refers to it); otherwise into a temporary folder removed afterwards.
+    """
     if source != SYNTHETIC:
-        return source
+        yield source
+        return
     from sktve.datasets import make_synthetic_dataset
 
-    root = workdir or Path(tempfile.mkdtemp(prefix="sktve-synthetic-"))
-    path = root / "synthetic"
-    if not (path / "manifest.yaml").exists():
-        make_synthetic_dataset(path, random_state=0)
-    return str(path)
+    def written(root: Path) -> str:
+        path = root / "synthetic"
+        if not (path / "manifest.yaml").exists():
+            make_synthetic_dataset(path, random_state=0)
+        return str(path)
+
+    if workdir is not None:
+        yield written(Path(workdir))
+        return
+    with tempfile.TemporaryDirectory(prefix="sktve-synthetic-") as root:
+        yield written(Path(root))
+
+
+def _task_lines(dataset: Any) -> list[str]:
+    from relbench.manifest import TaskManifest
+
+    try:
+        names = dataset.get_task_names()
+    except OSError:  # hosted task listing needs the hub
+        names = []
+    lines = [f"  tasks ({len(names)}):" if names else "  tasks: none found"]
+    for name in names:
+        manifest_path = Path(dataset.dataset_dir) / "tasks" / name / "manifest.yaml"
+        if not manifest_path.exists():
+            lines.append(f"    {name}")
+            continue
+        task = TaskManifest.load(manifest_path)
+        lines.append(
+            f"    {name:<24}{task.task_type} on {task.entity_table}.{task.entity_col}, "
+            f"target {task.target_col}, window {task.timedelta}"
+        )
+    return lines
+
+
+def _rows_line(dataset: Any, rows: str, kept: int) -> str:
+    full = dataset.get_db(upto_test_timestamp=False)
+    n_full = sum(len(table.df) for table in full.table_dict.values())
+    later = (
+        n_full - kept
+        if rows == "cut"
+        else n_full
+        - sum(len(table.df) for table in full.upto(dataset.test_timestamp).table_dict.values())
+    )
+    if rows == "cut":
+        return (
+            f"  rows: cut at the test timestamp {dataset.test_timestamp} (RelBench's "
+            f"protocol): {later:,} of {n_full:,} rows lie later and were removed "
+            "(--rows all keeps them)"
+        )
+    return (
+        f"  rows: all {n_full:,}; {later:,} lie after the test timestamp "
+        f"{dataset.test_timestamp} (--rows cut removes them, as RelBench does)"
+    )
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from sktve.database import load_database
+    from sktve.database import load_database, open_relbench_dataset
 
-    source = _resolve_source(args.source)
-    db = load_database(source, upto_test_timestamp=not args.all_rows)
-    print(db.describe())
+    rows = "all" if args.all_rows else args.rows
+    with _resolved_source(args.source) as source:
+        dataset = open_relbench_dataset(source)
+        db = load_database(dataset, upto_test_timestamp=rows == "cut")
+        print(db.describe())
+        print()
+        print(_rows_line(dataset, rows, db.num_rows()))
+        print("\n".join(_task_lines(dataset)))
     print(f"\n  fingerprint {db.fingerprint}")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sktve.run import run_task
+    from sktve.run import check_out_folder, run_task
 
     out = Path(args.out) if args.out else None
-    run_task(
-        _resolve_source(args.dataset, out),
-        args.task,
-        head=args.head,
-        out=out,
-        random_state=args.random_state,
-        max_epochs=args.max_epochs,
-        verbose=not args.quiet,
-        n_jobs=args.threads,
-    )
+    if out is not None:
+        # Before the synthetic data is written or anything is trained.
+        check_out_folder(out, force=args.force)
+    with _resolved_source(args.dataset, out) as source:
+        run_task(
+            source,
+            args.task,
+            head=args.head,
+            out=out,
+            force=args.force,
+            rows=args.rows,
+            random_state=args.random_state,
+            max_epochs=args.max_epochs,
+            verbose=not args.quiet,
+            n_jobs=args.threads,
+        )
+    if out is None and not args.quiet:
+        print("[sktve] nothing saved; pass --out DIR to keep the fitted pipeline and metrics")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     # The demo is `run` on the embedded synthetic database and its churn task.
     args.dataset, args.task = SYNTHETIC, "customer-churn"
-    args.out = args.out or tempfile.mkdtemp(prefix="sktve-demo-")
     return _cmd_run(args)
 
 
@@ -70,16 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser(
         "info",
-        help="describe a database: tables, rows, keys, time ranges, schema graph",
+        help="describe a database: tables, columns, keys, time ranges, schema graph, tasks",
         description="Describe a database. SOURCE is a RelBench 3 folder, a RelBench dataset "
         "name, or 'synthetic' for the embedded synthetic database.",
     )
     info.add_argument("source", help="RelBench folder, RelBench name, or 'synthetic'")
-    info.add_argument(
-        "--all-rows",
-        action="store_true",
-        help="keep rows after the test timestamp (RelBench sources are cut there by default)",
-    )
+    info.add_argument("--rows", choices=("cut", "all"), default="cut", help=ROWS_HELP)
+    # The earlier spelling of --rows all.
+    info.add_argument("--all-rows", action="store_true", help=argparse.SUPPRESS)
     info.set_defaults(func=_cmd_info)
 
     for name, helptext in (
@@ -98,7 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
             choices=["logistic", "hgb", "lightgbm", "skorch"],
             help="downstream model on the embeddings (default: hgb)",
         )
-        cmd.add_argument("--out", default=None, help="folder for the fitted pipeline and metrics")
+        cmd.add_argument(
+            "--rows",
+            choices=("cut", "all"),
+            default="cut",
+            help=ROWS_HELP + "; with cut, rows after the test timestamp are featurised as "
+            "of it (as_of)",
+        )
+        cmd.add_argument(
+            "--out",
+            default=None,
+            help="folder for the fitted pipeline and metrics.json (default: save nothing)",
+        )
+        cmd.add_argument("--force", action="store_true", help="overwrite results already in --out")
         cmd.add_argument("--random-state", type=int, default=0)
         cmd.add_argument(
             "--max-epochs", type=int, default=None, help="pre-training epochs (default: auto)"
@@ -123,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
         print(f"sktve {args.command}: error: {err}", file=sys.stderr)
         return 2
 

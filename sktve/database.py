@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "ForeignKey",
     "TableSchema",
     "load_database",
+    "open_relbench_dataset",
 ]
 
 TIME_DTYPE = "datetime64[ns]"
@@ -641,8 +643,18 @@ class Database:
         for name in tables or self.table_names:
             con.register(name, self.table(name))
 
-    def describe(self) -> str:
-        """A human-readable summary: tables, rows, keys, time ranges and the schema graph."""
+    def describe(self, columns: bool = True) -> str:
+        """A human-readable summary: tables, rows, keys, time ranges, schema graph, columns.
+
+        Parameters
+        ----------
+        columns : bool, default=True
+            List each table's columns with their types.
+
+        Returns
+        -------
+        str
+        """
         lines = [
             f"Database {self._spec.get('source', '(in memory)')}",
             f"  {len(self.table_names)} tables, {self.num_rows():,} rows",
@@ -670,7 +682,37 @@ class Database:
             lines.append(f"    {fk.src_table}.{fk.fkey_col} -> {fk.dst_table}")
         if not self.foreign_keys:
             lines.append("    (no foreign keys)")
+        if columns:
+            lines.append("")
+            lines.append("  columns (type; pkey, time and foreign keys marked):")
+            for name in self.table_names:
+                lines.extend(self._column_lines(name))
         return "\n".join(lines)
+
+    def _column_lines(self, table: str, width: int = 88) -> list[str]:
+        import textwrap
+
+        frame, fkeys = self._tables[table], self.fkeys(table)
+        items = []
+        for col in frame.columns:
+            role = (
+                "pkey"
+                if col == self.pkey(table)
+                else "time"
+                if col == self.time_col(table)
+                else f"-> {fkeys[col]}"
+                if col in fkeys
+                else "text"
+                if frame[col].dtype == object
+                else str(frame[col].dtype)
+            )
+            # No-break spaces keep "col (role)" on one line; restored after wrapping.
+            items.append(f"{col} ({role})".replace(" ", "\xa0"))
+        head = f"    {table}: "
+        wrapped = textwrap.wrap(
+            ", ".join(items), width, initial_indent=head, subsequent_indent=" " * len(head)
+        )
+        return [line.replace("\xa0", " ") for line in wrapped]
 
 
 def _mostly_dangling_text(
@@ -937,6 +979,45 @@ def check_same_schema(fitted: Mapping[str, Any], database: Database, fitted_by: 
     )
 
 
+def open_relbench_dataset(source: str | Path) -> Any:
+    """``relbench.load_dataset`` with sktve's errors for sources that cannot be found.
+
+    A local folder loads as is. A RelBench name (``"rel-f1"``) that is neither in the
+    Hugging Face cache nor downloadable (no network, or ``HF_HUB_OFFLINE=1``, which the
+    ``sktve`` command sets) gets a message that says how to get the data, instead of the
+    hub's lookup error.
+
+    Parameters
+    ----------
+    source : str or Path
+        A RelBench 3 folder (with ``manifest.yaml``) or a RelBench dataset name.
+
+    Returns
+    -------
+    relbench Dataset
+    """
+    import relbench
+
+    if Path(source).expanduser().exists():
+        return relbench.load_dataset(str(Path(source).expanduser()))
+    try:
+        return relbench.load_dataset(str(source))
+    except OSError as err:  # huggingface_hub's lookup errors are OSErrors
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("", "0", "false")
+        why = (
+            "downloads are off (HF_HUB_OFFLINE=1; the sktve command sets it)"
+            if offline
+            else f"downloading it failed ({type(err).__name__}: {str(err).splitlines()[-1]})"
+        )
+        raise FileNotFoundError(
+            f"{str(source)!r} is not a folder here, and no RelBench dataset of that name is "
+            f"in the local cache: {why}. Pass the path of a RelBench 3 folder (with "
+            "manifest.yaml, e.g. ../shared/data/rel-f1), or download the dataset once on a "
+            'machine with network: HF_HUB_OFFLINE=0 python -c "import relbench; '
+            f"relbench.load_dataset('{source}')\"."
+        ) from None
+
+
 def _from_relbench_database(rdb: Any, spec: dict[str, Any], **kwargs: Any) -> Database:
     tables = {name: t.df for name, t in rdb.table_dict.items()}
     schema = {
@@ -1007,7 +1088,6 @@ def load_database(
     if schema is not None:
         raise ValueError("schema is only used with a dict of DataFrames.")
 
-    import relbench
     from relbench.base import Database as RelBenchDatabase
     from relbench.base import Dataset as RelBenchDataset
 
@@ -1046,7 +1126,7 @@ def load_database(
             kind, text = "folder", str(path.resolve())
         else:
             kind, text = "relbench-name", str(source)
-        dataset = relbench.load_dataset(text)
+        dataset = open_relbench_dataset(text)
         rdb = dataset.get_db(upto_test_timestamp=upto_test_timestamp)
         return _from_relbench_database(
             rdb,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sktve._progress import progress, timed_step
 from sktve.database import Database
 from sktve.graph import GraphFeaturizer, TemporalNeighborSampler
 from sktve.nn import RelationalEncoder
@@ -32,6 +33,8 @@ __all__ = [
 
 # Seeds embedded per forward pass at inference: bounds the sampled subgraph's memory.
 EMBED_CHUNK = 1024
+# From this many chunks on (about 8k rows, seconds on a laptop) embedding reports progress.
+LONG_EMBEDDING_CHUNKS = 8
 
 
 @dataclass(frozen=True)
@@ -100,15 +103,19 @@ def embed_rows(
     entity_table: str,
     positions: np.ndarray,
     times_ns: np.ndarray,
+    verbose: bool = False,
 ) -> torch.Tensor:
     """Embeddings of seed rows (no gradient), in chunks; a float32 CPU tensor (n, dim).
 
     Each row sees only database rows with time <= its time (the sampler's contract).
+    With ``verbose``, many rows get a progress bar on a terminal and one line elsewhere.
     """
     device = next(encoder.parameters()).device
     chunks = []
-    with torch.no_grad():
-        for start in range(0, len(positions), EMBED_CHUNK):
+    starts = range(0, len(positions), EMBED_CHUNK)
+    verbose = verbose and len(starts) >= LONG_EMBEDDING_CHUNKS
+    with torch.no_grad(), timed_step(verbose, f"embedded {len(positions):,} rows"):
+        for start in progress(starts, verbose, desc="embedding", unit="chunk", leave=False):
             stop = start + EMBED_CHUNK
             batch = sampler.sample(entity_table, positions[start:stop], times_ns[start:stop])
             chunks.append(encoder(batch.to(device)).detach().float().cpu())

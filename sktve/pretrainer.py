@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted
 
 from sktve._as_of import clamp_times, parse_as_of
+from sktve._progress import report, timed_step
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import (
     TaskRows,
@@ -182,22 +183,23 @@ def _pretrain_state(
     cutoffs = settings["cutoffs"]
     if cutoffs is None:
         cutoffs = default_cutoffs(x_times, largest, database.min_timestamp)
-    if verbose:
-        print(
-            f"[sktve] task vectors: {len(cutoffs)} cutoffs, windows "
-            f"{[str(w) for w in windows]}, boundary {boundary} + {largest}",
-            flush=True,
-        )
-    frame = task_vectors(
-        database,
-        entity_table,
-        cutoffs,
-        [str(w) for w in windows] if len(windows) > 1 else str(windows[0]),
-        max_hops=settings["max_hops"],
-        entities="active",
-        include=settings["target_include"],
-        exclude=settings["target_exclude"],
+    report(
+        verbose,
+        f"task vectors: {len(cutoffs)} cutoffs, windows {[str(w) for w in windows]}, "
+        f"boundary {boundary} + {largest} ...",
     )
+    with timed_step(verbose, "task vectors computed") as step:
+        frame = task_vectors(
+            database,
+            entity_table,
+            cutoffs,
+            [str(w) for w in windows] if len(windows) > 1 else str(windows[0]),
+            max_hops=settings["max_hops"],
+            entities="active",
+            include=settings["target_include"],
+            exclude=settings["target_exclude"],
+        )
+        step["detail"] = f"{len(frame):,} (entity, cutoff) rows x {frame.shape[1]} columns"
     if len(frame) == 0:
         raise ValueError(
             f"no entity of {entity_table!r} has activity at or before the pre-training "
@@ -764,7 +766,12 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         # Rows after the declared cut are embedded as of the cut.
         times = clamp_times(rows.times, self.as_of_).view(np.int64)
         out[known] = embed_rows(
-            sampler, encoder, self.entity_table, rows.positions[known], times[known]
+            sampler,
+            encoder,
+            self.entity_table,
+            rows.positions[known],
+            times[known],
+            verbose=bool(self.verbose),
         ).numpy()
         if self.output == "embedding":
             return out

@@ -13,6 +13,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
@@ -20,7 +21,52 @@ from sktve.database import load_database
 from sktve.heads import head_grid
 from sktve.pretrainer import TVEPretrainer
 
-__all__ = ["predict_scores", "run_task", "select_on_val", "task_metric", "task_pretrainer"]
+__all__ = [
+    "check_out_folder",
+    "predict_scores",
+    "run_task",
+    "select_on_val",
+    "task_metric",
+    "task_pretrainer",
+]
+
+RESULT_FILES = ("pipeline.joblib", "metrics.json")
+
+
+def check_out_folder(out: Path, force: bool = False) -> None:
+    """Refuse to overwrite an earlier run's results in ``out`` unless ``force``.
+
+    Raises
+    ------
+    FileExistsError
+        When ``out`` holds ``pipeline.joblib`` or ``metrics.json`` and ``force`` is False.
+    """
+    existing = [name for name in RESULT_FILES if (Path(out) / name).exists()]
+    if existing and not force:
+        raise FileExistsError(
+            f"{str(out)!r} already holds {' and '.join(existing)} from an earlier run; "
+            "choose another --out folder, or pass --force (force=True) to overwrite them."
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """A parameter value as JSON: numbers, strings, lists and dicts as themselves."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (pd.Timestamp, pd.Timedelta)):
+        return str(value)
+    return repr(value)
+
+
+def _settings(estimator: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    params = estimator.get_params(deep=False)
+    return {k: _jsonable(v) for k, v in sorted(params.items()) if k not in skip}
 
 
 def task_pretrainer(database: Any, task: Any, **params: Any) -> TVEPretrainer:
@@ -117,6 +163,8 @@ def run_task(
     *,
     head: str = "hgb",
     out: Path | None = None,
+    force: bool = False,
+    rows: str = "cut",
     random_state: int = 0,
     max_epochs: int | None = None,
     verbose: bool = True,
@@ -134,6 +182,14 @@ def run_task(
     head : {"logistic", "hgb", "lightgbm", "skorch"}
     out : Path, optional
         Where to save ``pipeline.joblib`` and ``metrics.json``.
+    force : bool, default=False
+        Overwrite results already in ``out`` (otherwise a ``FileExistsError``, raised
+        before any work).
+    rows : {"cut", "all"}, default="cut"
+        ``"cut"``: the database as RelBench hands it to models, rows up to the test
+        timestamp, with the pretrainer's ``as_of`` there (test rows after it are
+        featurised as of the cut). ``"all"``: every row of the folder; each feature still
+        reads only rows at or before its row's time.
     random_state : int
     max_epochs : int, optional
         Pre-training epochs (default: the pretrainer's).
@@ -145,16 +201,26 @@ def run_task(
 
     Returns
     -------
-    dict with val and test metrics, timings and the chosen head parameters.
+    dict
+        What ``metrics.json`` holds: the val and test metric, the dataset, task, rows
+        protocol and cut, random_state, threads, the pretrainer's and the chosen head's
+        settings as JSON values, the sktve version and timings.
     """
-    import relbench
     from relbench.base import TaskType
+
+    import sktve
+    from sktve.database import open_relbench_dataset
 
     def say(message: str) -> None:
         if verbose:
             print(message, flush=True)
 
-    dataset = relbench.load_dataset(source)
+    if rows not in ("cut", "all"):
+        raise ValueError(f"rows must be 'cut' or 'all', got {rows!r}.")
+    if out is not None:
+        check_out_folder(out, force)
+    started_run = time.perf_counter()
+    dataset = open_relbench_dataset(source)
     task = dataset.load_task(task_name)
     if task.task_type not in (TaskType.BINARY_CLASSIFICATION, TaskType.REGRESSION):
         raise ValueError(
@@ -163,7 +229,7 @@ def run_task(
         )
     binary = task.task_type == TaskType.BINARY_CLASSIFICATION
     candidates = head_grid(head, binary=binary, random_state=random_state)
-    database = load_database(dataset)
+    database = load_database(dataset, upto_test_timestamp=rows == "cut")
     tables = {
         split: task.get_table(split, mask_input_cols=False) for split in ("train", "val", "test")
     }
@@ -178,6 +244,9 @@ def run_task(
     from sktve._threads import limit_threads, resolve_n_threads
 
     params = {"random_state": random_state, "verbose": verbose, "n_jobs": n_jobs}
+    if rows == "cut":
+        # Test rows run past the cut; they are featurised as of it (declared, not derived).
+        params["as_of"] = dataset.test_timestamp
     if max_epochs is not None:
         params["max_epochs"] = max_epochs
     params.update(pretrainer_params or {})
@@ -194,7 +263,9 @@ def run_task(
     )
 
     # HistGradientBoosting's OpenMP threads busy-wait too: heads run in the same budget.
-    with limit_threads(resolve_n_threads(n_jobs)):
+    n_threads = resolve_n_threads(n_jobs)
+    started = time.perf_counter()
+    with limit_threads(n_threads):
         model, val_value, metric_name, _ = select_on_val(
             candidates,
             Z_train,
@@ -207,22 +278,45 @@ def run_task(
                 f"[sktve]   head {_one_line(head)}: val {name} {value:.4f}"
             ),
         )
+        select_seconds = time.perf_counter() - started
+        started = time.perf_counter()
         Z_test = tve.transform(X["test"])
         _, test_value, _ = task_metric(task, predict_scores(model, Z_test, binary), tables["test"])
+        test_seconds = time.perf_counter() - started
     say(
         f"[sktve] {task_name}: val {metric_name} {val_value:.4f}  test {metric_name} "
         f"{test_value:.4f}  (head {model})"
     )
     pipeline = Pipeline([("tve", tve), ("head", model)])
     result = {
+        "dataset": str(source),
+        "dataset_name": dataset.manifest.name if hasattr(dataset, "manifest") else None,
         "task": task_name,
+        "rows": rows,
+        "cut": {
+            "test_timestamp": str(dataset.test_timestamp),
+            "val_timestamp": str(dataset.val_timestamp),
+            "database_cut_at_test_timestamp": rows == "cut",
+            "as_of": str(tve.as_of_) if tve.as_of_ is not None else None,
+            "database_rows": int(database.num_rows()),
+        },
+        "n_rows": {split: len(frame) for split, frame in X.items()},
+        "random_state": random_state,
+        "threads": n_threads,
+        "sktve_version": sktve.__version__,
+        "pretrainer": _settings(tve, skip=("database", "verbose")),
         "head": head,
-        "head_params": {k: repr(v) for k, v in model.get_params(deep=False).items()},
+        "head_params": _settings(model),
         "metric": metric_name,
         "val": val_value,
         "test": test_value,
-        "fit_seconds": fit_seconds,
-        "transform_seconds_val": transform_seconds,
+        "timings": {
+            "pretrain_seconds": fit_seconds,
+            "transform_val_seconds": transform_seconds,
+            "head_selection_seconds": select_seconds,
+            "test_seconds": test_seconds,
+            "total_seconds": time.perf_counter() - started_run,
+        },
         "pretrain_steps": tve.n_steps_,
         "steps_per_second": tve.steps_per_second_,
         "history": tve.history_,
@@ -231,6 +325,6 @@ def run_task(
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         joblib.dump(pipeline, out / "pipeline.joblib")
-        (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+        (out / "metrics.json").write_text(json.dumps(result, indent=2))
         say(f"[sktve] saved the fitted pipeline to {out / 'pipeline.joblib'}")
     return result

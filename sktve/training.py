@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sktve._progress import progress
 from sktve.nn import keep_freed_memory
 from sktve.nn.tve import scaled_cosine_loss
 
@@ -85,14 +86,6 @@ def epoch_batches(n_rows: int, batch_size: int, steps: int, rng: np.random.Gener
     order = rng.permutation(n_rows)
     n_batches = min(steps, max(1, math.ceil(n_rows / batch_size)))
     return [order[i * batch_size : (i + 1) * batch_size] for i in range(n_batches)]
-
-
-def _progress(iterable: Any, verbose: bool, **kwargs: Any) -> Any:
-    if not verbose:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kwargs)
 
 
 def train_loop(
@@ -188,7 +181,7 @@ def train_loop(
         started = time.perf_counter()
         losses = []
         batches = epoch_batches(len(train_idx), config.batch_size, steps_per_epoch, rng)
-        for index in _progress(
+        for index in progress(
             batches, config.verbose, desc=f"epoch {epoch}/{config.max_epochs}", leave=False
         ):
             loss = batch_loss(train_idx[index], True)

@@ -62,3 +62,69 @@ def test_threads_reach_the_pretrainer_and_heads(monkeypatch):
     assert main(["run", "--dataset", "x", "--task", "y", "--threads", "2", "--quiet"]) == 0
     assert seen["n_jobs"] == 2
     assert build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).threads is None
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """tempfile's folder pointed at an empty directory, to see what is left behind."""
+    import tempfile
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def test_info_lists_columns_tasks_and_the_cut(synthetic_path, capsys):
+    assert main(["info", str(synthetic_path)]) == 0
+    out = capsys.readouterr().out
+    assert "customers: customer_id (pkey)" in out
+    assert "order_time (time)" in out and "product_id (-> products)" in out
+    assert "customer-churn" in out and "binary_classification" in out
+    assert "customer-spend" in out and "window 30 days" in out
+    assert "rows: cut at the test timestamp 2023-07-01" in out
+    removed = int(out.split("rows: cut")[1].split(" of ")[0].split(":")[-1].replace(",", ""))
+    assert removed > 0
+    assert main(["info", str(synthetic_path), "--rows", "all"]) == 0
+    out_all = capsys.readouterr().out
+    assert "rows: all" in out_all and f"{removed:,} lie after the test timestamp" in out_all
+
+
+def test_info_on_synthetic_leaves_no_temporary_folder(private_tmp, capsys):
+    assert main(["info", "synthetic"]) == 0
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_unknown_relbench_name_offline_is_our_error(capsys):
+    assert main(["info", "rel-not-a-dataset"]) == 2
+    err = capsys.readouterr().err
+    assert "no RelBench dataset of that name is in the local cache" in err
+    assert "HF_HUB_OFFLINE" in err and "Traceback" not in err
+
+
+def test_run_refuses_to_overwrite_results_without_force(synthetic_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    args = ["run", "--dataset", str(synthetic_path), "--task", "customer-churn", "--quiet"]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_demo_without_out_leaves_no_temporary_folder(private_tmp, capsys):
+    assert main(["demo", "--max-epochs", "1", "--quiet", "--head", "logistic"]) == 0
+    # torch's optimizers import torch._dynamo, which makes torch's own persistent cache
+    # folder (torchinductor_<user>) in the temp dir; it is not ours and is shared by runs.
+    left = [p.name for p in private_tmp.iterdir() if not p.name.startswith("torchinductor_")]
+    assert left == []
+
+
+def test_rows_option_reaches_run_task(monkeypatch):
+    import sktve.run as run_module
+
+    seen = {}
+    monkeypatch.setattr(run_module, "run_task", lambda source, task, **kw: seen.update(kw))
+    assert main(["run", "--dataset", "x", "--task", "y", "--rows", "all", "--quiet"]) == 0
+    assert seen["rows"] == "all" and seen["force"] is False
+    assert build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).rows == "cut"

@@ -578,3 +578,18 @@ def test_attach_on_live_handle_rejects_other_data():
     tables["orders"]["qty"] = [9, 9, 9, 9]
     with pytest.raises(ValueError, match="not the same data"):
         db.attach(load_database(tables, schema=schema))
+
+
+def test_describe_lists_columns_with_roles(small_db):
+    text = small_db.describe()
+    assert "orders: order_id (pkey), customer_id (-> customers)" in text
+    assert "order_time (time)" in text and "amount (float64)" in text
+    assert "columns (" not in small_db.describe(columns=False)
+
+
+def test_open_relbench_dataset_explains_a_missing_name(monkeypatch):
+    from sktve.database import open_relbench_dataset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="in the local cache: downloads are off"):
+        open_relbench_dataset("rel-not-a-dataset")

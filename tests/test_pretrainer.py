@@ -539,3 +539,19 @@ def test_memory_key_is_what_training_reads(db, X, tmp_path):
     # A different set of times is a different training set.
     TVEPretrainer(database=db, **FAST, memory=str(cache)).fit(X.iloc[: len(X) // 2])
     assert len(list(cache.rglob("output.pkl"))) == 2
+
+
+def test_verbose_progress_is_plain_lines_off_a_terminal(db, X, capsys):
+    # Output captured by pytest is not a terminal: no progress bars (their carriage returns
+    # flood logs), one line per epoch, and lines for the long silent steps.
+    tve = TVEPretrainer(database=db, **{**FAST, "max_epochs": 3, "patience": 5}, verbose=True)
+    tve.fit(X)
+    many = pd.concat([X] * 40, ignore_index=True)  # 9,600 rows: a long transform
+    tve.transform(many)
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err
+    assert "epoch 1/" not in err
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == len(tve.history_) == 3
+    assert "task vectors computed" in out
+    assert f"embedded {len(many):,} rows" in out

@@ -33,6 +33,21 @@ def test_run_task_reports_val_and_test_and_saves_pipeline(
             assert 0.0 <= result[split] <= 1.0
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["test"] == pytest.approx(result["test"])
+    # What was run, as JSON values (not reprs), so that runs can be compared by script.
+    import sktve
+
+    assert saved["task"] == task_name and saved["dataset"] == str(synthetic_path)
+    assert saved["rows"] == "cut" and saved["random_state"] == 0 and saved["threads"] == 1
+    assert saved["cut"]["as_of"] == saved["cut"]["test_timestamp"] == "2023-07-01 00:00:00"
+    assert saved["sktve_version"] == sktve.__version__
+    assert saved["pretrainer"]["max_epochs"] == 1 and saved["pretrainer"]["fanouts"] == [4, 2]
+    assert saved["pretrainer"]["entity_table"] == "customers"
+    assert "database" not in saved["pretrainer"] and "verbose" not in saved["pretrainer"]
+    assert all(not str(v).startswith(("<", "array(")) for v in saved["head_params"].values())
+    assert set(saved["timings"]) >= {"pretrain_seconds", "head_selection_seconds"}
+    assert saved["n_rows"]["val"] == len(
+        relbench.load_dataset(str(synthetic_path)).load_task(task_name).get_table("val").df
+    )
     pipeline = joblib.load(out / "pipeline.joblib")
     task = relbench.load_dataset(str(synthetic_path)).load_task(task_name)
     X_val = task.get_table("val").df[[task.entity_col, task.time_col]]
@@ -68,3 +83,13 @@ def test_task_pretrainer_takes_entity_time_and_window_from_the_task(synthetic_pa
     )
     assert params["window"] == task.timedelta and params["random_state"] == 3
     assert task_pretrainer(database, task, window="7D").get_params()["window"] == "7D"
+
+
+def test_run_task_rows_all_keeps_every_row_and_sets_no_cut(synthetic_path, tmp_path):
+    common = dict(max_epochs=0, verbose=False, pretrainer_params=FAST, head="logistic")
+    cut = run_task(str(synthetic_path), "customer-churn", **common)
+    every = run_task(str(synthetic_path), "customer-churn", rows="all", **common)
+    assert every["cut"]["as_of"] is None and cut["cut"]["as_of"] is not None
+    assert every["cut"]["database_rows"] > cut["cut"]["database_rows"]
+    with pytest.raises(ValueError, match="rows must be"):
+        run_task(str(synthetic_path), "customer-churn", rows="some", **common)
