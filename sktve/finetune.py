@@ -34,10 +34,13 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 from torch import nn
 
 from sktve._as_of import clamp_times, parse_as_of
+from sktve._progress import progress, timed_step
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import TaskRows, raise_unknown_entities, resolve_task_table
 from sktve.database import Database, load_database
 from sktve.encoder_runtime import (
+    EMBED_CHUNK,
+    LONG_EMBEDDING_CHUNKS,
     EncoderSpec,
     build_encoder,
     build_graph,
@@ -560,11 +563,12 @@ class _TVEFineTuner(BaseEstimator):
                     offsets = torch.from_numpy(self._offset(self.side_estimator_, raw))
             device = next(encoder.parameters()).device
             times = self._seed_times(rows)
-            chunk = 1024
+            starts = range(0, len(times), EMBED_CHUNK)
+            verbose = bool(self.verbose) and len(starts) >= LONG_EMBEDDING_CHUNKS
             outputs = []
-            with torch.no_grad():
-                for start in range(0, len(times), chunk):
-                    stop = start + chunk
+            with torch.no_grad(), timed_step(verbose, f"predicted {len(times):,} rows"):
+                for start in progress(starts, verbose, desc="predicting", leave=False):
+                    stop = start + EMBED_CHUNK
                     batch = sampler.sample(
                         self.entity_table, rows.positions[start:stop], times[start:stop]
                     )
