@@ -25,6 +25,10 @@ Methods (``--methods``, comma-separated):
 - ``ft-tve+agg``          fine-tuned from TVE with AggregateFeatures as side features, and
                           the HGB that ``agg-hgb`` chose on val as the side estimator
 - ``ft-random+agg``       the same from random initialisation
+- ``ft-tve|agg-hgb``      a blend: w * (ft-tve's prediction) + (1 - w) * (agg-hgb's), probabilities
+                          for binary tasks, predictions for regression, w in 0, 0.1, ..., 1
+                          chosen on val (needs ft-tve and agg-hgb in the same run)
+- ``ft-random|agg-hgb``   the same blend with ft-random
 
 Fine-tuners use their defaults (regression: ``loss="absolute_error"``, the task's metric),
 with early stopping on the latest timestamps of the train table; val is used only to
@@ -84,7 +88,16 @@ METHODS = (
     "ft-random",
     "ft-tve+agg",
     "ft-random+agg",
+    "ft-tve|agg-hgb",
+    "ft-random|agg-hgb",
 )
+# Blends: (fine-tuned method, aggregate method) whose val/test scores are averaged with the
+# weight that scores best on val.
+BLEND_METHODS = {
+    "ft-tve|agg-hgb": ("ft-tve", "agg-hgb"),
+    "ft-random|agg-hgb": ("ft-random", "agg-hgb"),
+}
+BLEND_WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
 FINETUNE_METHODS = {
     "ft-tve": ("tve", False),
     "ft-random": ("random", False),
@@ -105,6 +118,8 @@ METHOD_LABELS = {
     "ft-random": "fine-tuned from random init",
     "ft-tve+agg": "fine-tuned from TVE + AggregateFeatures (side features, HGB start)",
     "ft-random+agg": "fine-tuned from random init + AggregateFeatures (side features, HGB start)",
+    "ft-tve|agg-hgb": "fine-tuned from TVE, blended with AggregateFeatures + HGB (weight on val)",
+    "ft-random|agg-hgb": "fine-tuned from random init, blended with AggregateFeatures + HGB",
 }
 # Published test numbers on the same task tables (RelBench paper; see ../shared/DESIGN.md).
 REFERENCES = {
@@ -156,15 +171,14 @@ def select_and_test(
         val_grid = [round(v, 5) for v in values]
         select_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        _, test_value, _ = task_metric(
-            task, predict_scores(model, feats["test"], binary), tables["test"]
-        )
+        scores = {"test": predict_scores(model, feats["test"], binary)}
+        _, test_value, _ = task_metric(task, scores["test"], tables["test"])
         test_seconds = time.perf_counter() - started
+        scores["val"] = predict_scores(model, feats["val"], binary)
         test_cut = None
         if "test_cut" in feats:
-            _, test_cut, _ = task_metric(
-                task, predict_scores(model, feats["test_cut"], binary), tables["test"]
-            )
+            scores["test_cut"] = predict_scores(model, feats["test_cut"], binary)
+            _, test_cut, _ = task_metric(task, scores["test_cut"], tables["test"])
     params = model.get_params(deep=True)
     keep = ("learning_rate", "max_leaf_nodes", "C", "alpha")
     chosen = {k.split("__")[-1]: v for k, v in params.items() if k.split("__")[-1] in keep}
@@ -178,6 +192,7 @@ def select_and_test(
         "head_test_seconds": round(test_seconds, 3),
         **({} if test_cut is None else {"test_cut": test_cut}),
         "model": model,
+        "scores": scores,
     }
 
 
@@ -228,11 +243,12 @@ def finetune_and_test(
         val_scores = predict_scores(estimator, X["val"], binary)
         test_scores = predict_scores(estimator, X["test"], binary)
         predict_seconds = time.perf_counter() - started
-        outcome: dict[str, Any] = {}
+        outcome: dict[str, Any] = {"scores": {"val": val_scores, "test": test_scores}}
         if cut is not None:
             with cut_view(estimator, *cut):
                 cut_scores = predict_scores(estimator, X["test"], binary)
             outcome["test_cut"] = task_metric(task, cut_scores, tables["test"])[1]
+            outcome["scores"]["test_cut"] = cut_scores
     metric, val, _ = task_metric(task, val_scores, tables["val"])
     outcome.update(
         metric=metric,
@@ -256,6 +272,34 @@ def finetune_and_test(
         "peak_rss_gib": round(rss.peak, 2),
     }
     return outcome, cost
+
+
+def blend_and_test(
+    first: dict[str, Any], second: dict[str, Any], task: Any, tables: dict
+) -> dict[str, Any]:
+    """w * first + (1 - w) * second, with w chosen on val; test scored once with that w."""
+    from sktve.run import task_metric
+
+    a, b = first["scores"], second["scores"]
+    val_values = []
+    for w in BLEND_WEIGHTS:
+        metric, value, higher = task_metric(task, w * a["val"] + (1 - w) * b["val"], tables["val"])
+        val_values.append(value if higher else -value)
+    best = int(np.argmax(val_values))  # first of ties: the smallest weight on ``first``
+    w = float(BLEND_WEIGHTS[best])
+    outcome = {
+        "metric": metric,
+        "val": abs(val_values[best]),
+        "test": task_metric(task, w * a["test"] + (1 - w) * b["test"], tables["test"])[1],
+        "val_grid": [round(abs(v), 5) for v in val_values],
+        "chosen_head": {"weight_on_finetuned": w},
+        "head_select_seconds": 0.0,
+        "head_test_seconds": 0.0,
+    }
+    if "test_cut" in a and "test_cut" in b:
+        blended = w * a["test_cut"] + (1 - w) * b["test_cut"]
+        outcome["test_cut"] = task_metric(task, blended, tables["test"])[1]
+    return outcome
 
 
 def entity_features(drivers: pd.DataFrame, X: pd.DataFrame, entity_col: str) -> pd.DataFrame:
@@ -543,6 +587,9 @@ def main() -> None:
         and "agg-hgb" not in methods
     ):
         parser.error("the ft-*+agg methods take agg-hgb's val-chosen HGB: add agg-hgb")
+    for blend, parts in BLEND_METHODS.items():
+        if blend in methods and not set(parts) <= set(methods):
+            parser.error(f"{blend} blends {' and '.join(parts)}: add them to --methods")
 
     started_all = time.perf_counter()
     dataset = relbench.load_dataset(args.relf1)
@@ -566,7 +613,7 @@ def main() -> None:
         print(f"[{time.perf_counter() - started_all:7.1f}s] {message}", flush=True)
 
     def record(task_name, seed, method, cost, outcome, **extra):
-        outcome = {k: v for k, v in outcome.items() if k != "model"}
+        outcome = {k: v for k, v in outcome.items() if k not in ("model", "scores")}
         run = {"task": task_name, "seed": seed, "method": method, **outcome, **cost, **extra}
         runs.append(run)
         log(
@@ -628,6 +675,7 @@ def main() -> None:
             if "agg-hgb" in methods:
                 outcome = select_and_test(hgb(seeds[0]), agg_feats, y_train, task, tables, binary)
                 agg_head = clone(outcome["model"])
+                agg_outcome = outcome
                 for seed in seeds:
                     record(task_name, seed, "agg-hgb", agg_cost, outcome, deterministic=True)
 
@@ -723,6 +771,7 @@ def main() -> None:
                     joined = {s: np.hstack([tv_feats[s], agg_feats[s]]) for s in tv_feats}
                     outcome = select_and_test(hgb(seed), joined, y_train, task, tables, binary)
                     record(task_name, seed, "tv+agg-hgb", tv_cost, outcome)
+            finetuned: dict[str, tuple[dict, dict]] = {}
             for method, (init, with_agg) in FINETUNE_METHODS.items():
                 if method not in methods:
                     continue
@@ -744,6 +793,20 @@ def main() -> None:
                     params["side_estimator"] = clone(agg_head)
                 estimator = (TVEClassifier if binary else TVERegressor)(database=database, **params)
                 outcome, cost = finetune_and_test(estimator, X, y_train, task, tables, binary, cut)
+                record(task_name, seed, method, cost, outcome)
+                finetuned[method] = (outcome, cost)
+            for method, (ft_method, _) in BLEND_METHODS.items():
+                if method not in methods:
+                    continue
+                ft_outcome, ft_cost = finetuned[ft_method]
+                outcome = blend_and_test(ft_outcome, agg_outcome, task, tables)
+                cost = {
+                    "fit_seconds": round(ft_cost["fit_seconds"] + agg_cost["fit_seconds"], 2),
+                    "transform_seconds": round(
+                        ft_cost["transform_seconds"] + agg_cost["transform_seconds"], 2
+                    ),
+                    "peak_rss_gib": max(ft_cost["peak_rss_gib"], agg_cost["peak_rss_gib"]),
+                }
                 record(task_name, seed, method, cost, outcome)
 
     protocols = {args.rows: runs}
