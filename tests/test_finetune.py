@@ -293,3 +293,29 @@ def test_side_estimator_needs_side_features(db, X, y_binary):
 
     with pytest.raises(ValueError, match="side_features"):
         _classifier(db, side_estimator=HistGradientBoostingClassifier()).fit(X, y_binary)
+
+
+def test_soft_voting_blend_with_aggregates(db, X, y_binary):
+    # The documented blend: a fine-tuner and an aggregate pipeline on the same rows.
+    from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
+    from sklearn.pipeline import make_pipeline
+
+    agg = make_pipeline(
+        AggregateFeatures(database=db, entity_table="customers", window="30D"),
+        HistGradientBoostingClassifier(max_iter=20, random_state=0),
+    )
+    blend = VotingClassifier(
+        [("tve", _classifier(db)), ("agg", agg)], voting="soft", weights=[0.3, 0.7]
+    ).fit(X, y_binary)
+    parts = [est.predict_proba(X) for est in blend.estimators_]
+    np.testing.assert_allclose(blend.predict_proba(X), 0.3 * parts[0] + 0.7 * parts[1])
+    search = GridSearchCV(
+        blend,
+        {"weights": [[0.0, 1.0], [1.0, 0.0]]},
+        cv=PredefinedSplit(np.where(X["timestamp"] < X["timestamp"].max(), -1, 0)),
+        scoring="roc_auc",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.fit(X, y_binary)
+    assert search.best_params_["weights"] in ([0.0, 1.0], [1.0, 0.0])
