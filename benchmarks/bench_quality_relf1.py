@@ -928,8 +928,35 @@ def merge(paths: list[str], out_dir: Path, name: str) -> None:
     # Parts may hold other methods on the same tasks (e.g. a later run of new methods).
     result["methods"] = [m for m in METHODS if any(m in part["methods"] for part in parts)]
     result["seeds"] = sorted({s for part in parts for s in part["seeds"]})
-    for key in ("runs", "pretraining"):
-        result[key] = [r for part in parts for r in part[key]]
+    # A (task, seed, method) run by two parts is kept once, from the first part; the later
+    # copies must agree (runs are deterministic given the seed and thread count), which the
+    # merged file records.
+    identity = {
+        "runs": lambda r: (r["task"], r["seed"], r["method"]),
+        "pretraining": lambda r: (r["task"], r["seed"], r["encoder"]),
+    }
+    repeats = []
+    for key, ident in identity.items():
+        kept: dict[tuple, dict] = {}
+        for part in parts:
+            for r in part[key]:
+                if ident(r) not in kept:
+                    kept[ident(r)] = r
+                elif key == "runs":
+                    first = kept[ident(r)]
+                    repeats.append(
+                        {
+                            "run": list(ident(r)),
+                            "val_diff": abs(first["val"] - r["val"]),
+                            "test_diff": abs(first["test"] - r["test"]),
+                        }
+                    )
+        result[key] = list(kept.values())
+    result["repeated_runs"] = {
+        "count": len(repeats),
+        "max_val_diff": max((r["val_diff"] for r in repeats), default=0.0),
+        "max_test_diff": max((r["test_diff"] for r in repeats), default=0.0),
+    }
     for key in ("aggregate_features", "pca_test_embeddings"):
         result[key] = {k: v for part in parts for k, v in part[key].items()}
     result["summary"] = summarise(result["runs"], result["tasks"], result["methods"])

@@ -2,7 +2,8 @@
 
 - ``_generated/benchmark_tables.rst``: every ``benchmarks/results/*.json`` rendered as a
   table (or a note that there are no results yet), except the files in ``DEDICATED``;
-- ``_generated/quality_relf1.rst``: the downstream-quality comparison written by
+- ``_generated/quality_relf1.rst`` and ``finetune_relf1.rst``: the downstream-quality
+  comparisons (frozen embeddings; fine-tuning and blends) written by
   ``benchmarks/bench_quality_relf1.py`` (mean ± std per method and task beside the published
   numbers, timings, machine) with its plots, copied to ``_generated/``;
 - ``_generated/<name>.txt``: the output of each ``user_guide/_scripts/<name>.py``
@@ -29,6 +30,9 @@ META_SECTIONS = ("machine", "args", "config", "environment", "settings")
 SKIPPED = {"history", "head_params"}
 # Results files with a section of their own (name -> function rendering it).
 DEDICATED = {"quality_relf1.json", "quality_relf1_cut.json"}
+# Per-task runs of the fine-tuning benchmark (merged into finetune_relf1*.json, which has
+# its own section too).
+DEDICATED_PREFIXES = ("finetune_relf1", "blend_relf1")
 
 
 def _is_scalar(value: Any) -> bool:
@@ -134,7 +138,9 @@ def render_results(name: str, data: Any) -> str:
 
 def benchmark_tables(results_dir: Path) -> str:
     files = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
-    files = [f for f in files if f.name not in DEDICATED]
+    files = [
+        f for f in files if f.name not in DEDICATED and not f.name.startswith(DEDICATED_PREFIXES)
+    ]
     if not files:
         return (
             ".. note::\n\n"
@@ -160,6 +166,14 @@ QUALITY_METHODS = {
     "entity-hgb": "entity columns + HGB",
     "agg-hgb": "AggregateFeatures + HGB",
     "tve+agg-hgb": "TVE + AggregateFeatures + HGB",
+    "tv-hgb": "predicted task vectors + HGB",
+    "tv+agg-hgb": "predicted task vectors + AggregateFeatures + HGB",
+    "ft-tve": "fine-tuned from TVE",
+    "ft-random": "fine-tuned from random init",
+    "ft-tve+agg": "fine-tuned from TVE + AggregateFeatures (side features, HGB start)",
+    "ft-random+agg": "fine-tuned from random init + AggregateFeatures (side features, HGB start)",
+    "ft-tve|agg-hgb": "fine-tuned from TVE, blended with AggregateFeatures + HGB",
+    "ft-random|agg-hgb": "fine-tuned from random init, blended with AggregateFeatures + HGB",
 }
 QUALITY_REFERENCES = {
     "relbench_lightgbm": "*RelBench LightGBM (paper)*",
@@ -189,13 +203,14 @@ def _task_header(tasks: list[str]) -> list[str]:
     return ["method"] + [f"``{t}`` ({arrows.get(t, 'AUROC ↑')})" for t in tasks]
 
 
-def quality_section(results_dir: Path, out_dir: Path) -> str:
+def quality_section(results_dir: Path, out_dir: Path, name: str = "quality_relf1") -> str:
     """The downstream-quality comparison: tables from the JSON, plots copied beside them."""
-    path = results_dir / "quality_relf1.json"
+    path = results_dir / f"{name}.json"
     if not path.exists():
         return (
             ".. note::\n\n"
-            "   No quality results yet: run ``benchmarks/bench_quality_relf1.py`` and rebuild.\n"
+            f"   No results yet (``{name}.json``): run ``benchmarks/bench_quality_relf1.py`` "
+            "and rebuild.\n"
         )
     data = json.loads(path.read_text())
     tasks, summary = data["tasks"], data["summary"]
@@ -225,7 +240,7 @@ def quality_section(results_dir: Path, out_dir: Path) -> str:
                 )
         return render_table(title, _task_header(tasks), rows)
 
-    cut_path = results_dir / "quality_relf1_cut.json"
+    cut_path = results_dir / f"{name}_cut.json"
     cut_part: list[str] = []
     if data.get("rows") == "all" and cut_path.exists():
         cut = json.loads(cut_path.read_text())
@@ -280,8 +295,8 @@ def quality_section(results_dir: Path, out_dir: Path) -> str:
         _key_value_table("Machine", {"value": data.get("machine", {})}),
     ]
     for stem, caption in (
-        ("quality_relf1_loss", "Pre-training loss per epoch (train and held-out cutoffs)."),
-        ("quality_relf1_pca", "PCA of test-split embeddings, coloured by the downstream label."),
+        (f"{name}_loss", "Pre-training loss per epoch (train and held-out cutoffs)."),
+        (f"{name}_pca", "PCA of test-split embeddings, coloured by the downstream label."),
     ):
         png = results_dir / f"{stem}.png"
         if png.exists():
@@ -329,7 +344,10 @@ def _write(path: Path, text: str) -> None:
 def write_all(out_dir: Path, root: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     _write(out_dir / "benchmark_tables.rst", benchmark_tables(root / "benchmarks" / "results"))
-    _write(out_dir / "quality_relf1.rst", quality_section(root / "benchmarks" / "results", out_dir))
+    for name in ("quality_relf1", "finetune_relf1"):
+        _write(
+            out_dir / f"{name}.rst", quality_section(root / "benchmarks" / "results", out_dir, name)
+        )
     for script in sorted((root / "docs" / "user_guide" / "_scripts").glob("*.py")):
         _write(out_dir / f"{script.stem}.txt", run_script(script))
     for name, text in cli_help().items():
