@@ -101,8 +101,17 @@ def best_tve_verdict(summary: dict, runs: list[dict], key: str) -> dict[str, Any
     }
     seeds = sorted(set(by_seed[best]) & set(by_seed["agg-hgb"]))
     diffs = np.array([sign * (by_seed[best][s] - by_seed["agg-hgb"][s]) for s in seeds])
+    best_epochs = [
+        r["chosen_head"]["best_epoch"]
+        for r in runs
+        if r["task"] == key and r["method"] == best and "best_epoch" in r["chosen_head"]
+    ]
     return {
         "best_tve_method": best,
+        # Seeds on which the best TVE method's test score equals agg-hgb's (a fine-tuner
+        # that kept its HGB start, best_epoch 0, predicts what agg-hgb predicts).
+        "seeds_identical_to_agg_hgb": [s for s in seeds if abs(diffs[seeds.index(s)]) < 1e-9],
+        "finetune_best_epochs": best_epochs,
         "chosen_by": "val mean",
         "best_tve_test_mean": candidates[best]["test_mean"],
         "agg_hgb_test_mean": agg["test_mean"],
@@ -157,6 +166,21 @@ def markdown(result: dict[str, Any]) -> str:
             f"(paired gain {scale * verdict['paired_gain_mean']:+{fmt}} ± "
             f"{scale * verdict['paired_gain_std']:{fmt}}): "
             + ("**not worse**" if verdict["not_worse"] else "**worse**")
+            + (
+                f"; identical to agg-hgb on seeds {verdict['seeds_identical_to_agg_hgb']}"
+                if verdict.get("seeds_identical_to_agg_hgb")
+                else ""
+            )
+            + (
+                f"; fine-tuning best epochs {verdict['finetune_best_epochs']}"
+                + (
+                    " (0: kept its HGB start)"
+                    if verdict["best_tve_method"].endswith("+agg")
+                    else ""
+                )
+                if verdict.get("finetune_best_epochs")
+                else ""
+            )
         )
     lines += [
         "",
@@ -188,6 +212,18 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render(path: Path) -> None:
+    """Recompute the summary and verdicts of a results JSON from its runs; rewrite .md."""
+    result = json.loads(path.read_text())
+    result["summary"] = summarise(result["runs"], result["task_keys"], result["methods"])
+    result["verdicts"] = {
+        key: best_tve_verdict(result["summary"], result["runs"], key) for key in result["task_keys"]
+    }
+    path.write_text(json.dumps(result, indent=2, default=str))
+    path.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
 def main() -> None:
     from sktve.datasets import SYNTHETIC_SCHEMAS
 
@@ -202,7 +238,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, tiny data, 2 epochs")
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--name", default="quality_synthetic", help="output file stem")
+    parser.add_argument(
+        "--render",
+        default=None,
+        help="rewrite the summary, verdicts and markdown of a results JSON from its runs "
+        "(nothing is refitted)",
+    )
     args = parser.parse_args()
+    if args.render:
+        render(Path(args.render))
+        return
 
     import relbench
     import torch
