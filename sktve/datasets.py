@@ -7,7 +7,9 @@ price sensitivity, a preferred category, a satisfaction level, a churn time) tha
 their orders, returns and reviews. It serves the demo and most tests, and
 :func:`make_synthetic_dataset` writes it as a RelBench 3 folder with two forecast tasks
 (``customer-churn`` and ``customer-spend``) so the same code path as for real RelBench
-data is exercised, offline.
+data is exercised, offline. A second schema, a lending library (members, books, loans,
+fines, reviews; :func:`make_library_dataset`), lives in :mod:`sktve.synthetic_library`
+and is re-exported here; :data:`SYNTHETIC_SCHEMAS` names every schema's dataset writer.
 
 Generation is vectorised numpy (loops run over weeks or over a handful of categories,
 never over rows), so ten million orders take seconds, not minutes.
@@ -16,7 +18,7 @@ never over rows), so ten million orders take seconds, not minutes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,10 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "SYNTHETIC_SCHEMAS",
+    "library_tasks",
+    "make_library_database",
+    "make_library_dataset",
     "make_synthetic_database",
     "make_synthetic_dataset",
     "synthetic_tasks",
@@ -862,3 +868,19 @@ def train_val_cv(task: Any) -> tuple[pd.DataFrame, pd.Series, Any]:
     y = pd.concat([y_train, y_val], ignore_index=True)
     fold = np.concatenate([np.full(len(X_train), -1), np.zeros(len(X_val), dtype=int)])
     return X, y, PredefinedSplit(fold)
+
+
+# The library schema lives in its own module, which imports this one's helpers only when
+# called, so either module can be imported first.
+from sktve.synthetic_library import (  # noqa: E402
+    library_tasks,
+    make_library_database,
+    make_library_dataset,
+)
+
+#: Every synthetic schema: name -> ``callable(path, random_state=0, **sizes)`` that writes
+#: a RelBench 3 folder with the schema's forecast tasks and returns its path.
+SYNTHETIC_SCHEMAS: dict[str, Callable[..., Path]] = {
+    "ecommerce": make_synthetic_dataset,
+    "library": make_library_dataset,
+}
