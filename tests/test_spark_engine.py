@@ -60,6 +60,7 @@ def spark():
             SparkSession.builder.master("local[1]")
             .appName("sktve-tests")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.shuffle.partitions", "4")
             .config("spark.default.parallelism", "1")
             .config("spark.sql.session.timeZone", "UTC")

@@ -126,7 +126,7 @@ class SparkEngine:
         Master of the session built when there is no active one.
     config : dict, optional
         Extra Spark settings for that session (``{"spark.driver.memory": "8g"}``). The
-        built session has ``spark.ui.enabled=false``,
+        built session has the UI and console progress bars off,
         ``spark.sql.shuffle.partitions=8`` and ``spark.sql.session.timeZone=UTC`` unless
         ``config`` says otherwise.
 
@@ -144,8 +144,7 @@ class SparkEngine:
     Examples
     --------
     >>> from sktve.targets import SparkEngine, task_vectors
-    >>> tv = task_vectors(db, "users", ["2024-01-01"], "30D", engine=SparkEngine())
-    ... # doctest: +SKIP
+    >>> tv = task_vectors(db, "users", "2024-01-01", "30D", engine=SparkEngine())  # doctest: +SKIP
     """
 
     #: SQL dialect the generator writes for this engine.
@@ -181,6 +180,7 @@ class SparkEngine:
             return active
         settings = {
             "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
             "spark.sql.shuffle.partitions": "8",
             "spark.sql.session.timeZone": "UTC",
             **{str(k): str(v) for k, v in (self.config or {}).items()},

@@ -18,7 +18,7 @@ Later timestamped tables on a path never see rows after ``cutoff + hi``.
 Every generator takes a ``dialect``: ``"duckdb"`` (the default) or ``"spark"`` (Spark SQL
 4). The statements are the same up to four points, and only those differ:
 
-- identifiers: ``"name"`` (DuckDB) or ```name``` (Spark), see :func:`quote`;
+- identifiers: in double quotes (DuckDB) or in backquotes (Spark), see :func:`quote`;
 - the mode (ties to the smallest value): a sorted histogram in DuckDB, whose ``mode()``
   breaks ties arbitrarily, and ``mode(x, true)`` (deterministic) in Spark, see
   :func:`mode_expression`;
@@ -59,7 +59,7 @@ def check_dialect(dialect: str) -> str:
 
 
 def quote(identifier: str, dialect: str = "duckdb") -> str:
-    """Quote an SQL identifier: ``"x"`` (DuckDB) or ```x``` (Spark), inner quotes doubled."""
+    """Quote an SQL identifier: double quotes (DuckDB) or backquotes (Spark), inner ones doubled."""
     q = "`" if check_dialect(dialect) == "spark" else '"'
     return q + str(identifier).replace(q, q + q) + q
 
