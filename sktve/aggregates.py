@@ -20,6 +20,7 @@ from sktve._entity_profile import entity_column_spec, entity_column_values, rece
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import parse_windows, raise_unknown_entities, resolve_task_table
 from sktve.database import Database, check_same_schema, load_database, schema_of
+from sktve.targets.engine import resolve_engine
 from sktve.targets.paths import check_entity_table, enumerate_paths
 from sktve.targets.vectors import DEFAULT_MAX_COLUMNS, compute_blocks, window_label
 
@@ -77,6 +78,12 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         ``min(max(X.time), as_of)``). Timezone-aware values are converted to naive UTC,
         as the database's times are. None (the default): every row at its own time.
         See :ref:`time_correctness`.
+    engine : None, "duckdb", "spark" or engine object, default=None
+        Where the aggregates' SQL runs. None (or ``"duckdb"``): a numpy range engine for
+        most paths and in-process DuckDB for the rest; ``"spark"`` (a
+        :class:`~sktve.targets.SparkEngine` on the active Spark session) or an engine
+        object: every path as SQL on that engine (see :ref:`scaling_out`). Results agree
+        to floating-point rounding. Stored as given; resolved at each fit and transform.
 
     Attributes
     ----------
@@ -145,6 +152,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         recency: bool = True,
         n_jobs: int | None = None,
         as_of: Any = None,
+        engine: Any = None,
     ) -> None:
         self.database = database
         self.entity_table = entity_table
@@ -162,6 +170,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         self.recency = recency
         self.n_jobs = n_jobs
         self.as_of = as_of
+        self.engine = engine
 
     # ------------------------------------------------------------------ helpers
     def _validate(self) -> None:
@@ -176,6 +185,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
             )
         if not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {self.top_k!r}.")
+        resolve_engine(self.engine, "engine")  # raises on unknown names and objects
 
     def _current_database(self) -> Database:
         # As TVEPretrainer: the fitted database while the parameter is the one given at
@@ -222,6 +232,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
                 paths=self.paths_,
                 max_columns=self.max_columns,
                 direction="past",
+                engine=self.engine,  # a name makes an engine there, closed after
                 horizon_ns=int(times.max()),
             )
             self._dropped_by_cap = blocks.dropped

@@ -34,6 +34,7 @@ from sktve.graph import GraphFeaturizer
 from sktve.graph.sampler import check_temporal_strategy
 from sktve.nn.tve import TVEHead
 from sktve.targets import TaskVectorScaler, task_vectors
+from sktve.targets.engine import resolve_engine
 from sktve.training import TrainingConfig, pretrain, resolve_device
 
 __all__ = ["TVEPretrainer", "default_cutoffs", "infer_window"]
@@ -167,13 +168,15 @@ def _pretrain_state(
     times: np.ndarray,
     settings: dict[str, Any],
     verbose: bool = False,
+    engine: Any = None,
 ) -> dict[str, Any]:
     """Everything ``fit`` learns, as a picklable dict (the unit ``memory`` caches).
 
     Its arguments are exactly what training reads, so that they can be the cache key:
     pre-training runs over every active entity at cutoffs derived from X's *distinct
     times* (ids and row order of X do not enter), and ``verbose`` changes no result
-    (``memory`` ignores it).
+    (``memory`` ignores it). Nor does ``engine``, where the task vectors' SQL runs (their
+    values agree to floating-point rounding), so ``memory`` ignores it too.
     """
     started = time.perf_counter()
     windows = settings["windows"]
@@ -198,6 +201,7 @@ def _pretrain_state(
             entities="active",
             include=settings["target_include"],
             exclude=settings["target_exclude"],
+            engine=engine,
         )
         step["detail"] = f"{len(frame):,} (entity, cutoff) rows x {frame.shape[1]} columns"
     if len(frame) == 0:
@@ -415,6 +419,12 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Results may differ in the last float bits between thread counts.
     memory : str, Path or joblib.Memory, optional
         Caches pre-training: identical (database, X, settings) are trained once.
+    engine : None, "duckdb", "spark" or engine object, default=None
+        Where the task vectors (the pre-training targets) are computed: None (or
+        ``"duckdb"``) as :func:`~sktve.targets.task_vectors` does by default; ``"spark"``
+        (a :class:`~sktve.targets.SparkEngine` on the active Spark session) or an engine
+        object runs every path as SQL there (see :ref:`scaling_out`). Only the targets
+        step uses it; stored as given, resolved at fit; ``memory`` ignores it.
     random_state : int, optional
         Seeds sampling, initialisation, corruption and batch order.
     verbose : bool, default=False
@@ -490,6 +500,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         device: str = "auto",
         n_jobs: int | None = None,
         memory: Any = None,
+        engine: Any = None,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -523,6 +534,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.device = device
         self.n_jobs = n_jobs
         self.memory = memory
+        self.engine = engine
         self.random_state = random_state
         self.verbose = verbose
 
@@ -552,6 +564,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 f"fanouts must be a non-empty sequence of positive integers, got {self.fanouts!r}."
             )
         check_temporal_strategy(self.temporal_strategy)
+        resolve_engine(self.engine, "engine")  # raises on unknown names and objects
         for name, value in (
             ("dropout", self.dropout),
             ("mask_rate", self.mask_rate),
@@ -683,9 +696,14 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if self.memory is not None:
             from sklearn.utils.validation import check_memory
 
-            fit_fn = check_memory(self.memory).cache(_pretrain_state, ignore=["verbose"])
+            fit_fn = check_memory(self.memory).cache(_pretrain_state, ignore=["verbose", "engine"])
         state = fit_fn(
-            database, self.entity_table, np.unique(fit_times), settings, bool(self.verbose)
+            database,
+            self.entity_table,
+            np.unique(fit_times),
+            settings,
+            bool(self.verbose),
+            engine=self.engine,
         )
         self.database_ = database
         # The parameter as given (a path, say): transform reuses database_ while it is unchanged.

@@ -1,9 +1,9 @@
-"""Task vectors: schema paths -> generated SQL -> DuckDB -> wide frame -> scaler.
+"""Task vectors: schema paths -> generated SQL -> DuckDB or Spark -> wide frame -> scaler.
 
 >>> from sktve.targets import task_vectors, TaskVectorScaler, enumerate_paths
 """
 
-from sktve.targets.engine import DuckDBEngine
+from sktve.targets.engine import DuckDBEngine, SparkEngine
 from sktve.targets.paths import AggregateSpec, ColumnSpec, Hop, PathSpec, enumerate_paths
 from sktve.targets.scaler import TaskVectorScaler
 from sktve.targets.vectors import DEFAULT_MAX_COLUMNS, task_vectors, window_label
@@ -15,6 +15,7 @@ __all__ = [
     "DuckDBEngine",
     "Hop",
     "PathSpec",
+    "SparkEngine",
     "TaskVectorScaler",
     "enumerate_paths",
     "task_vectors",

@@ -15,8 +15,18 @@ time zone rules). Windows are ``(cutoff + lo, cutoff + hi]`` on the first table 
 ``lo=0, hi=w`` for task vectors (the future), ``lo=-w, hi=0`` for history features.
 Later timestamped tables on a path never see rows after ``cutoff + hi``.
 
-Everything here is DuckDB SQL; list/map functions are used only for the mode, which an
-engine for another dialect would rewrite (see :func:`mode_expression`).
+Every generator takes a ``dialect``: ``"duckdb"`` (the default) or ``"spark"`` (Spark SQL
+4). The statements are the same up to four points, and only those differ:
+
+- identifiers: in double quotes (DuckDB) or in backquotes (Spark), see :func:`quote`;
+- the mode (ties to the smallest value): a sorted histogram in DuckDB, whose ``mode()``
+  breaks ties arbitrarily, and ``mode(x, true)`` (deterministic) in Spark, see
+  :func:`mode_expression`;
+- the sibling partials table: ``CREATE OR REPLACE TEMP TABLE`` (DuckDB) or
+  ``CREATE OR REPLACE TEMPORARY VIEW`` (Spark has no temporary tables), see
+  :func:`sibling_partials_sql`;
+- the ``"cutoff"`` join's range of cutoff ids: ``unnest(range(a, b))`` (DuckDB) or
+  ``explode(sequence(a, b - 1))`` (Spark), see :func:`_window_join`.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from collections.abc import Sequence
 from sktve.targets.paths import AggregateSpec, PathSpec
 
 __all__ = [
+    "DIALECTS",
+    "check_dialect",
     "first_time_sql",
     "mode_expression",
     "path_query_sql",
@@ -35,70 +47,92 @@ __all__ = [
 ]
 
 
-def quote(identifier: str) -> str:
-    """Quote an SQL identifier (double quotes, inner quotes doubled)."""
-    return '"' + str(identifier).replace('"', '""') + '"'
+#: SQL dialects the generator writes.
+DIALECTS = ("duckdb", "spark")
 
 
-def view_name(table: str) -> str:
-    return quote(f"__tve_{table}")
+def check_dialect(dialect: str) -> str:
+    """``dialect`` if the generator knows it, else a ValueError naming the known ones."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {list(DIALECTS)}, got {dialect!r}.")
+    return dialect
 
 
-def mode_expression(value: str) -> str:
+def quote(identifier: str, dialect: str = "duckdb") -> str:
+    """Quote an SQL identifier: double quotes (DuckDB) or backquotes (Spark), inner ones doubled."""
+    q = "`" if check_dialect(dialect) == "spark" else '"'
+    return q + str(identifier).replace(q, q + q) + q
+
+
+def view_name(table: str, dialect: str = "duckdb") -> str:
+    return quote(f"__tve_{table}", dialect)
+
+
+def mode_expression(value: str, dialect: str = "duckdb") -> str:
     """Most frequent non-null value; ties go to the smallest value in sort order.
 
     DuckDB's ``mode()`` picks an arbitrary value on ties, so the histogram's entries are
-    sorted by (-count, value) and the first is taken.
+    sorted by (-count, value) and the first is taken. Spark 4's ``mode(x, true)`` is
+    deterministic and returns the smallest of the tied values.
     """
+    if check_dialect(dialect) == "spark":
+        return f"mode({value}, true)"
     return (
         f"list_sort(list_transform(map_entries(histogram({value})), lambda e: "
         f"struct_pack(n := -CAST(e.value AS BIGINT), v := e.key)))[1].v"
     )
 
 
-def _window_join(path: PathSpec, lo: int, hi: int, strategy: str) -> str:
+def _window_join(path: PathSpec, lo: int, hi: int, strategy: str, dialect: str) -> str:
     """FROM clause joining the pairs to the first-hop rows in their window."""
     first = path.hops[0]
-    fk = f"f.{quote(first.fkey)}"
+    fk = f"f.{quote(first.fkey, dialect)}"
     if strategy == "cutoff":
         # Each row carries the range [__i0, __i1) of sorted cutoff ids whose window holds
         # it (computed by the caller with a binary search); unnesting it turns the range
         # join into an equi-join on (cutoff_id, entity). Cheap when many entities share few
         # cutoffs, where a hash join on the entity alone would meet every cutoff of the
         # entity before filtering.
+        ids = (
+            "explode(sequence(__i0, __i1 - 1))"  # Spark's sequence includes its end
+            if dialect == "spark"
+            else "unnest(range(__i0, __i1))"
+        )
         return (
-            f"FROM (SELECT *, unnest(range(__i0, __i1)) AS __cid "
-            f"FROM {view_name(first.table + '__w')} WHERE __i1 > __i0) f "
+            f"FROM (SELECT *, {ids} AS __cid "
+            f"FROM {view_name(first.table + '__w', dialect)} WHERE __i1 > __i0) f "
             f"JOIN __pairs p ON p.cutoff_id = f.__cid AND p.entity = {fk}"
         )
     # Hash-join on the entity, then filter by time: cheap when each entity has few cutoffs.
     return (
-        f"FROM __pairs p JOIN {view_name(first.table)} f "
+        f"FROM __pairs p JOIN {view_name(first.table, dialect)} f "
         f"ON {fk} = p.entity AND f.__t > p.cutoff + ({lo}) AND f.__t <= p.cutoff + ({hi})"
     )
 
 
-def _second_join(path: PathSpec, hi: int, temporal: bool, partials: str | None) -> str:
+def _second_join(
+    path: PathSpec, hi: int, temporal: bool, partials: str | None, dialect: str
+) -> str:
     if path.kind == "direct":
         return ""
     hop = path.hops[1]
     if path.kind == "dimension":
         # The D row each first-hop row references (its primary key is the fkey's target).
         # Views expose each table's primary key as __pkey, so no schema lookups are needed.
-        cond = f"x.__pkey = f.{quote(hop.fkey)}"
+        cond = f"x.__pkey = f.{quote(hop.fkey, dialect)}"
     elif path.kind == "child":
-        cond = f"x.{quote(hop.fkey)} = f.__pkey"
+        cond = f"x.{quote(hop.fkey, dialect)} = f.__pkey"
     else:  # sibling: partial aggregates per first-hop row
-        return f"JOIN {partials} s ON s.__k = f.{quote(hop.fkey)} AND s.__t = f.__t"
+        return f"JOIN {partials} s ON s.__k = f.{quote(hop.fkey, dialect)} AND s.__t = f.__t"
     if temporal:
         cond += f" AND x.__t <= p.cutoff + ({hi})"
-    return f"JOIN {view_name(hop.table)} x ON {cond}"
+    return f"JOIN {view_name(hop.table, dialect)} x ON {cond}"
 
 
-def _plain_aggregate(spec: AggregateSpec, alias: str) -> str:
+def _plain_aggregate(spec: AggregateSpec, alias: str, dialect: str) -> str:
     if spec.column is None:
         return "CAST(count(*) AS BIGINT)"
-    v = f"{alias}.{quote(spec.column)}"
+    v = f"{alias}.{quote(spec.column, dialect)}"
     return {
         "mean": f"avg({v})",
         "min": f"min({v})",
@@ -107,7 +141,7 @@ def _plain_aggregate(spec: AggregateSpec, alias: str) -> str:
         "std": f"stddev_pop({v})",
         "count": f"CAST(count({v}) AS BIGINT)",
         "nunique": f"CAST(count(DISTINCT {v}) AS BIGINT)",
-        "mode": mode_expression(v),
+        "mode": mode_expression(v, dialect),
     }[spec.agg]
 
 
@@ -125,7 +159,7 @@ def _sibling_aggregate(spec: AggregateSpec, index: dict[str, int]) -> str:
         "max": f"max(s.mx{i})",
         "sum": f"coalesce({total}, 0.0)",
         # Population std from sums of squares, clamped at 0 against rounding.
-        # (DuckDB's greatest() skips NULLs, hence the explicit NULL case for no values.)
+        # (greatest() skips NULLs, hence the explicit NULL case for no values.)
         "std": f"CASE WHEN {var} IS NULL THEN NULL ELSE sqrt(greatest({var}, 0)) END",
         "count": f"CAST(coalesce(sum(s.c{i}), 0) AS BIGINT)",
     }[spec.agg]
@@ -140,6 +174,7 @@ def path_query_sql(
     strategy: str = "entity",
     second_temporal: bool = False,
     partials: str | None = None,
+    dialect: str = "duckdb",
 ) -> tuple[str, list[str]]:
     """One ``GROUP BY pair_id`` query computing all aggregates of one path and window.
 
@@ -157,6 +192,8 @@ def path_query_sql(
         ``cutoff + hi`` are then excluded).
     partials : str, optional
         Name of the sibling partials table (sibling paths).
+    dialect : {"duckdb", "spark"}, default="duckdb"
+        SQL dialect of the statement (see the module docstring).
 
     Returns
     -------
@@ -164,23 +201,26 @@ def path_query_sql(
     aliases : list of str
         Result column aliases, in the order of ``aggregates`` (``a0``, ``a1``, ...).
     """
+    check_dialect(dialect)
     aliases = [f"a{i}" for i in range(len(aggregates))]
     if path.kind == "sibling":
         index = {c.name: i for i, c in enumerate(path.columns)}
         exprs = [_sibling_aggregate(a, index) for a in aggregates]
     else:
         alias = "f" if path.kind == "direct" else "x"
-        exprs = [_plain_aggregate(a, alias) for a in aggregates]
+        exprs = [_plain_aggregate(a, alias, dialect) for a in aggregates]
     select = ",\n  ".join(f"{e} AS {a}" for e, a in zip(exprs, aliases))
     select = ("p.pair_id,\n  " + select) if select else "p.pair_id"
     sql = (
-        f"SELECT {select}\n{_window_join(path, lo, hi, strategy)}\n"
-        f"{_second_join(path, hi, second_temporal, partials)}\nGROUP BY p.pair_id"
+        f"SELECT {select}\n{_window_join(path, lo, hi, strategy, dialect)}\n"
+        f"{_second_join(path, hi, second_temporal, partials, dialect)}\nGROUP BY p.pair_id"
     )
     return sql, aliases
 
 
-def sibling_partials_sql(path: PathSpec, lookback: int, target: str) -> str:
+def sibling_partials_sql(
+    path: PathSpec, lookback: int, target: str, dialect: str = "duckdb"
+) -> str:
     """Partial aggregates of sibling rows per (key, time) of first-hop rows (cutoff free).
 
     For a first-hop row f of path ``entity <- F -> X <- G``, the sibling rows are the G
@@ -190,10 +230,17 @@ def sibling_partials_sql(path: PathSpec, lookback: int, target: str) -> str:
     time, evaluated at the distinct (key, time) of F's rows. The cost is linear in the
     number of distinct (key, time) values, never in the number of (F, G) row pairs.
     The result has columns ``__k, __t, __n`` and per column i ``c{i}, s{i}, q{i}, mn{i},
-    mx{i}`` (as the column kind needs).
+    mx{i}`` (as the column kind needs). DuckDB materialises it as a temporary table; Spark,
+    which has none, gets a temporary view (evaluated by the one query that reads it when
+    ``lookback`` is the window, the default).
     """
+    create = (
+        "CREATE OR REPLACE TEMPORARY VIEW"
+        if check_dialect(dialect) == "spark"
+        else "CREATE OR REPLACE TEMP TABLE"
+    )
     first, via, sib = path.hops
-    key_f, key_g = quote(via.fkey), quote(sib.fkey)
+    key_f, key_g = quote(via.fkey, dialect), quote(sib.fkey, dialect)
     frame = (
         "PARTITION BY __k ORDER BY __t RANGE BETWEEN "
         f"{max(lookback - 1, 0)} PRECEDING AND CURRENT ROW"
@@ -201,7 +248,7 @@ def sibling_partials_sql(path: PathSpec, lookback: int, target: str) -> str:
     group_exprs = ["count(*) AS __n"]
     win_exprs = ["CAST(sum(__n) OVER w AS BIGINT) AS __n"]
     for i, c in enumerate(path.columns):
-        v = quote(c.name)
+        v = quote(c.name, dialect)
         group_exprs.append(f"count({v}) AS c{i}")
         win_exprs.append(f"CAST(sum(c{i}) OVER w AS BIGINT) AS c{i}")
         if c.kind in ("numeric", "boolean"):
@@ -219,10 +266,10 @@ def sibling_partials_sql(path: PathSpec, lookback: int, target: str) -> str:
     group_sql = ",\n    ".join(group_exprs)
     win_sql = ",\n  ".join(win_exprs)
     return (
-        f"CREATE OR REPLACE TEMP TABLE {target} AS\n"
+        f"{create} {target} AS\n"
         f"WITH g AS (\n  SELECT {key_g} AS __k, __t,\n    {group_sql}\n"
-        f"  FROM {view_name(sib.table)} WHERE {key_g} IS NOT NULL GROUP BY 1, 2\n),\n"
-        f"m AS (\n  SELECT DISTINCT {key_f} AS __k, __t FROM {view_name(first.table)} "
+        f"  FROM {view_name(sib.table, dialect)} WHERE {key_g} IS NOT NULL GROUP BY 1, 2\n),\n"
+        f"m AS (\n  SELECT DISTINCT {key_f} AS __k, __t FROM {view_name(first.table, dialect)} "
         f"WHERE {key_f} IS NOT NULL\n),\n"
         f"u AS (\n  SELECT __k, __t, 1 AS __g, {', '.join(value_names)} FROM g\n"
         f"  UNION ALL\n  SELECT __k, __t, 0 AS __g, {nulls} FROM m\n)\n"
@@ -232,11 +279,12 @@ def sibling_partials_sql(path: PathSpec, lookback: int, target: str) -> str:
     )
 
 
-def first_time_sql(edges: Sequence[tuple[str, str]]) -> str:
+def first_time_sql(edges: Sequence[tuple[str, str]], dialect: str = "duckdb") -> str:
     """Earliest first-hop time per entity over all direct paths (for the active universe)."""
+    q = [quote(col, dialect) for _, col in edges]
     parts = [
-        f"SELECT {quote(col)} AS entity, min(__t) AS t0 FROM {view_name(table)} "
-        f"WHERE {quote(col)} IS NOT NULL GROUP BY 1"
-        for table, col in edges
+        f"SELECT {qc} AS entity, min(__t) AS t0 FROM {view_name(table, dialect)} "
+        f"WHERE {qc} IS NOT NULL GROUP BY 1"
+        for (table, _), qc in zip(edges, q)
     ]
     return f"SELECT entity, min(t0) AS t0 FROM (\n{' UNION ALL '.join(parts)}\n) u GROUP BY 1"

@@ -26,7 +26,7 @@ import pandas as pd
 
 from sktve._validation import parse_windows, to_naive_times
 from sktve.database import TIME_DTYPE, Database
-from sktve.targets.engine import DuckDBEngine
+from sktve.targets.engine import DuckDBEngine, engine_dialect, resolve_engine
 from sktve.targets.paths import (
     AggregateSpec,
     Hop,
@@ -684,9 +684,12 @@ def compute_blocks(
         ``"future"``: windows ``(t, t + w]`` (task vectors); ``"past"``: ``(t - w, t]``.
     horizon_ns : int, optional
         Rows after this time are left out of the engine's views.
+    engine : engine object, "duckdb", "spark" or None
+        Runs the SQL paths (None and ``"duckdb"``: a fresh :class:`DuckDBEngine`).
     backend : {"auto", "sql"}
         ``"auto"``: the numpy range engine where it applies, generated SQL elsewhere;
         ``"sql"``: generated SQL for every path (the portable form another SQL engine runs).
+        An engine of another dialect than DuckDB's (Spark) always gets every path.
 
     Returns
     -------
@@ -725,6 +728,12 @@ def _compute_blocks(
 ) -> Blocks:
     if backend not in ("auto", "sql"):
         raise ValueError(f"backend must be 'auto' or 'sql', got {backend!r}.")
+    given = engine
+    engine = resolve_engine(engine)
+    # An engine of another dialect is there to run the work elsewhere: every path as SQL.
+    dialect = engine_dialect(engine)
+    if dialect != "duckdb":
+        backend = "sql"
     n = len(entities)
     edges = direct_edges(database, entity_table)
     plan, dropped = plan_aggregates(paths, max_columns)
@@ -756,8 +765,9 @@ def _compute_blocks(
     # backend="sql" sends every path there.
     sql_paths = [p for p in paths if by_path.get(p.name) and not in_numpy(p)]
     partials_done: dict[tuple, str] = {}
-    own_engine = engine is None and bool(sql_paths)
-    if own_engine:
+    # The engine is closed here when it was made here (None, or a name such as "spark").
+    own_engine = engine is not given or (engine is None and bool(sql_paths))
+    if engine is None and sql_paths:
         engine = DuckDBEngine()
     try:
         if sql_paths:
@@ -818,7 +828,9 @@ def _compute_blocks(
                     key = (path.hops, lookback, tuple(path.columns))
                     if key not in partials_done:
                         partials_done[key] = f"__tve_sib{len(partials_done)}"
-                        statements.append(sibling_partials_sql(path, lookback, partials_done[key]))
+                        statements.append(
+                            sibling_partials_sql(path, lookback, partials_done[key], dialect)
+                        )
                     partials = partials_done[key]
                 second_temporal = path.n_hops > 1 and database.is_temporal(path.hops[1].table)
                 sql, aliases = path_query_sql(
@@ -829,6 +841,7 @@ def _compute_blocks(
                     strategy=strategy,
                     second_temporal=second_temporal,
                     partials=partials,
+                    dialect=dialect,
                 )
                 result = engine.execute([*statements, sql])
                 ids = result["pair_id"].to_numpy(dtype=np.int64)
@@ -836,7 +849,7 @@ def _compute_blocks(
                     store(f"{label}|{spec.name}", spec.agg, result[alias], ids)
         return Blocks(names, numeric_names, matrix, modes, block_inactive, all_dropped, list(paths))
     finally:
-        if own_engine:
+        if own_engine and engine is not None:
             engine.close()
 
 
@@ -910,8 +923,9 @@ def _active_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per cutoff, the entities with a first-hop row at or before cutoff + window."""
     edges = direct_edges(database, entity_table)
-    own = engine is None
-    engine = engine or DuckDBEngine()
+    resolved = resolve_engine(engine)
+    own = resolved is None or resolved is not engine
+    engine = resolved or DuckDBEngine()
     try:
         for table in sorted({t for t, _ in edges}):
             frame = database.table(table)
@@ -923,7 +937,7 @@ def _active_pairs(
                 }
             )
             engine.register(f"__tve_{table}", view)
-        first = engine.execute([first_time_sql(edges)])
+        first = engine.execute([first_time_sql(edges, engine_dialect(engine))])
     finally:
         if own:
             engine.close()
@@ -996,16 +1010,20 @@ def task_vectors(
         Cap on aggregate columns per window block. 1-hop aggregates come first, then 2-hop
         row counts, then 2-hop columns round-robin over paths. What the cap drops is
         listed in a warning and in ``frame.attrs["dropped_columns"]``.
-    engine : object, optional
-        An engine with ``register`` and ``execute`` (default: a fresh
-        :class:`~sktve.targets.DuckDBEngine` with 2 threads). It runs the paths computed
-        as SQL (child paths, dimension tables with a time column) and the active-entity
-        query; direct, static-dimension and sibling paths are computed in numpy.
+    engine : object, "duckdb" or "spark", optional
+        Where the generated SQL runs: an object with ``register`` and ``execute`` and a
+        ``dialect`` (:class:`~sktve.targets.DuckDBEngine`,
+        :class:`~sktve.targets.SparkEngine`), or its name (``"spark"``: a SparkEngine on
+        the active Spark session). None and ``"duckdb"``: a fresh DuckDBEngine. It runs
+        the paths computed as SQL (child paths, dimension tables with a time column) and
+        the active-entity query; direct, static-dimension and sibling paths are computed
+        in numpy, except with a Spark engine, which runs every path (``backend="sql"``).
     backend : {"auto", "sql"}, default="auto"
         ``"auto"`` computes direct, static-dimension and sibling paths with a vectorised
         numpy range engine (sorted arrays, prefix sums) and the other paths with generated
         SQL on ``engine``; ``"sql"`` runs every path as generated SQL (the portable form,
-        slower on large tables; the two agree to floating-point rounding).
+        slower on large tables; the two agree to floating-point rounding). A Spark engine
+        always runs every path as SQL.
 
     Returns
     -------
@@ -1072,29 +1090,37 @@ def task_vectors(
         as_of=pd.Timestamp(horizon),
     )
     _warn_outside(database, cutoff_values)
-    if mode == "active":
-        ent, cut = _active_pairs(database, entity_table, cutoff_values, max_window, engine)
-        inverse = None
-    else:
-        keys = entities[pkey].to_numpy()
-        database.entity_positions(entity_table, keys)  # raises on unknown ids
-        pairs = pd.DataFrame({"e": keys, "c": cutoff_values.view(np.int64)})
-        inverse = pairs.groupby(["e", "c"], sort=False, dropna=False).ngroup().to_numpy()
-        unique = pairs.drop_duplicates()
-        ent, cut = unique["e"].to_numpy(), unique["c"].to_numpy(dtype=np.int64)
-    blocks = compute_blocks(
-        database,
-        entity_table,
-        ent,
-        cut,
-        windows,
-        paths=paths,
-        max_columns=max_columns,
-        direction="future",
-        engine=engine,
-        horizon_ns=int(horizon.view(np.int64)),
-        backend=backend,
-    )
+    if backend not in ("auto", "sql"):
+        raise ValueError(f"backend must be 'auto' or 'sql', got {backend!r}.")
+    # One engine for both queries; one made here from a name is closed here.
+    resolved = resolve_engine(engine)
+    try:
+        if mode == "active":
+            ent, cut = _active_pairs(database, entity_table, cutoff_values, max_window, resolved)
+            inverse = None
+        else:
+            keys = entities[pkey].to_numpy()
+            database.entity_positions(entity_table, keys)  # raises on unknown ids
+            pairs = pd.DataFrame({"e": keys, "c": cutoff_values.view(np.int64)})
+            inverse = pairs.groupby(["e", "c"], sort=False, dropna=False).ngroup().to_numpy()
+            unique = pairs.drop_duplicates()
+            ent, cut = unique["e"].to_numpy(), unique["c"].to_numpy(dtype=np.int64)
+        blocks = compute_blocks(
+            database,
+            entity_table,
+            ent,
+            cut,
+            windows,
+            paths=paths,
+            max_columns=max_columns,
+            direction="future",
+            engine=resolved,
+            horizon_ns=int(horizon.view(np.int64)),
+            backend=backend,
+        )
+    finally:
+        if resolved is not None and resolved is not engine:
+            resolved.close()
     if blocks.dropped:
         shown = ", ".join(blocks.dropped[:5])
         warnings.warn(

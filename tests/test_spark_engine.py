@@ -1,0 +1,389 @@
+"""SparkEngine: the generated SQL in Spark's dialect, run on Spark SQL, against DuckDB/numpy.
+
+The dialect tests are plain string checks and always run. The others need pyspark (the
+``spark`` extra) and a Java runtime, and skip with the reason when either is missing; they
+share one local[1] session per module (starting one takes about 15 s).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+import sktve
+from sktve.aggregates import AggregateFeatures
+from sktve.datasets import make_synthetic_database
+from sktve.targets import DuckDBEngine, SparkEngine, enumerate_paths, task_vectors
+from sktve.targets import sql as sqlgen
+from sktve.targets.engine import engine_dialect, resolve_engine
+from sktve.targets.paths import direct_edges, plan_aggregates
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_targets import _tiny_frames  # noqa: E402
+
+WINDOWS = ["30D", "90D"]
+
+
+# ---------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def synthetic_db():
+    return make_synthetic_database(n_customers=60, n_orders=1500, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_db():
+    frames, schema = _tiny_frames()
+    return sktve.load_database(frames, schema=schema)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'sktve[spark]')")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("no Java runtime (java not on PATH, JAVA_HOME unset): Spark cannot start")
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # pyspark 4.x about pandas 3
+        session = (
+            SparkSession.builder.master("local[1]")
+            .appName("sktve-tests")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "4")
+            .config("spark.default.parallelism", "1")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.driver.memory", "1g")
+            .getOrCreate()
+        )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def engine(spark):
+    eng = SparkEngine(spark)
+    yield eng
+    eng.close()
+
+
+def _max_rel(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a - b| / |a| over entries where a is nonzero and both are defined."""
+    ok = ~np.isnan(a) & ~np.isnan(b) & (a != 0)
+    if not ok.any():
+        return 0.0
+    return float(np.max(np.abs(a[ok] - b[ok]) / np.abs(a[ok])))
+
+
+def assert_same_vectors(want: pd.DataFrame, got: pd.DataFrame, what: str) -> float:
+    """Equal to 1e-9 relative (modes exactly); returns the largest relative difference.
+
+    Std over equal values is 0 in SQL and may keep ~1e-14 of prefix-sum rounding in
+    numpy, hence an absolute slack of 1e-9 of the column's scale.
+    """
+    assert list(want.columns) == list(got.columns)
+    pd.testing.assert_series_equal(want.iloc[:, 0], got.iloc[:, 0])
+    pd.testing.assert_series_equal(want["cutoff"], got["cutoff"])
+    worst = 0.0
+    for col in want.columns[2:]:
+        if want[col].dtype.kind in "fiu":
+            a, b = want[col].to_numpy(float), got[col].to_numpy(float)
+            scale = float(np.nanmax(np.abs(a))) if np.isfinite(a).any() else 0.0
+            np.testing.assert_allclose(
+                b, a, rtol=1e-9, atol=1e-9 * scale, equal_nan=True, err_msg=f"{what}: {col}"
+            )
+            big = np.abs(a) > 1e-9 * scale
+            worst = max(worst, _max_rel(a[big], b[big]))
+        else:
+            w = [None if pd.isna(v) else str(v) for v in want[col]]
+            g = [None if pd.isna(v) else str(v) for v in got[col]]
+            assert w == g, f"{what}: {col}"
+    print(f"\n{what}: max relative difference {worst:.3g} over {want.shape} values")
+    return worst
+
+
+def _tied_modes(db, frame: pd.DataFrame, window: str) -> int:
+    """(entity, cutoff) pairs whose orders.channel counts in the window tie at the top."""
+    orders = db.table("orders")
+    w = pd.Timedelta(window)
+    ties = 0
+    for key, cutoff in zip(frame["customer_id"], frame["cutoff"]):
+        rows = orders[
+            (orders["customer_id"] == key)
+            & (orders["order_time"] > cutoff)
+            & (orders["order_time"] <= cutoff + w)
+        ]
+        counts = rows["channel"].dropna().value_counts()
+        ties += int(len(counts) > 1 and counts.iloc[0] == counts.iloc[1])
+    return ties
+
+
+# ---------------------------------------------------------------------- dialect (no Spark)
+def test_quote_and_view_name():
+    assert sqlgen.quote("driverId") == '"driverId"'
+    assert sqlgen.quote('a"b') == '"a""b"'
+    assert sqlgen.quote("driverId", "spark") == "`driverId`"
+    assert sqlgen.quote("a`b", "spark") == "`a``b`"
+    assert sqlgen.view_name("orders", "spark") == "`__tve_orders`"
+    with pytest.raises(ValueError, match="dialect"):
+        sqlgen.quote("x", "postgres")
+
+
+def test_mode_expression():
+    assert sqlgen.mode_expression("x.v", "spark") == "mode(x.v, true)"
+    duck = sqlgen.mode_expression("x.v")
+    assert duck.startswith("list_sort(") and "histogram(x.v)" in duck
+    assert sqlgen.mode_expression("x.v", "duckdb") == duck
+
+
+def _all_sql(db, entity, dialect):
+    """Every statement the generator writes for db's paths, both join strategies."""
+    paths = enumerate_paths(db, entity, max_hops=2, lookback="20D")
+    plan, _ = plan_aggregates(paths, None)
+    out = {}
+    for path in paths:
+        specs = [s for s in plan if s.path.name == path.name]
+        partials = "__tve_sib0" if path.kind == "sibling" else None
+        for strategy in ("entity", "cutoff"):
+            sql, _ = sqlgen.path_query_sql(
+                path,
+                specs,
+                lo=0,
+                hi=86_400 * 10**9,
+                strategy=strategy,
+                second_temporal=path.n_hops > 1 and db.is_temporal(path.hops[1].table),
+                partials=partials,
+                **({} if dialect is None else {"dialect": dialect}),
+            )
+            out[(path.name, strategy)] = sql
+        if partials:
+            kw = {} if dialect is None else {"dialect": dialect}
+            out[(path.name, "partials")] = sqlgen.sibling_partials_sql(
+                path, 20 * 86_400 * 10**9, partials, **kw
+            )
+    kw = {} if dialect is None else {"dialect": dialect}
+    out["first"] = sqlgen.first_time_sql(direct_edges(db, entity), **kw)
+    return out
+
+
+def test_default_dialect_is_duckdb(synthetic_db):
+    default = _all_sql(synthetic_db, "customers", None)
+    assert default == _all_sql(synthetic_db, "customers", "duckdb")
+    assert any("unnest(range(__i0, __i1))" in s for s in default.values())
+    assert any("CREATE OR REPLACE TEMP TABLE" in s for s in default.values())
+    assert not any("`" in s for s in default.values())
+
+
+def test_spark_dialect_points(synthetic_db):
+    spark_sql = _all_sql(synthetic_db, "customers", "spark")
+    duck = _all_sql(synthetic_db, "customers", "duckdb")
+    kinds = {p.kind for p in enumerate_paths(synthetic_db, "customers", max_hops=2)}
+    assert {"direct", "dimension", "sibling"} <= kinds
+    for key, sql in spark_sql.items():
+        assert '"' not in sql, key  # (1) identifiers in backticks
+        assert "histogram" not in sql and "lambda" not in sql, key  # (2) the mode
+        assert "TEMP TABLE" not in sql and "unnest" not in sql, key  # (3), (4)
+        # Apart from the four points the statements are the same.
+        assert sql.replace("`", '"').count("JOIN") == duck[key].count("JOIN"), key
+    modes = [s for s in spark_sql.values() if "mode(" in s]
+    assert modes and all(", true)" in s for s in modes)
+    assert any("explode(sequence(__i0, __i1 - 1)) AS __cid" in s for s in spark_sql.values())
+    partials = [s for k, s in spark_sql.items() if k[-1] == "partials"]
+    assert partials and all(
+        s.startswith("CREATE OR REPLACE TEMPORARY VIEW __tve_sib0 AS") for s in partials
+    )
+    assert "`customer_id` AS entity" in spark_sql["first"]
+
+
+def test_resolve_engine_names_and_objects():
+    assert resolve_engine(None) is None
+    assert resolve_engine("duckdb") is None  # the default path, unchanged
+    assert isinstance(resolve_engine("spark"), SparkEngine)  # no session yet
+    duck = DuckDBEngine(threads=1, memory_limit="1GB")
+    assert resolve_engine(duck) is duck and engine_dialect(duck) == "duckdb"
+    duck.close()
+    assert engine_dialect(None) == "duckdb" and SparkEngine().dialect == "spark"
+    with pytest.raises(ValueError, match="spark"):
+        resolve_engine("postgres")
+    with pytest.raises(TypeError, match="register"):
+        resolve_engine(object())
+
+
+def test_bad_engine_parameters(tiny_db):
+    with pytest.raises(ValueError, match="engine"):
+        task_vectors(tiny_db, "users", ["2024-01-01"], "10D", engine="postgres")
+    X = pd.DataFrame({"user_id": [0, 1], "ts": pd.to_datetime(["2024-01-20"] * 2)})
+    with pytest.raises(ValueError, match="engine"):
+        AggregateFeatures(database=tiny_db, entity_table="users", engine="postgres").fit(X)
+    agg = AggregateFeatures(database=tiny_db, entity_table="users", engine="spark")
+    assert agg.get_params()["engine"] == "spark"  # stored as given
+
+
+def test_spark_engine_never_pickles_its_session():
+    marker = object()  # stands for a session: it cannot be pickled
+    eng = SparkEngine(marker, master="local[2]", config={"spark.driver.memory": "2g"})
+    back = pickle.loads(pickle.dumps(eng))
+    assert back.spark is None and back.master == "local[2]"
+    assert back.config == {"spark.driver.memory": "2g"} and back.dialect == "spark"
+    # clone deep-copies parameters: the copy shares the session it was given.
+    assert copy.deepcopy(eng).spark is marker
+    agg = AggregateFeatures(database=None, entity_table="users", engine=eng)
+    assert clone(agg).get_params()["engine"].spark is marker
+    assert "<session>" in repr(eng)
+
+
+# ---------------------------------------------------------------------- engine (Spark)
+def test_register_and_execute_dtypes(engine):
+    frame = pd.DataFrame(
+        {
+            "k": np.arange(4, dtype=np.int64),
+            "f": [1.5, np.nan, 3.0, 4.0],
+            "s": np.array(["b", None, "a", "b"], dtype=object),
+            "n": pd.array([1, None, 3, 4], dtype="Int64"),
+            "t": pd.to_datetime(
+                ["2024-01-01", None, "2024-01-03 12:00", "2024-02-01"], format="ISO8601"
+            ),
+        }
+    )
+    sql = (
+        "SELECT k, f, s, n, t, CAST(count(f) OVER () AS BIGINT) AS c, "
+        "sum(f) OVER () AS total FROM frame ORDER BY k"
+    )
+    engine.register("frame", frame)
+    got = engine.execute([sql])
+    duck = DuckDBEngine(threads=1, memory_limit="1GB")
+    duck.register("frame", frame)
+    want = duck.execute([sql])
+    duck.close()
+    for col in ("k", "f", "s", "n", "c", "total"):
+        assert got[col].dtype == want[col].dtype, col
+    assert got["t"].dtype.kind == "M"  # naive; Spark keeps microseconds
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert got["f"].isna().tolist() == [False, True, False, False]  # NaN read as NULL
+    assert engine.execute("CREATE OR REPLACE TEMPORARY VIEW v AS SELECT 1 AS x") is None
+    # Ties of the mode go to the smallest value, as in sktve's other engines.
+    tie = engine.execute("SELECT mode(s, true) AS m FROM frame WHERE k <> 0")
+    assert tie["m"].iloc[0] == "a"
+    engine.close()
+    assert not engine.session.catalog.tableExists("frame")
+
+
+def test_task_vectors_synthetic_match(synthetic_db, spark, monkeypatch):
+    db = synthetic_db
+    times = db.time_values("orders")
+    cutoffs = pd.to_datetime(np.quantile(times, [0.2, 0.4, 0.6, 0.8]).astype("int64"))
+    kwargs = dict(max_hops=2, max_columns=None)
+    numpy_tv = task_vectors(db, "customers", cutoffs, WINDOWS, **kwargs)
+    duck_sql = task_vectors(db, "customers", cutoffs, WINDOWS, backend="sql", **kwargs)
+    spark_tv = task_vectors(db, "customers", cutoffs, WINDOWS, engine=SparkEngine(spark), **kwargs)
+    assert {p.kind for p in enumerate_paths(db, "customers", max_hops=2)} >= {
+        "direct",
+        "dimension",
+        "sibling",
+    }
+    modes = [c for c in spark_tv.columns if c.endswith("|mode")]
+    assert modes and spark_tv[modes].notna().any().all()
+    assert _tied_modes(db, numpy_tv, "30D") > 0  # ties exist, and are broken the same
+    assert_same_vectors(numpy_tv, spark_tv, "synthetic spark vs numpy")
+    assert_same_vectors(duck_sql, spark_tv, "synthetic spark vs duckdb-sql")
+    # The other join order (explode(sequence(...))) on the same pairs.
+    import sktve.targets.vectors as vectors
+
+    monkeypatch.setattr(vectors, "_join_strategy", lambda *args: "cutoff")
+    by_cutoff = task_vectors(db, "customers", cutoffs, "30D", engine="spark", **kwargs)
+    monkeypatch.undo()
+    assert_same_vectors(
+        task_vectors(db, "customers", cutoffs, "30D", **kwargs),
+        by_cutoff,
+        "synthetic spark (cutoff join) vs numpy",
+    )
+    # "spark" made an engine and closed it: its views are gone from the session.
+    assert not spark.catalog.tableExists("__pairs")
+
+
+@pytest.mark.relf1
+def test_task_vectors_relf1_match(relf1_db, spark):
+    db = relf1_db
+    cutoffs = pd.date_range("2000-01-01", "2008-01-01", periods=5)
+    kwargs = dict(max_hops=2, max_columns=None)
+    numpy_tv = task_vectors(db, "drivers", cutoffs, WINDOWS, **kwargs)
+    duck_sql = task_vectors(db, "drivers", cutoffs, WINDOWS, backend="sql", **kwargs)
+    spark_tv = task_vectors(db, "drivers", cutoffs, WINDOWS, engine=SparkEngine(spark), **kwargs)
+    assert (spark_tv["no_activity"] == 0).sum() > 20
+    assert_same_vectors(numpy_tv, spark_tv, "rel-f1 spark vs numpy")
+    assert_same_vectors(duck_sql, spark_tv, "rel-f1 spark vs duckdb-sql")
+
+
+def test_aggregate_features_spark_equals_default(synthetic_db, spark):
+    db = synthetic_db
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "customer_id": rng.choice(db.table("customers")["customer_id"].to_numpy(), 80),
+            "timestamp": pd.to_datetime(
+                rng.choice(np.quantile(db.time_values("orders"), [0.4, 0.6, 0.8]), 80).astype(
+                    "int64"
+                )
+            ),
+        }
+    )
+    params = dict(database=db, entity_table="customers", window=WINDOWS, max_hops=2)
+    default = AggregateFeatures(**params)
+    on_spark = AggregateFeatures(**params, engine=SparkEngine(spark))
+    want, got = default.fit_transform(X), on_spark.fit_transform(X)
+    assert list(default.get_feature_names_out()) == list(on_spark.get_feature_names_out())
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(on_spark.transform(X.iloc[:10]), want[:10], rtol=1e-6, atol=1e-6)
+    big = np.abs(want) > 1e-6  # float32 output: std of equal values may read 1e-8 in numpy
+    worst = _max_rel(want[big].astype(float), got[big].astype(float))
+    print(f"\nAggregateFeatures spark vs default: max relative difference {worst:.3g}")
+
+    # (e) Fitted, it pickles without the session and transforms again after loading.
+    blob = pickle.dumps(on_spark)
+    back = pickle.loads(blob)
+    assert back.engine.spark is None
+    np.testing.assert_allclose(back.transform(X), want, rtol=1e-6, atol=1e-6)
+
+
+def test_pretrainer_spark_targets_pickle(synthetic_db, spark):
+    db = synthetic_db
+    X = pd.DataFrame(
+        {
+            "customer_id": db.table("customers")["customer_id"].to_numpy()[:20],
+            "timestamp": pd.to_datetime(
+                [np.quantile(db.time_values("orders"), 0.8).astype("int64")] * 20
+            ),
+        }
+    )
+    params = dict(
+        database=db,
+        entity_table="customers",
+        window="30D",
+        embedding_dim=8,
+        fanouts=(4,),
+        max_epochs=1,
+        steps_per_epoch=2,
+        batch_size=32,
+        random_state=0,
+        device="cpu",
+    )
+    tve = sktve.TVEPretrainer(**params, engine=SparkEngine(spark)).fit(X)
+    default = sktve.TVEPretrainer(**params).fit(X)
+    names = tve.target_scaler_.get_feature_names_out()
+    assert list(names) == list(default.target_scaler_.get_feature_names_out())
+    assert tve.n_pretrain_rows_ == default.n_pretrain_rows_
+    back = pickle.loads(pickle.dumps(tve))
+    assert back.engine.spark is None and back.get_params()["engine"].dialect == "spark"
+    np.testing.assert_allclose(back.transform(X), tve.transform(X), rtol=1e-5, atol=1e-6)
