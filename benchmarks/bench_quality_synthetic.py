@@ -16,8 +16,11 @@ Methods (``--methods``, comma-separated):
 - ``ft-random``    the same from random initialisation (the supervised RDL-style GNN)
 - ``ft-tve+agg``   ``ft-tve`` with AggregateFeatures as side features and the HGB that
                    ``agg-hgb`` chose on val as the side estimator
+- ``ft-tve|agg-hgb`` w * ``ft-tve`` + (1 - w) * ``agg-hgb`` (probabilities / predictions),
+                   w in 0, 0.1, ..., 1 chosen on val
 
-The TVE methods are ``tve-hgb``, ``tve+agg-hgb``, ``ft-tve`` and ``ft-tve+agg``; per task,
+The TVE methods are ``tve-hgb``, ``tve+agg-hgb``, ``ft-tve``, ``ft-tve+agg`` and
+``ft-tve|agg-hgb``; per task,
 the one with the best val mean is compared with ``agg-hgb`` on test (the target "on every
 schema, the best TVE method is not worse than AggregateFeatures + HGB").
 
@@ -52,14 +55,23 @@ sys.path.insert(0, str(HERE))
 from bench_pretrainer_relf1 import machine, timed_features  # noqa: E402
 from bench_quality_relf1 import (  # noqa: E402
     _cell,
+    blend_and_test,
     finetune_and_test,
     heads,
     select_and_test,
     summarise,
 )
 
-METHODS = ("agg-hgb", "tve-hgb", "tve+agg-hgb", "ft-tve", "ft-random", "ft-tve+agg")
-TVE_METHODS = ("tve-hgb", "tve+agg-hgb", "ft-tve", "ft-tve+agg")
+METHODS = (
+    "agg-hgb",
+    "tve-hgb",
+    "tve+agg-hgb",
+    "ft-tve",
+    "ft-random",
+    "ft-tve+agg",
+    "ft-tve|agg-hgb",
+)
+TVE_METHODS = ("tve-hgb", "tve+agg-hgb", "ft-tve", "ft-tve+agg", "ft-tve|agg-hgb")
 FINETUNE_METHODS = {
     "ft-tve": ("tve", False),
     "ft-random": ("random", False),
@@ -72,6 +84,7 @@ METHOD_LABELS = {
     "ft-tve": "fine-tuned from TVE",
     "ft-random": "fine-tuned from random init",
     "ft-tve+agg": "fine-tuned from TVE + AggregateFeatures (side features, HGB start)",
+    "ft-tve|agg-hgb": "fine-tuned from TVE, blended with AggregateFeatures + HGB (weight on val)",
 }
 # Database sizes per schema (keyword arguments of the schema's dataset writer). The
 # default run fits the 25-minute budget on one busy core; --quick uses the tiny ones.
@@ -268,6 +281,8 @@ def main() -> None:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     if "ft-tve+agg" in methods and "agg-hgb" not in methods:
         parser.error("ft-tve+agg takes agg-hgb's val-chosen HGB: add agg-hgb")
+    if "ft-tve|agg-hgb" in methods and not {"ft-tve", "agg-hgb"} <= set(methods):
+        parser.error("ft-tve|agg-hgb blends ft-tve and agg-hgb: add them to --methods")
     task_filter = None if args.tasks is None else set(args.tasks.split(","))
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = SIZES
@@ -292,7 +307,7 @@ def main() -> None:
         print(f"[{time.perf_counter() - started_all:7.1f}s] {message}", flush=True)
 
     def record(key, schema, task_name, seed, method, cost, outcome):
-        outcome = {k: v for k, v in outcome.items() if k != "model"}
+        outcome = {k: v for k, v in outcome.items() if k not in ("model", "scores")}
         runs.append(
             {"task": key, "schema": schema, "task_name": task_name, "seed": seed,
              "method": method, **outcome, **cost}
@@ -359,6 +374,7 @@ def main() -> None:
                     if "agg-hgb" in methods:
                         outcome = select_and_test(hgb, agg_feats, y_train, task, tables, binary)
                         agg_head = clone(outcome["model"])
+                        agg_outcome = outcome
                         record(key, schema, task_name, seed, "agg-hgb", agg_cost, outcome)
                 tve = tve_feats = tve_cost = None
                 if need_tve:
@@ -391,6 +407,7 @@ def main() -> None:
                     cost["peak_rss_gib"] = max(tve_cost["peak_rss_gib"], agg_cost["peak_rss_gib"])
                     outcome = select_and_test(hgb, both, y_train, task, tables, binary)
                     record(key, schema, task_name, seed, "tve+agg-hgb", cost, outcome)
+                finetuned: dict[str, tuple[dict, dict]] = {}
                 for method, (init, with_agg) in FINETUNE_METHODS.items():
                     if method not in methods:
                         continue
@@ -420,6 +437,16 @@ def main() -> None:
                     )
                     outcome.pop("finetune_history", None)
                     record(key, schema, task_name, seed, method, cost, outcome)
+                    finetuned[method] = (outcome, cost)
+                if "ft-tve|agg-hgb" in methods:
+                    ft_outcome, ft_cost = finetuned["ft-tve"]
+                    outcome = blend_and_test(ft_outcome, agg_outcome, task, tables)
+                    cost = {
+                        k: round(ft_cost[k] + agg_cost[k], 2)
+                        for k in ("fit_seconds", "transform_seconds")
+                    }
+                    cost["peak_rss_gib"] = max(ft_cost["peak_rss_gib"], agg_cost["peak_rss_gib"])
+                    record(key, schema, task_name, seed, "ft-tve|agg-hgb", cost, outcome)
 
     summary = summarise(runs, task_keys, methods)
     verdicts = {key: best_tve_verdict(summary, runs, key) for key in task_keys}
