@@ -8,8 +8,8 @@ their orders, returns and reviews. It serves the demo and most tests, and
 :func:`make_synthetic_dataset` writes it as a RelBench 3 folder with two forecast tasks
 (``customer-churn`` and ``customer-spend``) so the same code path as for real RelBench
 data is exercised, offline. A second schema, a lending library (members, books, loans,
-fines, reviews; :func:`make_library_dataset`), lives in :mod:`sktve.synthetic_library`
-and is re-exported here; :data:`SYNTHETIC_SCHEMAS` names every schema's dataset writer.
+fines, reviews; :func:`make_library_dataset`), lives in ``sktve.synthetic_library``
+and is re-exported here; ``SYNTHETIC_SCHEMAS`` names every schema's dataset writer.
 
 Generation is vectorised numpy (loops run over weeks or over a handful of categories,
 never over rows), so ten million orders take seconds, not minutes.
