@@ -29,7 +29,7 @@ META_SECTIONS = ("machine", "args", "config", "environment", "settings")
 # Bulky fields that do not belong in a summary table.
 SKIPPED = {"history", "head_params"}
 # Results files with a section of their own (name -> function rendering it).
-DEDICATED = {"quality_relf1.json", "quality_relf1_cut.json"}
+DEDICATED = {"quality_relf1.json", "quality_relf1_cut.json", "quality_synthetic.json"}
 # Per-task runs of the fine-tuning benchmark (merged into finetune_relf1*.json, which has
 # its own section too).
 DEDICATED_PREFIXES = ("finetune_relf1", "blend_relf1")
@@ -313,6 +313,58 @@ def quality_section(results_dir: Path, out_dir: Path, name: str = "quality_relf1
     return "\n".join(parts)
 
 
+def synthetic_section(results_dir: Path) -> str:
+    """Every synthetic schema: test and val per method and task, and the target's verdicts."""
+    path = results_dir / "quality_synthetic.json"
+    if not path.exists():
+        return (
+            ".. note::\n\n"
+            "   No results yet: run ``benchmarks/bench_quality_synthetic.py`` and rebuild.\n"
+        )
+    data = json.loads(path.read_text())
+    keys, summary = data["task_keys"], data["summary"]
+    methods = [m for m in data["methods"] if m in summary]
+    header = ["method"] + [
+        f"``{k}`` ({'MAE ↓' if summary[methods[0]][k]['metric'] == 'mae' else 'AUROC ↑'})"
+        for k in keys
+    ]
+
+    def table(title: str, key: str) -> str:
+        rows = [
+            [QUALITY_METHODS.get(m, m)] + [_mean_std(summary[m].get(k), key) for k in keys]
+            for m in methods
+        ]
+        return render_table(title, header, rows)
+
+    verdicts = []
+    for k in keys:
+        v = data["verdicts"].get(k)
+        if not v:
+            continue
+        scale = 1.0 if summary["agg-hgb"][k]["metric"] == "mae" else 100.0
+        verdicts.append(
+            f"- ``{k}``: best TVE method by val ``{v['best_tve_method']}``, paired test gain "
+            f"over ``agg-hgb`` {scale * v['paired_gain_mean']:+.3f} ± "
+            f"{scale * v['paired_gain_std']:.3f}: "
+            + ("**not worse**" if v["not_worse"] else "**worse**")
+        )
+    seeds = ", ".join(str(s) for s in data["seeds"])
+    return "\n".join(
+        [
+            f"Seeds {seeds}; each seed draws a fresh database and seeds every model.",
+            "",
+            table("Test metric, mean ± std over seeds", "test"),
+            table("Validation metric (the model-selection split)", "val"),
+            "Best TVE method (chosen by val mean) against AggregateFeatures + HGB on test "
+            "(gain: positive favours TVE; AUROC × 100, MAE as is):",
+            "",
+            *verdicts,
+            "",
+            _key_value_table("Machine", {"value": data.get("machine", {})}),
+        ]
+    )
+
+
 def run_script(script: Path) -> str:
     """Run a documentation script and return what it printed."""
     buffer = io.StringIO()
@@ -344,6 +396,7 @@ def _write(path: Path, text: str) -> None:
 def write_all(out_dir: Path, root: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     _write(out_dir / "benchmark_tables.rst", benchmark_tables(root / "benchmarks" / "results"))
+    _write(out_dir / "quality_synthetic.rst", synthetic_section(root / "benchmarks" / "results"))
     for name in ("quality_relf1", "finetune_relf1"):
         _write(
             out_dir / f"{name}.rst", quality_section(root / "benchmarks" / "results", out_dir, name)
