@@ -170,6 +170,7 @@ def _pretrain_state_parallel(
     settings: dict[str, Any],
     verbose: bool = False,
     engine: Any = None,
+    n_threads: int = 1,
 ) -> dict[str, Any]:
     """:func:`_pretrain_state` on ``settings["n_workers"]`` spawned ranks; rank 0's state.
 
@@ -190,7 +191,7 @@ def _pretrain_state_parallel(
             engine,
         ),
         settings["n_workers"],
-        settings["n_worker_threads"],
+        n_threads,
     )
 
 
@@ -757,24 +758,27 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             "random_state": random_state,
             "device": self.device,
         }
-        fit_fn = _pretrain_state
+        fit_fn, extra, ignore = _pretrain_state, {}, ["verbose", "engine"]
+        group = context()
         if int(self.n_workers) > 1:
-            if context() is not None:
+            if group is not None:
                 raise ValueError(
                     "n_workers > 1 spawns its own processes; inside an initialised "
                     "torch.distributed group (torchrun) leave n_workers=1: fit then trains "
                     "over the group's ranks."
                 )
-            # Only then part of the cache key: n_workers=1 keeps the keys of before.
-            settings["n_workers"] = int(self.n_workers)
-            settings["n_worker_threads"] = max(
-                1, resolve_n_threads(self.n_jobs) // int(self.n_workers)
-            )
             fit_fn = _pretrain_state_parallel
+            # Threads, like n_jobs, change no result beyond float rounding: not in the key.
+            extra = {"n_threads": max(1, resolve_n_threads(self.n_jobs) // int(self.n_workers))}
+            ignore = [*ignore, "n_threads"]
+        world = int(self.n_workers) if group is None else group.world
+        if world > 1:
+            # Only then part of the cache key: one process keeps the keys of before.
+            settings["n_workers"] = world
         if self.memory is not None:
             from sklearn.utils.validation import check_memory
 
-            fit_fn = check_memory(self.memory).cache(fit_fn, ignore=["verbose", "engine"])
+            fit_fn = check_memory(self.memory).cache(fit_fn, ignore=ignore)
         state = fit_fn(
             database,
             self.entity_table,
@@ -782,6 +786,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             settings,
             bool(self.verbose),
             engine=self.engine,
+            **extra,
         )
         self.database_ = database
         # The parameter as given (a path, say): transform reuses database_ while it is unchanged.
