@@ -5,9 +5,10 @@ times), their scaled task vectors and activity flags, a sampler and an encoder. 
 stopping watches the target loss on held-out rows (the latest pre-training cutoffs),
 never downstream labels.
 
-The loop keeps the seams for data-parallel training: all randomness comes from
-``random_state`` and the epoch number, and :func:`epoch_batches` could shard its index
-permutation by rank before torch's DistributedDataParallel wraps the model.
+All randomness comes from ``random_state`` and the epoch number, so every rank of a
+data-parallel run draws the same batches from :func:`epoch_batches`; with ``dist`` the
+loop shards them by rank and all-reduces gradients and held-out losses
+(:mod:`sktve.distributed`).
 """
 
 from __future__ import annotations
