@@ -199,6 +199,9 @@ def sharded_loss(
 
 
 # ---------------------------------------------------------------------- local spawning
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def _worker(
     rank: int,
     world: int,
@@ -212,7 +215,6 @@ def _worker(
 
     from sktve._threads import limit_threads
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(n_threads))
     try:
         dist.init_process_group(
             "gloo",
@@ -261,8 +263,18 @@ def run_data_parallel(
             )
             for rank in range(n_workers)
         ]
-        for process in processes:
-            process.start()
+        # The children start with their share of threads (OpenMP, BLAS read these at load).
+        saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+        os.environ.update({name: str(n_threads) for name in _THREAD_VARIABLES})
+        try:
+            for process in processes:
+                process.start()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         try:
             while any(p.is_alive() for p in processes):
                 if any(p.exitcode not in (None, 0) for p in processes):

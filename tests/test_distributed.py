@@ -186,6 +186,20 @@ def test_fit_trains_over_a_torchrun_group(tmp_path):
     )
 
 
+def _fail_on_rank_one():
+    if context().rank == 1:
+        raise ValueError("rank one fails")
+    import torch.distributed as dist
+
+    dist.barrier()  # rank 0 waits on the failed rank: the parent must not hang
+    return "unreachable"
+
+
+def test_a_failing_rank_fails_the_run():
+    with pytest.raises(RuntimeError, match="rank one fails"):
+        run_data_parallel(_fail_on_rank_one, (), n_workers=2)
+
+
 def test_n_workers_is_checked():
     with pytest.raises(ValueError, match="n_workers"):
         TVEPretrainer(database=_database(), entity_table="customers", n_workers=0).fit(_X())
