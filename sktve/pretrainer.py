@@ -22,6 +22,7 @@ from sktve._validation import (
     resolve_task_table,
 )
 from sktve.database import Database, load_database
+from sktve.distributed import context, run_data_parallel
 from sktve.encoder_runtime import (
     EncoderSpec,
     build_encoder,
@@ -162,6 +163,54 @@ def _fit_task_vector_map(
     return {"coef": coef, "intercept": mean_t - mean_e @ coef, "n_rows": int(len(rows))}
 
 
+def _pretrain_state_parallel(
+    database: Database,
+    entity_table: str,
+    times: np.ndarray,
+    settings: dict[str, Any],
+    verbose: bool = False,
+    engine: Any = None,
+    n_threads: int = 1,
+) -> dict[str, Any]:
+    """:func:`_pretrain_state` on ``settings["n_workers"]`` spawned ranks; rank 0's state.
+
+    A database handle pickles without its tables, so the (normalised) tables and schema
+    travel to the processes beside it and are attached there.
+    """
+    database.table_names  # noqa: B018 - reloads a detached folder / RelBench handle
+    return run_data_parallel(
+        _pretrain_state_shipped,
+        (
+            database,
+            database._tables,
+            database._schema,
+            entity_table,
+            times,
+            settings,
+            verbose,
+            engine,
+        ),
+        settings["n_workers"],
+        n_threads,
+    )
+
+
+def _pretrain_state_shipped(
+    database: Database,
+    tables: dict[str, pd.DataFrame],
+    schema: dict[str, Any],
+    *args: Any,
+) -> dict[str, Any]:
+    """In a spawned rank: give the unpickled handle its tables, then :func:`_pretrain_state`."""
+    if not database.is_attached:
+        database._tables = tables
+        database._schema = schema
+        database._key_index_cache = {}
+        if database.fingerprint != database._expected_fingerprint:
+            raise RuntimeError("the database changed on its way to a worker process.")
+    return _pretrain_state(database, *args)
+
+
 def _pretrain_state(
     database: Database,
     entity_table: str,
@@ -179,6 +228,9 @@ def _pretrain_state(
     values agree to floating-point rounding), so ``memory`` ignores it too.
     """
     started = time.perf_counter()
+    dist = context()
+    if dist is not None and dist.rank != 0:
+        verbose = False  # one rank reports
     windows = settings["windows"]
     largest = max(windows)
     x_times = times.astype("datetime64[ns]")
@@ -279,6 +331,7 @@ def _pretrain_state(
             holdout_idx,
             config,
             resolve_device(settings["device"]),
+            dist=dist,
         )
     task_vector_map = _fit_task_vector_map(
         encoder,
@@ -417,6 +470,16 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         threads than free cores make a fit many times slower, while on a quiet 2-core
         machine two threads gain only about a third (``docs/user_guide/performance.rst``).
         Results may differ in the last float bits between thread counts.
+    n_workers : int, default=1
+        Data-parallel pre-training: ``fit`` spawns this many CPU processes (torch.distributed,
+        gloo), each with ``max(1, n_jobs threads // n_workers)`` threads, each holding the
+        whole graph and computing its shard of every batch; gradients and held-out losses
+        are summed over the processes (``sktve.distributed``). Results depend on
+        ``random_state`` and ``n_workers`` (with ``mask_rate=0`` and ``dropout=0`` they
+        match one process to float rounding). Memory is about ``n_workers`` times one
+        process's. When a torch.distributed process group is already initialised (under
+        ``torchrun``), ``fit`` trains over its ranks instead and this must stay 1.
+        See ``docs/user_guide/scaling_out.rst``.
     memory : str, Path or joblib.Memory, optional
         Caches pre-training: identical (database, X, settings) are trained once.
     engine : None, "duckdb", "spark" or engine object, default=None
@@ -499,6 +562,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         handle_unknown: str = "error",
         device: str = "auto",
         n_jobs: int | None = None,
+        n_workers: int = 1,
         memory: Any = None,
         engine: Any = None,
         random_state: int | None = None,
@@ -533,6 +597,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.handle_unknown = handle_unknown
         self.device = device
         self.n_jobs = n_jobs
+        self.n_workers = n_workers
         self.memory = memory
         self.engine = engine
         self.random_state = random_state
@@ -554,6 +619,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             ("steps_per_epoch", self.steps_per_epoch, 1),
             ("patience", self.patience, 1),
             ("max_epochs", self.max_epochs, 0),
+            ("n_workers", self.n_workers, 1),
         ]
         for name, value, low in checks:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
@@ -692,11 +758,27 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             "random_state": random_state,
             "device": self.device,
         }
-        fit_fn = _pretrain_state
+        fit_fn, extra, ignore = _pretrain_state, {}, ["verbose", "engine"]
+        group = context()
+        if int(self.n_workers) > 1:
+            if group is not None:
+                raise ValueError(
+                    "n_workers > 1 spawns its own processes; inside an initialised "
+                    "torch.distributed group (torchrun) leave n_workers=1: fit then trains "
+                    "over the group's ranks."
+                )
+            fit_fn = _pretrain_state_parallel
+            # Threads, like n_jobs, change no result beyond float rounding: not in the key.
+            extra = {"n_threads": max(1, resolve_n_threads(self.n_jobs) // int(self.n_workers))}
+            ignore = [*ignore, "n_threads"]
+        world = int(self.n_workers) if group is None else group.world
+        if world > 1:
+            # Only then part of the cache key: one process keeps the keys of before.
+            settings["n_workers"] = world
         if self.memory is not None:
             from sklearn.utils.validation import check_memory
 
-            fit_fn = check_memory(self.memory).cache(_pretrain_state, ignore=["verbose", "engine"])
+            fit_fn = check_memory(self.memory).cache(fit_fn, ignore=ignore)
         state = fit_fn(
             database,
             self.entity_table,
@@ -704,6 +786,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             settings,
             bool(self.verbose),
             engine=self.engine,
+            **extra,
         )
         self.database_ = database
         # The parameter as given (a path, say): transform reuses database_ while it is unchanged.

@@ -5,9 +5,10 @@ times), their scaled task vectors and activity flags, a sampler and an encoder. 
 stopping watches the target loss on held-out rows (the latest pre-training cutoffs),
 never downstream labels.
 
-The loop keeps the seams for data-parallel training: all randomness comes from
-``random_state`` and the epoch number, and :func:`epoch_batches` could shard its index
-permutation by rank before torch's DistributedDataParallel wraps the model.
+All randomness comes from ``random_state`` and the epoch number, so every rank of a
+data-parallel run draws the same batches from :func:`epoch_batches`; with ``dist`` the
+loop shards them by rank and all-reduces gradients and held-out losses
+(:mod:`sktve.distributed`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,15 @@ import torch
 from torch import nn
 
 from sktve._progress import progress
+from sktve.distributed import (
+    DistContext,
+    broadcast_parameters,
+    rank_seed,
+    sharded_backward,
+    sharded_loss,
+)
 from sktve.nn import keep_freed_memory
-from sktve.nn.tve import scaled_cosine_loss
+from sktve.nn.tve import scaled_cosine_terms
 
 __all__ = [
     "TrainingConfig",
@@ -96,6 +104,8 @@ def train_loop(
     config: TrainingConfig,
     param_groups: list[dict[str, Any]] | None = None,
     evaluate_start: bool = False,
+    dist: DistContext | None = None,
+    batch_terms: Callable[[np.ndarray, bool], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> tuple[list[dict[str, float]], int, int, float]:
     """The loop that pre-training and fine-tuning share.
 
@@ -122,6 +132,14 @@ def train_loop(
         Measure the held-out loss before the first step too, so that the starting
         weights are kept when no epoch beats them (best epoch 0). Fine-tuning uses it: its
         start can already be a good model (a side estimator's prediction).
+    dist : DistContext, optional
+        Data-parallel training (see :mod:`sktve.distributed`): each global batch (the same
+        on every rank) is sharded by rank, gradients and held-out losses are all-reduced,
+        and clipping and the step run on the summed gradients, so every rank keeps the
+        same weights and stops at the same epoch. Needs ``batch_terms``.
+    batch_terms : callable, optional
+        ``batch_terms(rows, train)`` returns ``(sum of weighted row losses, sum of
+        weights)``, whose ratio is ``batch_loss``; used with ``dist``.
 
     Returns
     -------
@@ -130,6 +148,10 @@ def train_loop(
     # Training reallocates the same large activation buffers every step; letting glibc
     # return them to the OS made steps about 10x slower on small VMs (see keep_freed_memory).
     keep_freed_memory()
+    if dist is not None and batch_terms is None:
+        raise ValueError("data-parallel training (dist=...) needs batch_terms.")
+    if dist is not None:
+        broadcast_parameters(modules)
     params = [p for m in modules for p in m.parameters()]
     if param_groups is None:
         groups = [{"params": params, "lr": config.learning_rate}]
@@ -163,7 +185,10 @@ def train_loop(
         with torch.no_grad():
             for start in range(0, len(holdout_idx), config.eval_batch_size):
                 rows = holdout_idx[start : start + config.eval_batch_size]
-                total += float(batch_loss(rows, False)) * len(rows)
+                if dist is None:
+                    total += float(batch_loss(rows, False)) * len(rows)
+                else:
+                    total += sharded_loss(batch_terms, rows, dist) * len(rows)
                 weight += len(rows)
         return total / weight
 
@@ -184,13 +209,18 @@ def train_loop(
         for index in progress(
             batches, config.verbose, desc=f"epoch {epoch}/{config.max_epochs}", leave=False
         ):
-            loss = batch_loss(train_idx[index], True)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if dist is None:
+                loss = batch_loss(train_idx[index], True)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                loss_value = float(loss.detach())
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss_value = sharded_backward(batch_terms, train_idx[index], params, dist)
             nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss.detach()))
+            losses.append(loss_value)
             n_steps += 1
         train_seconds += time.perf_counter() - started
         val_loss = holdout_loss()
@@ -235,6 +265,7 @@ def pretrain(
     holdout_idx: np.ndarray,
     config: TrainingConfig,
     device: torch.device,
+    dist: DistContext | None = None,
 ) -> TrainingResult:
     """Train ``head(encoder(batch))`` to predict task vectors (with :func:`train_loop`).
 
@@ -254,6 +285,10 @@ def pretrain(
         then the last epoch is kept).
     config : TrainingConfig
     device : torch.device
+    dist : DistContext, optional
+        Data-parallel training over the ranks of an initialised process group (see
+        :mod:`sktve.distributed`); each rank draws its own corruption and dropout
+        randomness, keyed by (``random_state``, rank).
 
     Returns
     -------
@@ -261,25 +296,38 @@ def pretrain(
     """
     encoder.to(device)
     head.to(device)
-    generator = torch.Generator(device="cpu").manual_seed(config.random_state)
+    seed = config.random_state if dist is None else rank_seed(config.random_state, dist.rank)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    if dist is not None:
+        torch.manual_seed(seed)  # dropout: a different stream per rank
     targets_t = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
     inactive_t = torch.from_numpy(np.asarray(inactive, dtype=bool))
 
-    def batch_loss(rows: np.ndarray, train: bool) -> torch.Tensor:
+    def batch_terms(rows: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         batch = sample(positions[rows], times_ns[rows]).to(device)
         embedding = encoder(
             batch, corruption_rate=config.mask_rate if train else 0.0, generator=generator
         )
         prediction = head(embedding)
-        return scaled_cosine_loss(
+        return scaled_cosine_terms(
             prediction,
             targets_t[rows].to(device),
             inactive_t[rows].to(device),
             config.inactive_weight,
         )
 
+    def batch_loss(rows: np.ndarray, train: bool) -> torch.Tensor:
+        loss_sum, weight = batch_terms(rows, train)
+        return loss_sum / weight.clamp_min(1e-8)
+
     history, best_epoch, n_steps, steps_per_second = train_loop(
-        [encoder, head], batch_loss, train_idx, holdout_idx, config
+        [encoder, head],
+        batch_loss,
+        train_idx,
+        holdout_idx,
+        config,
+        dist=dist,
+        batch_terms=batch_terms,
     )
     return TrainingResult(
         encoder_state={k: v.detach().cpu() for k, v in encoder.state_dict().items()},

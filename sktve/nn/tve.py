@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["TVEHead", "scaled_cosine_loss"]
+__all__ = ["TVEHead", "scaled_cosine_loss", "scaled_cosine_terms"]
 
 
 class TVEHead(nn.Module):
@@ -50,8 +50,25 @@ def scaled_cosine_loss(
     -------
     loss : scalar Tensor
     """
+    loss_sum, weight = scaled_cosine_terms(prediction, target, inactive, inactive_weight, eps)
+    return loss_sum / weight.clamp_min(eps)
+
+
+def scaled_cosine_terms(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    inactive: torch.Tensor,
+    inactive_weight: float = 0.1,
+    eps: float = 1e-8,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The numerator and denominator of :func:`scaled_cosine_loss`.
+
+    Returns the sum of the weighted per-row losses and the sum of the weights; their
+    ratio is the loss. Data-parallel training adds both over ranks before dividing, so
+    the mean is that of the whole batch (:mod:`sktve.distributed`).
+    """
     cos = nn.functional.cosine_similarity(prediction, target, dim=1, eps=eps)
     per_row = (1.0 - cos).pow(2)
     inactive = inactive.to(per_row.dtype)
     weights = inactive * inactive_weight + (1.0 - inactive) * (1.0 - inactive_weight)
-    return (weights * per_row).sum() / weights.sum().clamp_min(eps)
+    return (weights * per_row).sum(), weights.sum()

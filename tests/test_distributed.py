@@ -1,0 +1,205 @@
+"""Data-parallel pre-training (sktve.distributed): 2 CPU ranks against one process."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sktve import TVEPretrainer
+from sktve.datasets import make_synthetic_database
+from sktve.distributed import (
+    context,
+    gloo_available,
+    rank_seed,
+    run_data_parallel,
+    shard,
+    sharded_backward,
+)
+
+pytestmark = pytest.mark.skipif(
+    not gloo_available(), reason="torch.distributed with the gloo backend is unavailable"
+)
+
+FAST = dict(
+    entity_table="customers",
+    window="30D",
+    embedding_dim=16,
+    fanouts=(8, 4),
+    max_epochs=3,
+    steps_per_epoch=3,
+    batch_size=64,
+    dropout=0.0,
+    random_state=0,
+)
+
+
+def _database():
+    return make_synthetic_database(120, 3000, random_state=1)
+
+
+def _X():
+    times = pd.date_range("2021-03-01", periods=6, freq="30D")
+    grid = pd.MultiIndex.from_product([times, np.arange(40)], names=["timestamp", "customer_id"])
+    return grid.to_frame(index=False)[["customer_id", "timestamp"]]
+
+
+def _step_gradients(n_rows=64):
+    """Gradients of the TVE loss on one batch: in one process, or summed over the ranks."""
+    from sktve.encoder_runtime import EncoderSpec, build_encoder, build_graph, build_sampler
+    from sktve.graph import GraphFeaturizer
+    from sktve.nn.tve import TVEHead, scaled_cosine_terms
+
+    database = _database()
+    featurizer = GraphFeaturizer().fit(database, boundary=pd.Timestamp("2021-06-01"))
+    spec = EncoderSpec(embedding_dim=16, fanouts=(8, 4), dropout=0.0)
+    sampler = build_sampler(build_graph(featurizer, database), spec, 0)
+    torch.manual_seed(0)
+    encoder = build_encoder(featurizer, spec)
+    head = TVEHead(16, 5)
+    rng = np.random.default_rng(0)
+    positions = rng.integers(0, 120, n_rows)
+    times = np.full(n_rows, np.datetime64("2021-06-01", "ns").view(np.int64))
+    targets = torch.from_numpy(rng.normal(size=(n_rows, 5)).astype(np.float32))
+    inactive = torch.from_numpy(rng.random(n_rows) < 0.3)
+
+    def batch_terms(rows, train):
+        batch = sampler.sample("customers", positions[rows], times[rows])
+        return scaled_cosine_terms(head(encoder(batch)), targets[rows], inactive[rows], 0.1)
+
+    params = [p for m in (encoder, head) for p in m.parameters()]
+    rows = np.arange(n_rows)
+    ctx = context()
+    if ctx is None:
+        loss_sum, weight = batch_terms(rows, True)
+        loss = loss_sum / weight.clamp_min(1e-8)
+        loss.backward()
+        loss_value = float(loss.detach())
+    else:
+        loss_value = sharded_backward(batch_terms, rows, params, ctx)
+    grads = [None if p.grad is None else p.grad.detach().clone().numpy() for p in params]
+    if ctx is not None:  # every rank must hold the same summed gradients
+        import torch.distributed as dist
+
+        flat = torch.cat(
+            [torch.zeros(1)] + [p.grad.reshape(-1) for p in params if p.grad is not None]
+        )
+        total = flat.clone()
+        dist.all_reduce(total)
+        assert torch.equal(total, flat * ctx.world)
+    return loss_value, grads
+
+
+def test_shard_cuts_contiguous_pieces():
+    rows = np.arange(10) * 3
+    pieces = [shard(rows, r, 3) for r in range(3)]
+    assert [len(p) for p in pieces] == [3, 3, 4]
+    np.testing.assert_array_equal(np.concatenate(pieces), rows)
+    assert len(shard(rows[:1], 0, 2)) == 0 and len(shard(rows[:1], 1, 2)) == 1
+
+
+def test_rank_seeds_differ_per_rank_and_seed():
+    seeds = {rank_seed(s, r) for s in (0, 1) for r in (0, 1, 2)}
+    assert len(seeds) == 6 and rank_seed(0, 1) == rank_seed(0, 1)
+
+
+def test_step_gradient_matches_one_process():
+    loss_1, grads_1 = _step_gradients()
+    loss_2, grads_2 = run_data_parallel(_step_gradients, (), n_workers=2)
+    assert loss_2 == pytest.approx(loss_1, rel=1e-6)
+    # Parameters with no gradient (out of the batch's reach) stay None under both.
+    assert [g is None for g in grads_1] == [g is None for g in grads_2]
+    assert any(g is not None for g in grads_1)
+    scale = max(np.abs(g).max() for g in grads_1 if g is not None)
+    for g1, g2 in zip(grads_1, grads_2):
+        if g1 is not None:
+            np.testing.assert_allclose(g2, g1, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_two_ranks_follow_the_one_process_loss_curve():
+    database, X = _database(), _X()
+    one = TVEPretrainer(database=database, mask_rate=0.0, **FAST).fit(X)
+    two = TVEPretrainer(database=database, mask_rate=0.0, n_workers=2, **FAST).fit(X)
+    assert len(two.history_) == len(one.history_) and two.n_steps_ == one.n_steps_
+    for key in ("train_loss", "holdout_loss"):
+        np.testing.assert_allclose(
+            [h[key] for h in two.history_], [h[key] for h in one.history_], rtol=1e-3
+        )
+    assert two.best_epoch_ == one.best_epoch_
+
+
+def _fit_twice():
+    """Two fits inside one process group (one spawn): mask_rate=0.15, per-rank corruption."""
+    database, X = _database(), _X()
+    params = dict(FAST, max_epochs=1, steps_per_epoch=2)
+    fits = [TVEPretrainer(database=database, **params).fit(X) for _ in range(2)]
+    return [(f.encoder_state_, f.history_) for f in fits]
+
+
+def test_two_ranks_are_deterministic_given_random_state():
+    (state_a, history_a), (state_b, history_b) = run_data_parallel(_fit_twice, (), n_workers=2)
+    assert state_a == state_b
+    assert history_a[-1]["train_loss"] == history_b[-1]["train_loss"]
+
+
+TORCHRUN_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import torch.distributed as dist
+from test_distributed import FAST, _database, _X
+from sktve import TVEPretrainer
+import hashlib
+
+dist.init_process_group("gloo")  # env:// from torchrun
+tve = TVEPretrainer(database=_database(), mask_rate=0.0, **FAST).fit(_X())
+print("RESULT", json.dumps({{
+    "rank": dist.get_rank(),
+    "train_loss": [h["train_loss"] for h in tve.history_],
+    "state": hashlib.sha1(tve.encoder_state_).hexdigest(),
+}}), flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_fit_trains_over_a_torchrun_group(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent))))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node=2", str(script)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [
+        json.loads(line.split("RESULT", 1)[1])
+        for line in done.stdout.splitlines()
+        if line.startswith("RESULT")
+    ]
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    assert results[0]["state"] == results[1]["state"]  # the ranks end identical
+    one = TVEPretrainer(database=_database(), mask_rate=0.0, **FAST).fit(_X())
+    np.testing.assert_allclose(
+        results[0]["train_loss"], [h["train_loss"] for h in one.history_], rtol=1e-3
+    )
+
+
+def _fail_on_rank_one():
+    if context().rank == 1:
+        raise ValueError("rank one fails")
+    import torch.distributed as dist
+
+    dist.barrier()  # rank 0 waits on the failed rank: the parent must not hang
+    return "unreachable"
+
+
+def test_a_failing_rank_fails_the_run():
+    with pytest.raises(RuntimeError, match="rank one fails"):
+        run_data_parallel(_fail_on_rank_one, (), n_workers=2)
+
+
+def test_n_workers_is_checked():
+    with pytest.raises(ValueError, match="n_workers"):
+        TVEPretrainer(database=_database(), entity_table="customers", n_workers=0).fit(_X())
