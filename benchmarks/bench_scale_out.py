@@ -1,0 +1,332 @@
+"""Scale-out benchmark: task vectors (numpy / DuckDB / Spark), a full fit, transform and
+data-parallel pre-training on a large synthetic database, against 2-core targets.
+
+Every measurement runs in its own subprocess (so its peak RSS is that run's alone; the
+peak is sampled with psutil in a thread, and ``ru_maxrss`` is reported too). Results are
+merged into ``benchmarks/results/scale_out.json`` after each measurement, so a run cut
+short keeps what finished; a failure (memory error, crash, timeout) is recorded as such.
+
+    python benchmarks/bench_scale_out.py --orders 20000000
+    python benchmarks/bench_scale_out.py --orders 5000000 --spark
+    python benchmarks/bench_scale_out.py --orders 20000000 --only tv_numpy,tv_duckdb
+
+Measurements: ``tv_numpy``, ``tv_duckdb``, ``tv_spark`` (only with ``--spark``, at
+``--spark-orders``), ``fit`` (full default TVEPretrainer fit plus transform throughput on
+100_000 rows), ``ddp1`` / ``ddp2`` (n_workers 1 vs 2 at ``--ddp-orders``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GIB = 2**30
+
+TARGETS = {
+    "task_vectors_numpy_20M_seconds": 120,
+    "task_vectors_numpy_20M_peak_rss_gib": 8,
+    "full_fit_seconds": 15 * 60,
+    "full_fit_peak_rss_gib": 16,
+}
+
+
+class PeakRSS:
+    """Sample the process RSS (plus children's) every few milliseconds while the block runs."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        import psutil
+
+        self.interval = interval
+        self.process = psutil.Process()
+
+    def _rss(self) -> int:
+        rss = self.process.memory_info().rss
+        for child in self.process.children(recursive=True):
+            try:
+                rss += child.memory_info().rss
+            except Exception:  # noqa: BLE001 - a child may exit between listing and reading
+                pass
+        return rss
+
+    def __enter__(self) -> PeakRSS:
+        self.start = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def _max_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def machine() -> dict:
+    import pandas as pd
+    import psutil
+
+    import sktve
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
+        "python": platform.python_version(),
+        "sktve": sktve.__version__,
+        "pandas": pd.__version__,
+        "duckdb": __import__("duckdb").__version__,
+    }
+
+
+def _database(n_orders: int):
+    from sktve.datasets import make_synthetic_database
+
+    started = time.perf_counter()
+    db = make_synthetic_database(n_customers=n_orders // 50, n_orders=n_orders, random_state=0)
+    return db, {
+        "orders": n_orders,
+        "customers": n_orders // 50,
+        "fact_rows": db.num_rows("orders") + db.num_rows("reviews"),
+        "database_rows": db.num_rows(),
+        "generate_seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def child_task_vectors(n_orders: int, engine_name: str) -> dict:
+    import pandas as pd
+
+    from sktve.targets import DuckDBEngine, SparkEngine, task_vectors
+
+    db, info = _database(n_orders)
+    cutoffs = pd.date_range("2020-02-01", periods=100, freq="MS")
+    cutoffs = cutoffs[cutoffs <= pd.Timestamp("2023-12-01")]
+    if len(cutoffs) < 100:  # the data span 2020-2023: 100 monthly cutoffs need ~8 years
+        cutoffs = pd.date_range("2020-02-01", "2023-11-30", periods=100)
+    kwargs: dict = {}
+    if engine_name == "duckdb":
+        kwargs = {"engine": DuckDBEngine(threads=2), "backend": "sql"}
+    elif engine_name == "spark":
+        kwargs = {"engine": SparkEngine(master="local[2]"), "backend": "sql"}
+    with PeakRSS() as rss, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        started = time.perf_counter()
+        frame = task_vectors(
+            db, "customers", cutoffs, "30D", max_hops=2, entities="active", **kwargs
+        )
+        seconds = time.perf_counter() - started
+    return {
+        **info,
+        "engine": engine_name,
+        "cutoffs": len(cutoffs),
+        "cutoff_spacing": "100 evenly spaced over 2020-02-01..2023-11-30 (~monthly)",
+        "window": "30D",
+        "max_hops": 2,
+        "rows_out": len(frame),
+        "columns_out": frame.shape[1],
+        "seconds": round(seconds, 2),
+        "peak_rss_gib": round(rss.peak / GIB, 3),
+        "peak_rss_above_start_gib": round((rss.peak - rss.start) / GIB, 3),
+        "max_rss_gib": round(_max_rss_gib(), 3),
+    }
+
+
+def _frame(n_customers: int, n_rows: int | None, seed: int):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    times = pd.date_range("2021-01-01", periods=12, freq="MS")  # within 2020-2023
+    if n_rows is None:
+        ids = rng.choice(n_customers, size=min(n_customers, 2000), replace=False)
+        return pd.MultiIndex.from_product([ids, times], names=["customer_id", "t"]).to_frame(
+            index=False
+        )
+    return pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, n_customers, n_rows),
+            "t": times[rng.integers(0, len(times), n_rows)],
+        }
+    )
+
+
+def child_fit(n_orders: int, n_workers: int | None, transform_rows: int) -> dict:
+    from sktve import TVEPretrainer
+
+    db, info = _database(n_orders)
+    X = _frame(info["customers"], None, 0)
+    params: dict = {"random_state": 0, "n_jobs": 2}
+    if n_workers is not None:  # data-parallel comparison: fixed, short schedule
+        params.update(n_workers=n_workers, max_epochs=2, steps_per_epoch=20)
+    tve = TVEPretrainer(database=db, entity_table="customers", window="30D", **params)
+    with PeakRSS() as rss:
+        started = time.perf_counter()
+        tve.fit(X)
+        seconds = time.perf_counter() - started
+    history = list(getattr(tve, "history_", []) or [])
+    train_seconds = sum(float(h.get("seconds", 0.0)) for h in history)
+    out = {
+        **info,
+        "fit_rows": len(X),
+        "params": {k: v for k, v in params.items() if k != "random_state"},
+        "seconds": round(seconds, 2),
+        "fit_seconds_attr": round(float(getattr(tve, "fit_seconds_", float("nan"))), 2),
+        "training_seconds_from_history": round(train_seconds, 2),
+        "target_and_graph_seconds": round(seconds - train_seconds, 2),
+        "epochs_run": len(history),
+        "steps": int(tve.n_steps_),
+        "steps_per_second": round(float(tve.steps_per_second_), 2),
+        "pretrain_rows": int(tve.n_pretrain_rows_),
+        "peak_rss_gib": round(rss.peak / GIB, 3),
+        "max_rss_gib": round(_max_rss_gib(), 3),
+        "history": history,
+    }
+    if transform_rows:
+        Xt = _frame(info["customers"], transform_rows, 1)
+        with PeakRSS() as rss:
+            started = time.perf_counter()
+            emb = tve.transform(Xt)
+            t = time.perf_counter() - started
+        out["transform"] = {
+            "rows": transform_rows,
+            "seconds": round(t, 2),
+            "rows_per_second": round(transform_rows / t, 1),
+            "shape": list(emb.shape),
+            "peak_rss_gib": round(rss.peak / GIB, 3),
+        }
+    return out
+
+
+def run_child(args: list[str], timeout: float) -> dict:
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f}s", "wall_seconds": round(timeout, 1)}
+    wall = round(time.perf_counter() - started, 1)
+    if proc.returncode == 0:
+        try:
+            return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_seconds": wall}
+        except (ValueError, IndexError):
+            pass
+    return {
+        "error": f"exit code {proc.returncode}",
+        "stderr_tail": proc.stderr[-3000:],
+        "wall_seconds": wall,
+    }
+
+
+def evaluate(result: dict) -> dict:
+    runs = result["runs"]
+    checks = {}
+    tv = runs.get("tv_numpy@20000000")
+    if tv and "error" not in tv:
+        checks["task_vectors_numpy_20M_seconds"] = tv["seconds"] <= 120
+        checks["task_vectors_numpy_20M_peak_rss_gib"] = tv["peak_rss_gib"] <= 8
+    elif tv:
+        checks["task_vectors_numpy_20M"] = f"not met: {tv['error']}"
+    fits = {k: v for k, v in runs.items() if k.startswith("fit@")}
+    for key, fit in fits.items():
+        size = key.split("@")[1]
+        if "error" in fit:
+            checks[f"full_fit_{size}"] = f"not met: {fit['error']}"
+            continue
+        checks[f"full_fit_{size}_seconds"] = fit["seconds"] <= 15 * 60
+        checks[f"full_fit_{size}_peak_rss_gib"] = fit["peak_rss_gib"] <= 16
+    return checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=20_000_000)
+    parser.add_argument("--spark", action="store_true")
+    parser.add_argument("--spark-orders", type=int, default=2_000_000)
+    parser.add_argument("--ddp-orders", type=int, default=1_000_000)
+    parser.add_argument("--transform-rows", type=int, default=100_000)
+    parser.add_argument("--only", default=None, help="comma list of measurements")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per child")
+    parser.add_argument("--out", default=str(HERE / "results" / "scale_out.json"))
+    parser.add_argument("--child", nargs="*", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        kind, size = args.child[0], int(args.child[1])
+        if kind.startswith("tv_"):
+            out = child_task_vectors(size, kind[3:])
+        elif kind == "fit":
+            out = child_fit(size, None, args.transform_rows)
+        else:
+            out = child_fit(size, int(kind[3:]), 0)
+        print(json.dumps(out, default=str))
+        return
+
+    plan = [("tv_numpy", args.orders), ("tv_duckdb", args.orders)]
+    if args.spark:
+        plan.append(("tv_spark", args.spark_orders))
+    plan += [("fit", args.orders), ("ddp1", args.ddp_orders), ("ddp2", args.ddp_orders)]
+    if args.only:
+        wanted = set(args.only.split(","))
+        plan = [p for p in plan if p[0] in wanted]
+
+    out_path = Path(args.out)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {}
+    result.update(
+        {
+            "benchmark": "scale_out",
+            "setup": "synthetic (customers = orders / 50, reviews ~25% more rows); task "
+            "vectors on customers, 100 cutoffs 2020-02..2023-11, window 30D, 2 hops, "
+            "entities='active': numpy (backend auto), DuckDB (backend sql, 2 threads), "
+            "Spark (local[2], backend sql); full default TVEPretrainer fit on 2000 "
+            "customers x 12 monthly times (n_jobs=2) then transform of 100_000 rows; "
+            "n_workers 1 vs 2 with max_epochs=2, steps_per_epoch=20. One subprocess per "
+            "measurement.",
+            "machine": machine(),
+            "targets": TARGETS,
+        }
+    )
+    result.setdefault("runs", {})
+    result.setdefault("commands", []).append("python " + " ".join(sys.argv))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    for kind, size in plan:
+        run = run_child(
+            [kind, str(size), "--transform-rows", str(args.transform_rows)], args.timeout
+        )
+        run["measurement"], run["orders"] = kind, size
+        print(json.dumps({k: v for k, v in run.items() if k != "history"}), flush=True)
+        result["runs"][f"{kind}@{size}"] = run
+        if "ddp1@" + str(args.ddp_orders) in result["runs"] and kind == "ddp2":
+            one = result["runs"]["ddp1@" + str(args.ddp_orders)]
+            if "error" not in one and "error" not in run:
+                result["ddp_speedup"] = round(one["seconds"] / run["seconds"], 2)
+        result["targets_met"] = evaluate(result)
+        out_path.write_text(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result.get("targets_met"), indent=2))
+
+
+if __name__ == "__main__":
+    main()
