@@ -139,7 +139,8 @@ def child_task_vectors(n_orders: int, engine_name: str) -> dict:
         **info,
         "engine": engine_name,
         "cutoffs": len(cutoffs),
-        "cutoff_spacing": "100 evenly spaced over 2020-02-01..2023-11-30 (~monthly)",
+        "cutoff_spacing": "100 evenly spaced over 2020-02-01..2023-11-30 (~14 days apart; "
+        "the data span 4 years, too short for 100 monthly cutoffs)",
         "window": "30D",
         "max_hops": 2,
         "rows_out": len(frame),
@@ -217,28 +218,53 @@ def child_fit(n_orders: int, n_workers: int | None, transform_rows: int) -> dict
     return out
 
 
-def run_child(args: list[str], timeout: float) -> dict:
+def run_child(args: list[str], timeout: float, rss_cap_gib: float) -> dict:
+    """Run one measurement in a subprocess; kill it past ``timeout`` or ``rss_cap_gib``."""
+    import psutil
+
     started = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout:.0f}s", "wall_seconds": round(timeout, 1)}
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    watched, peak, killed = psutil.Process(proc.pid), 0, None
+
+    def watch() -> None:
+        nonlocal peak, killed
+        while proc.poll() is None:
+            try:
+                rss = watched.memory_info().rss + sum(
+                    c.memory_info().rss for c in watched.children(recursive=True)
+                )
+            except psutil.Error:
+                rss = 0
+            peak = max(peak, rss)
+            if rss > rss_cap_gib * GIB:
+                killed = f"killed by the benchmark at RSS {rss / GIB:.1f} GiB > cap {rss_cap_gib}"
+                proc.kill()
+            elif time.perf_counter() - started > timeout:
+                killed = f"timeout after {timeout:.0f}s"
+                proc.kill()
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    stdout, stderr = proc.communicate()
+    thread.join()
     wall = round(time.perf_counter() - started, 1)
     if proc.returncode == 0:
         try:
-            return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_seconds": wall}
+            return {**json.loads(stdout.strip().splitlines()[-1]), "wall_seconds": wall}
         except (ValueError, IndexError):
             pass
     return {
-        "error": f"exit code {proc.returncode}",
-        "stderr_tail": proc.stderr[-3000:],
+        "error": killed or f"exit code {proc.returncode}",
+        "stderr_tail": stderr[-3000:],
         "wall_seconds": wall,
+        "parent_sampled_peak_rss_gib": round(peak / GIB, 3),
     }
 
 
@@ -271,6 +297,7 @@ def main() -> None:
     parser.add_argument("--transform-rows", type=int, default=100_000)
     parser.add_argument("--only", default=None, help="comma list of measurements")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per child")
+    parser.add_argument("--rss-cap-gib", type=float, default=20.0, help="kill a child above")
     parser.add_argument("--out", default=str(HERE / "results" / "scale_out.json"))
     parser.add_argument("--child", nargs="*", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -314,7 +341,9 @@ def main() -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     for kind, size in plan:
         run = run_child(
-            [kind, str(size), "--transform-rows", str(args.transform_rows)], args.timeout
+            [kind, str(size), "--transform-rows", str(args.transform_rows)],
+            args.timeout,
+            args.rss_cap_gib,
         )
         run["measurement"], run["orders"] = kind, size
         print(json.dumps({k: v for k, v in run.items() if k != "history"}), flush=True)
