@@ -262,6 +262,11 @@ def run_child(args: list[str], timeout: float, rss_cap_gib: float) -> dict:
             pass
     return {
         "error": killed or f"exit code {proc.returncode}",
+        "stderr_errors": [
+            line[:500]
+            for line in stderr.splitlines()
+            if ("Error" in line or "Exception" in line) and not line.strip().startswith("at ")
+        ][:20],
         "stderr_tail": stderr[-3000:],
         "wall_seconds": wall,
         "parent_sampled_peak_rss_gib": round(peak / GIB, 3),
