@@ -148,7 +148,7 @@ def test_two_ranks_are_deterministic_given_random_state():
 
 
 TORCHRUN_SCRIPT = """
-import json, sys
+import json, pathlib, sys
 sys.path.insert(0, {tests!r})
 import torch.distributed as dist
 from test_distributed import FAST, _database, _X
@@ -157,27 +157,26 @@ import hashlib
 
 dist.init_process_group("gloo")  # env:// from torchrun
 tve = TVEPretrainer(database=_database(), mask_rate=0.0, **FAST).fit(_X())
-print("RESULT", json.dumps({{
+# One file per rank: the ranks' stdout lines can interleave.
+pathlib.Path({out!r}, f"rank{{dist.get_rank()}}.json").write_text(json.dumps({{
     "rank": dist.get_rank(),
     "train_loss": [h["train_loss"] for h in tve.history_],
     "state": hashlib.sha1(tve.encoder_state_).hexdigest(),
-}}), flush=True)
+}}))
 dist.destroy_process_group()
 """
 
 
 def test_fit_trains_over_a_torchrun_group(tmp_path):
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent))))
+    script.write_text(
+        textwrap.dedent(TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
+    )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node=2", str(script)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = [
-        json.loads(line.split("RESULT", 1)[1])
-        for line in done.stdout.splitlines()
-        if line.startswith("RESULT")
-    ]
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert sorted(r["rank"] for r in results) == [0, 1]
     assert results[0]["state"] == results[1]["state"]  # the ranks end identical
     one = TVEPretrainer(database=_database(), mask_rate=0.0, **FAST).fit(_X())
