@@ -716,6 +716,26 @@ def write_relbench_folder(
     return folder
 
 
+def split_timestamps(
+    start: Any, end: Any, val_timestamp: Any = None, test_timestamp: Any = None
+) -> tuple[Any, Any]:
+    """The synthetic datasets' split cutoffs: those given, else month starts at 75% / 87.5%.
+
+    Shared by every synthetic dataset writer, so that all schemas split their span alike.
+    """
+    start_ts = pd.Timestamp(start).normalize()
+    span = pd.Timestamp(end).normalize() + pd.Timedelta(days=1) - start_ts
+
+    def month_start(fraction: float) -> pd.Timestamp:
+        return (start_ts + span * fraction + pd.Timedelta(days=15)).to_period("M").to_timestamp()
+
+    if val_timestamp is None:
+        val_timestamp = month_start(0.75)
+    if test_timestamp is None:
+        test_timestamp = month_start(0.875)
+    return val_timestamp, test_timestamp
+
+
 def make_synthetic_dataset(
     path: str | Path,
     n_customers: int = 300,
@@ -768,17 +788,7 @@ def make_synthetic_dataset(
     >>> list(X.columns)
     ['customer_id', 'timestamp']
     """
-    start_ts = pd.Timestamp(start).normalize()
-    end_excl = pd.Timestamp(end).normalize() + pd.Timedelta(days=1)
-    span = end_excl - start_ts
-
-    def month_start(ts: pd.Timestamp) -> pd.Timestamp:
-        return ts.to_period("M").to_timestamp()
-
-    if test_timestamp is None:
-        test_timestamp = month_start(start_ts + span * 0.875 + pd.Timedelta(days=15))
-    if val_timestamp is None:
-        val_timestamp = month_start(start_ts + span * 0.75 + pd.Timedelta(days=15))
+    val_timestamp, test_timestamp = split_timestamps(start, end, val_timestamp, test_timestamp)
     frames, schema = make_synthetic_database(
         n_customers,
         n_orders,

@@ -603,19 +603,9 @@ def make_library_dataset(
     >>> list(X.columns)
     ['member_id', 'timestamp']
     """
-    from sktve.datasets import write_relbench_folder
+    from sktve.datasets import split_timestamps, write_relbench_folder
 
-    start_ts = pd.Timestamp(start).normalize()
-    end_excl = pd.Timestamp(end).normalize() + pd.Timedelta(days=1)
-    span = end_excl - start_ts
-
-    def month_start(ts: pd.Timestamp) -> pd.Timestamp:
-        return ts.to_period("M").to_timestamp()
-
-    if test_timestamp is None:
-        test_timestamp = month_start(start_ts + span * 0.875 + pd.Timedelta(days=15))
-    if val_timestamp is None:
-        val_timestamp = month_start(start_ts + span * 0.75 + pd.Timedelta(days=15))
+    val_timestamp, test_timestamp = split_timestamps(start, end, val_timestamp, test_timestamp)
     frames, schema = make_library_database(
         n_members,
         n_loans,
