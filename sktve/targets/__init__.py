@@ -6,9 +6,16 @@
 from sktve.targets.engine import DuckDBEngine, SparkEngine
 from sktve.targets.paths import AggregateSpec, ColumnSpec, Hop, PathSpec, enumerate_paths
 from sktve.targets.scaler import TaskVectorScaler
-from sktve.targets.vectors import DEFAULT_MAX_COLUMNS, task_vectors, window_label
+from sktve.targets.vectors import (
+    DEFAULT_CHUNK_PAIRS,
+    DEFAULT_MAX_COLUMNS,
+    task_vectors,
+    window_label,
+    write_task_vectors,
+)
 
 __all__ = [
+    "DEFAULT_CHUNK_PAIRS",
     "DEFAULT_MAX_COLUMNS",
     "AggregateSpec",
     "ColumnSpec",
@@ -20,4 +27,5 @@ __all__ = [
     "enumerate_paths",
     "task_vectors",
     "window_label",
+    "write_task_vectors",
 ]

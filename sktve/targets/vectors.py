@@ -38,10 +38,18 @@ from sktve.targets.paths import (
 )
 from sktve.targets.sql import first_time_sql, path_query_sql, sibling_partials_sql
 
-__all__ = ["DEFAULT_MAX_COLUMNS", "task_vectors", "window_label"]
+__all__ = [
+    "DEFAULT_CHUNK_PAIRS",
+    "DEFAULT_MAX_COLUMNS",
+    "task_vectors",
+    "window_label",
+    "write_task_vectors",
+]
 
 #: Default cap on aggregate columns per window block.
 DEFAULT_MAX_COLUMNS = 500
+#: Default number of (entity, cutoff) pairs computed at once (see :func:`compute_blocks`).
+DEFAULT_CHUNK_PAIRS = 500_000
 
 
 def window_label(window: pd.Timedelta) -> str:
@@ -72,18 +80,20 @@ class Blocks:
 
 # ---------------------------------------------------------------------- views
 def _view_frame(
-    database: Database, table: str, paths: Sequence[PathSpec], horizon_ns: int | None
+    database: Database,
+    table: str,
+    paths: Sequence[PathSpec],
+    horizon_ns: int | None,
+    floor_ns: int | None = None,
 ) -> pd.DataFrame:
     """The columns of ``table`` the queries need, in engine-friendly types."""
     frame = database.table(table)
     schema = database.schema[table]
-    if horizon_ns is not None and schema.time_col is not None:
-        times = frame[schema.time_col].to_numpy(dtype=TIME_DTYPE).view(np.int64)
-        keep = times <= horizon_ns
-        # Rows after the horizon are physically absent from the engine: they cannot
-        # influence any result, not even floating-point summation order.
-        if not keep.all():
-            frame = frame[keep]
+    keep = _kept_rows(frame, schema.time_col, horizon_ns, floor_ns)
+    if keep is not None:
+        # Rows after the horizon (or at or before the floor) are physically absent from
+        # the engine: they cannot influence any result, not even summation order.
+        frame = frame.iloc[keep]
     out: dict[str, Any] = {}
     if schema.pkey is not None:
         out["__pkey"] = frame[schema.pkey]
@@ -376,18 +386,31 @@ def _range_std(v: np.ndarray, a: np.ndarray, b: np.ndarray, mean: np.ndarray) ->
         return np.where(n > 0, np.sqrt(m2 / np.maximum(n, 1)), np.nan)
 
 
-class _TableArrays:
-    """Columns of one table as numpy arrays, rows after the horizon left out (cached)."""
+def _kept_rows(
+    frame: pd.DataFrame, time_col: str | None, horizon_ns: int | None, floor_ns: int | None
+) -> np.ndarray | None:
+    """Positions of the rows with floor < time <= horizon (None: every row is kept)."""
+    if time_col is None or (horizon_ns is None and floor_ns is None):
+        return None
+    times = frame[time_col].to_numpy(dtype=TIME_DTYPE).view(np.int64)
+    keep = np.ones(len(times), dtype=bool)
+    if horizon_ns is not None:
+        keep &= times <= horizon_ns
+    if floor_ns is not None:
+        keep &= times > floor_ns
+    return None if keep.all() else np.flatnonzero(keep)
 
-    def __init__(self, database: Database, table: str, horizon_ns: int | None) -> None:
+
+class _TableArrays:
+    """Columns of one table as numpy arrays, rows outside (floor, horizon] left out (cached)."""
+
+    def __init__(
+        self, database: Database, table: str, horizon_ns: int | None, floor_ns: int | None = None
+    ) -> None:
         self.frame = database.table(table)
         self.time_col = database.schema[table].time_col
-        self.keep = None
-        if horizon_ns is not None and self.time_col is not None:
-            keep = self._times_all() <= horizon_ns
-            if not keep.all():
-                # Rows after the horizon are physically absent, as for the SQL views.
-                self.keep = np.flatnonzero(keep)
+        # Rows outside the bounds are physically absent, as for the SQL views.
+        self.keep = _kept_rows(self.frame, self.time_col, horizon_ns, floor_ns)
         self._cache: dict[tuple[str, str], Any] = {}
 
     def _times_all(self) -> np.ndarray:
@@ -429,9 +452,10 @@ class _TableArrays:
 class _RangeEngine:
     """Aggregates of direct, static-dimension and sibling paths for (entity, cutoff) pairs."""
 
-    def __init__(self, database, entities, cutoffs_ns, horizon_ns) -> None:
+    def __init__(self, database, entities, cutoffs_ns, horizon_ns, floors=None) -> None:
         self.database = database
         self.horizon_ns = horizon_ns
+        self.floors = floors or {}
         self.entity_index = pd.Index(pd.unique(entities))
         self.pair_codes = self.entity_index.get_indexer(entities)
         self.cutoffs = np.asarray(cutoffs_ns, dtype=np.int64)
@@ -440,7 +464,9 @@ class _RangeEngine:
 
     def arrays(self, table: str) -> _TableArrays:
         if table not in self._arrays:
-            self._arrays[table] = _TableArrays(self.database, table, self.horizon_ns)
+            self._arrays[table] = _TableArrays(
+                self.database, table, self.horizon_ns, self.floors.get(table)
+            )
         return self._arrays[table]
 
     def supports(self, path: PathSpec) -> bool:
@@ -673,6 +699,7 @@ def compute_blocks(
     engine: Any = None,
     horizon_ns: int | None = None,
     backend: str = "auto",
+    chunk_size: int | None = DEFAULT_CHUNK_PAIRS,
 ) -> Blocks:
     """Aggregates of every path and window for unique (entity, cutoff) pairs.
 
@@ -690,26 +717,133 @@ def compute_blocks(
         ``"auto"``: the numpy range engine where it applies, generated SQL elsewhere;
         ``"sql"``: generated SQL for every path (the portable form another SQL engine runs).
         An engine of another dialect than DuckDB's (Spark) always gets every path.
+    chunk_size : int or None, default=DEFAULT_CHUNK_PAIRS
+        Pairs computed at once, taken in cutoff order; each chunk reads only the rows its
+        cutoffs can reach (see :func:`_row_floors`), so work and memory per chunk follow
+        the chunk, not the whole history. None: one chunk.
 
     Returns
     -------
     Blocks
         Columns named ``"<window>|<path>|<column>|<aggregate>"``, per-window inactivity.
     """
-    with _reuse_freed_memory():
-        return _compute_blocks(
-            database,
-            entity_table,
-            entities,
-            cutoffs_ns,
-            windows,
-            paths=paths,
-            max_columns=max_columns,
-            direction=direction,
-            engine=engine,
-            horizon_ns=horizon_ns,
-            backend=backend,
-        )
+    entities = np.asarray(entities)
+    cutoffs_ns = np.asarray(cutoffs_ns, dtype=np.int64)
+    spans = _chunk_spans(len(entities), chunk_size)
+    kwargs = dict(paths=paths, max_columns=max_columns, direction=direction, backend=backend)
+    given = engine
+    engine = resolve_engine(engine)
+    try:
+        with _reuse_freed_memory():
+            if len(spans) == 1:
+                return _compute_blocks(
+                    database,
+                    entity_table,
+                    entities,
+                    cutoffs_ns,
+                    windows,
+                    engine=engine,
+                    horizon_ns=horizon_ns,
+                    **kwargs,
+                )
+            order = np.argsort(cutoffs_ns, kind="stable")
+            reach = max(windows).value if direction == "future" else 0
+            result: Blocks | None = None
+            for start, stop in spans:
+                rows = order[start:stop]
+                chunk_cutoffs = cutoffs_ns[rows]
+                # Rows after the chunk's last window end cannot reach its pairs.
+                chunk_horizon = int(chunk_cutoffs.max()) + int(reach)
+                if horizon_ns is not None:
+                    chunk_horizon = min(chunk_horizon, int(horizon_ns))
+                part = _compute_blocks(
+                    database,
+                    entity_table,
+                    entities[rows],
+                    chunk_cutoffs,
+                    windows,
+                    engine=engine,
+                    horizon_ns=chunk_horizon,
+                    **kwargs,
+                )
+                if result is None:
+                    result = _empty_blocks_like(part, len(entities))
+                result.matrix[:, rows] = part.matrix
+                for name, values in part.modes.items():
+                    result.modes[name][rows] = values
+                for label, values in part.block_inactive.items():
+                    result.block_inactive[label][rows] = values
+                del part
+            return result
+    finally:
+        if engine is not None and engine is not given:
+            engine.close()  # made here from a name
+
+
+def _chunk_spans(n: int, chunk_size: int | None) -> list[tuple[int, int]]:
+    """[start, stop) spans of at most ``chunk_size`` (one span for None or n <= size)."""
+    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
+    if chunk_size is None or n <= chunk_size:
+        return [(0, n)]
+    # Equal chunks (not a short last one), so every chunk costs about the same.
+    n_chunks = -(-n // int(chunk_size))
+    edges = np.linspace(0, n, n_chunks + 1).round().astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _empty_blocks_like(part: Blocks, n: int) -> Blocks:
+    """Blocks with ``part``'s columns for ``n`` pairs, to be filled chunk by chunk."""
+    return Blocks(
+        part.names,
+        part.numeric_names,
+        np.empty((len(part.numeric_names), n), dtype=np.float64),
+        {name: np.full(n, None, dtype=object) for name in part.modes},
+        {label: np.zeros(n, dtype=np.int8) for label in part.block_inactive},
+        part.dropped,
+        part.paths,
+    )
+
+
+def _row_floors(
+    database: Database,
+    paths: Sequence[PathSpec],
+    edges: Sequence[tuple[str, str]],
+    first_cutoff: int,
+    windows: Sequence[pd.Timedelta],
+    direction: str,
+) -> dict[str, int]:
+    """Per timestamped table, a time at or before which none of its rows reach a pair.
+
+    The pairs' cutoffs are at least ``first_cutoff``, so a first-hop row must be later
+    than ``first_cutoff`` (``- largest window`` looking back) and a sibling row later than
+    that minus the path's lookback. Rows of the other 2-hop tables (children, timestamped
+    dimensions) are joined by key with no lower time bound: those tables get no floor,
+    nor does a table in any such role.
+    """
+    longest = max(int(w.value) for w in windows)
+    start = int(first_cutoff) - (longest if direction == "past" else 0)
+    floors: dict[str, int] = {}
+    unbounded: set[str] = set()
+
+    def lower(table: str, value: int) -> None:
+        floors[table] = min(floors.get(table, value), value)
+
+    for table, _ in edges:
+        lower(table, start)
+    for path in paths:
+        lower(path.first_table, start)
+        later = list(path.hops[1:])
+        if path.kind == "sibling":
+            sibling = later.pop()
+            lookback = max(int((path.lookback or w).value) for w in windows)
+            lower(sibling.table, start - lookback)
+        unbounded.update(hop.table for hop in later)
+    return {
+        table: floor
+        for table, floor in floors.items()
+        if table not in unbounded and database.is_temporal(table)
+    }
 
 
 def _compute_blocks(
@@ -756,7 +890,10 @@ def _compute_blocks(
     by_path: dict[str, list[AggregateSpec]] = {}
     for spec in plan:
         by_path.setdefault(spec.path.name, []).append(spec)
-    ranges = _RangeEngine(database, entities, cutoffs_ns, horizon_ns)
+    floors = (
+        _row_floors(database, paths, edges, int(cutoffs_ns.min()), windows, direction) if n else {}
+    )
+    ranges = _RangeEngine(database, entities, cutoffs_ns, horizon_ns, floors)
 
     def in_numpy(path: PathSpec) -> bool:
         return backend == "auto" and ranges.supports(path)
@@ -772,7 +909,7 @@ def _compute_blocks(
     try:
         if sql_paths:
             views, unique_cutoffs, first_tables = _register_sql_views(
-                engine, database, entities, cutoffs_ns, sql_paths, horizon_ns
+                engine, database, entities, cutoffs_ns, sql_paths, horizon_ns, floors
             )
             n_entities = len(pd.unique(entities))
         for window in windows:
@@ -853,12 +990,12 @@ def _compute_blocks(
             engine.close()
 
 
-def _register_sql_views(engine, database, entities, cutoffs_ns, sql_paths, horizon_ns):
+def _register_sql_views(engine, database, entities, cutoffs_ns, sql_paths, horizon_ns, floors):
     """Register the views the SQL-computed paths read (see the module docstring of sql)."""
     tables = {h.table for path in sql_paths for h in path.hops}
     views = {}
     for table in sorted(tables):
-        views[table] = _view_frame(database, table, sql_paths, horizon_ns)
+        views[table] = _view_frame(database, table, sql_paths, horizon_ns, floors.get(table))
         engine.register(f"__tve_{table}", views[table])
     unique_cutoffs, cutoff_ids = np.unique(cutoffs_ns, return_inverse=True)
     engine.register(
@@ -900,7 +1037,9 @@ def _parse_cutoffs(cutoffs: Any) -> np.ndarray:
     return to_naive_times(values.reset_index(drop=True), "cutoffs").to_numpy(dtype=TIME_DTYPE)
 
 
-def _warn_outside(database: Database, cutoffs: np.ndarray, what: str = "cutoffs") -> None:
+def _warn_outside(
+    database: Database, cutoffs: np.ndarray, what: str = "cutoffs", stacklevel: int = 3
+) -> None:
     start, end = np.datetime64(database.min_timestamp), np.datetime64(database.max_timestamp)
     early = int((cutoffs < start).sum())
     late = int((cutoffs >= end).sum())
@@ -910,7 +1049,7 @@ def _warn_outside(database: Database, cutoffs: np.ndarray, what: str = "cutoffs"
             f"{early} before its start, {late} at or after its end (those windows hold no "
             "rows, so every entity is inactive there).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -977,6 +1116,7 @@ def task_vectors(
     max_columns: int | None = DEFAULT_MAX_COLUMNS,
     engine: Any = None,
     backend: str = "auto",
+    chunk_size: int | None = DEFAULT_CHUNK_PAIRS,
 ) -> pd.DataFrame:
     """Aggregate what happens to each entity in the window after each cutoff.
 
@@ -1024,6 +1164,12 @@ def task_vectors(
         SQL on ``engine``; ``"sql"`` runs every path as generated SQL (the portable form,
         slower on large tables; the two agree to floating-point rounding). A Spark engine
         always runs every path as SQL.
+    chunk_size : int or None, default=500_000
+        (Entity, cutoff) pairs computed at once, in cutoff order: each chunk reads only the
+        rows its cutoffs can reach, which bounds the working memory and keeps long
+        histories linear. None computes every pair at once. Chunks change only the
+        floating-point summation order (results agree to about 1e-15 relative). For
+        results larger than memory, :func:`write_task_vectors` writes chunk by chunk.
 
     Returns
     -------
@@ -1056,81 +1202,278 @@ def task_vectors(
        user_id  30D|orders|amount|sum  no_activity
     0        0                    8.0            0
     """
-    check_entity_table(database, entity_table)
-    windows = parse_windows(window)
-    max_window = max(windows)
-    pkey = database.pkey(entity_table)
-    if isinstance(entities, str):
-        if entities != "active":
-            raise ValueError(
-                f"entities must be 'active' or a DataFrame of (entity, cutoff) pairs, got "
-                f"{entities!r}."
-            )
-        cutoff_values = _parse_cutoffs(cutoffs)
-        mode = "active"
-    elif isinstance(entities, pd.DataFrame):
-        missing = [c for c in (pkey, "cutoff") if c not in entities.columns]
-        if missing:
-            raise ValueError(
-                f"entities must have columns [{pkey!r}, 'cutoff']; missing {missing} "
-                f"(got {list(entities.columns)})."
-            )
-        cutoff_values = _parse_cutoffs(entities["cutoff"])
-        mode = "pairs"
-    else:
-        raise TypeError(f"entities must be 'active' or a DataFrame, got {type(entities).__name__}.")
-    horizon = cutoff_values.max() + max_window.to_timedelta64()
-    paths = enumerate_paths(
+    job = _TaskVectorJob.prepare(
         database,
         entity_table,
-        max_hops=max_hops,
-        include=include,
-        exclude=exclude,
-        lookback=lookback,
-        as_of=pd.Timestamp(horizon),
+        cutoffs,
+        window,
+        max_hops,
+        entities,
+        include,
+        exclude,
+        lookback,
+        backend,
     )
-    _warn_outside(database, cutoff_values)
-    if backend not in ("auto", "sql"):
-        raise ValueError(f"backend must be 'auto' or 'sql', got {backend!r}.")
     # One engine for both queries; one made here from a name is closed here.
     resolved = resolve_engine(engine)
     try:
-        if mode == "active":
-            ent, cut = _active_pairs(database, entity_table, cutoff_values, max_window, resolved)
-            inverse = None
-        else:
-            keys = entities[pkey].to_numpy()
-            database.entity_positions(entity_table, keys)  # raises on unknown ids
-            pairs = pd.DataFrame({"e": keys, "c": cutoff_values.view(np.int64)})
-            inverse = pairs.groupby(["e", "c"], sort=False, dropna=False).ngroup().to_numpy()
-            unique = pairs.drop_duplicates()
-            ent, cut = unique["e"].to_numpy(), unique["c"].to_numpy(dtype=np.int64)
-        blocks = compute_blocks(
-            database,
-            entity_table,
-            ent,
-            cut,
-            windows,
-            paths=paths,
-            max_columns=max_columns,
-            direction="future",
-            engine=resolved,
-            horizon_ns=int(horizon.view(np.int64)),
-            backend=backend,
-        )
+        ent, cut = job.pairs(resolved)
+        inverse = None
+        if job.mode == "pairs":
+            ent, cut, inverse = _unique_pairs(ent, cut)
+        blocks = job.blocks(ent, cut, resolved, max_columns, chunk_size)
     finally:
         if resolved is not None and resolved is not engine:
             resolved.close()
-    if blocks.dropped:
-        shown = ", ".join(blocks.dropped[:5])
+    _warn_dropped(blocks.dropped, max_columns)
+    return _assemble(job.pkey, ent, cut, blocks, job.windows, inverse)
+
+
+def write_task_vectors(
+    path: Any,
+    database: Database,
+    entity_table: str,
+    cutoffs: Any,
+    window: Any,
+    *,
+    max_hops: int = 2,
+    entities: str | pd.DataFrame = "active",
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    lookback: Any = None,
+    max_columns: int | None = DEFAULT_MAX_COLUMNS,
+    engine: Any = None,
+    backend: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_PAIRS,
+) -> dict[str, Any]:
+    """Compute :func:`task_vectors` chunk by chunk into one parquet file.
+
+    For results larger than memory (entities x cutoffs x columns): each chunk of at most
+    ``chunk_size`` output rows is computed, written as one row group, and freed, so the
+    memory held is the database plus one chunk. Reading the file back
+    (``pd.read_parquet(path)``) gives :func:`task_vectors`' frame with the same
+    arguments: the same rows in the same order, the same columns, values equal to
+    floating-point rounding (modes as strings).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The parquet file to write (its folder must exist; an existing file is replaced).
+    database, entity_table, cutoffs, window, max_hops, entities, include, exclude, \
+lookback, max_columns, engine, backend
+        As for :func:`task_vectors`. With ``entities`` a DataFrame, its rows are written
+        in its order; pairs sorted by cutoff make the chunks cheapest.
+    chunk_size : int, default=500_000
+        Output rows per chunk (and per row group).
+
+    Returns
+    -------
+    dict
+        ``path``, ``rows``, ``columns`` (names), ``chunks``, ``paths`` and
+        ``dropped_columns``, as ``frame.attrs`` holds them for :func:`task_vectors`.
+
+    Examples
+    --------
+    >>> from sktve.targets import write_task_vectors
+    >>> info = write_task_vectors("tv.parquet", db, "users", cutoffs, "30D")  # doctest: +SKIP
+    >>> info["rows"], info["chunks"]  # doctest: +SKIP
+    (25010344, 51)
+    """
+    import pyarrow.parquet as pq
+
+    if chunk_size is None:
+        raise ValueError("chunk_size must be a positive int: write_task_vectors writes chunks.")
+    job = _TaskVectorJob.prepare(
+        database,
+        entity_table,
+        cutoffs,
+        window,
+        max_hops,
+        entities,
+        include,
+        exclude,
+        lookback,
+        backend,
+    )
+    resolved = resolve_engine(engine)
+    writer = None
+    rows = 0
+    spans: list[tuple[int, int]] = []
+    blocks = None
+    try:
+        all_ent, all_cut = job.pairs(resolved)
+        spans = _chunk_spans(len(all_ent), chunk_size)
+        for start, stop in spans:
+            ent, cut, inverse = all_ent[start:stop], all_cut[start:stop], None
+            if job.mode == "pairs":
+                ent, cut, inverse = _unique_pairs(ent, cut)
+            blocks = job.blocks(ent, cut, resolved, max_columns, None)
+            frame = _assemble(job.pkey, ent, cut, blocks, job.windows, inverse)
+            del blocks.matrix
+            table = _to_parquet_table(frame, set(blocks.modes))
+            del frame
+            if writer is None:
+                writer = pq.ParquetWriter(str(path), table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += table.num_rows
+            columns = table.column_names
+            del table
+    finally:
+        if writer is not None:
+            writer.close()
+        if resolved is not None and resolved is not engine:
+            resolved.close()
+    _warn_dropped(blocks.dropped, max_columns)
+    return {
+        "path": str(path),
+        "rows": rows,
+        "columns": columns,
+        "chunks": len(spans),
+        "paths": [p.name for p in blocks.paths],
+        "dropped_columns": list(blocks.dropped),
+    }
+
+
+def _to_parquet_table(frame: pd.DataFrame, mode_columns: set[str]):
+    """A chunk's frame as an Arrow table whose schema is the same for every chunk."""
+    import pyarrow as pa
+
+    arrays = []
+    for name in frame.columns:
+        values = frame[name]
+        if name in mode_columns:
+            # Modes are strings; an all-None chunk would otherwise infer the null type.
+            arrays.append(pa.array(values.astype(object), type=pa.string(), from_pandas=True))
+        else:
+            arrays.append(pa.array(values, from_pandas=True))
+    return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
+
+
+def _unique_pairs(ent: np.ndarray, cut: np.ndarray):
+    """Distinct (entity, cutoff) pairs in first-seen order and each row's pair."""
+    pairs = pd.DataFrame({"e": ent, "c": cut})
+    inverse = pairs.groupby(["e", "c"], sort=False, dropna=False).ngroup().to_numpy()
+    unique = pairs.drop_duplicates()
+    return unique["e"].to_numpy(), unique["c"].to_numpy(dtype=np.int64), inverse
+
+
+def _warn_dropped(dropped: Sequence[str], max_columns: int | None) -> None:
+    if dropped:
+        shown = ", ".join(dropped[:5])
         warnings.warn(
-            f"max_columns={max_columns} dropped {len(blocks.dropped)} aggregate columns "
+            f"max_columns={max_columns} dropped {len(dropped)} aggregate columns "
             f"(e.g. {shown}); see frame.attrs['dropped_columns'], or narrow the paths with "
             "include/exclude.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return _assemble(pkey, ent, cut, blocks, windows, inverse)
+
+
+@dataclass
+class _TaskVectorJob:
+    """What :func:`task_vectors` and :func:`write_task_vectors` settle before computing."""
+
+    database: Database
+    entity_table: str
+    pkey: str
+    windows: list[pd.Timedelta]
+    mode: str
+    cutoff_values: np.ndarray
+    entity_keys: np.ndarray | None
+    horizon_ns: int
+    paths: list[PathSpec]
+    backend: str
+
+    @classmethod
+    def prepare(
+        cls,
+        database,
+        entity_table,
+        cutoffs,
+        window,
+        max_hops,
+        entities,
+        include,
+        exclude,
+        lookback,
+        backend,
+    ) -> _TaskVectorJob:
+        check_entity_table(database, entity_table)
+        windows = parse_windows(window)
+        pkey = database.pkey(entity_table)
+        keys = None
+        if isinstance(entities, str):
+            if entities != "active":
+                raise ValueError(
+                    f"entities must be 'active' or a DataFrame of (entity, cutoff) pairs, "
+                    f"got {entities!r}."
+                )
+            cutoff_values = _parse_cutoffs(cutoffs)
+            mode = "active"
+        elif isinstance(entities, pd.DataFrame):
+            missing = [c for c in (pkey, "cutoff") if c not in entities.columns]
+            if missing:
+                raise ValueError(
+                    f"entities must have columns [{pkey!r}, 'cutoff']; missing {missing} "
+                    f"(got {list(entities.columns)})."
+                )
+            cutoff_values = _parse_cutoffs(entities["cutoff"])
+            keys = entities[pkey].to_numpy()
+            database.entity_positions(entity_table, keys)  # raises on unknown ids
+            mode = "pairs"
+        else:
+            raise TypeError(
+                f"entities must be 'active' or a DataFrame, got {type(entities).__name__}."
+            )
+        horizon = cutoff_values.max() + max(windows).to_timedelta64()
+        paths = enumerate_paths(
+            database,
+            entity_table,
+            max_hops=max_hops,
+            include=include,
+            exclude=exclude,
+            lookback=lookback,
+            as_of=pd.Timestamp(horizon),
+        )
+        _warn_outside(database, cutoff_values, stacklevel=4)
+        if backend not in ("auto", "sql"):
+            raise ValueError(f"backend must be 'auto' or 'sql', got {backend!r}.")
+        return cls(
+            database,
+            entity_table,
+            pkey,
+            windows,
+            mode,
+            cutoff_values,
+            keys,
+            int(horizon.view(np.int64)),
+            paths,
+            backend,
+        )
+
+    def pairs(self, engine: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Every output row's (entity, cutoff ns): the active pairs, or the given rows."""
+        if self.mode == "active":
+            return _active_pairs(
+                self.database, self.entity_table, self.cutoff_values, max(self.windows), engine
+            )
+        return self.entity_keys, self.cutoff_values.view(np.int64)
+
+    def blocks(self, ent, cut, engine, max_columns, chunk_size) -> Blocks:
+        return compute_blocks(
+            self.database,
+            self.entity_table,
+            ent,
+            cut,
+            self.windows,
+            paths=self.paths,
+            max_columns=max_columns,
+            direction="future",
+            engine=engine,
+            horizon_ns=self.horizon_ns,
+            backend=self.backend,
+            chunk_size=chunk_size,
+        )
 
 
 def _assemble(
