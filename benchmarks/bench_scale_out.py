@@ -11,7 +11,9 @@ short keeps what finished; a failure (memory error, crash, timeout) is recorded 
     python benchmarks/bench_scale_out.py --orders 20000000 --only tv_numpy,tv_duckdb
 
 Measurements: ``tv_numpy``, ``tv_duckdb``, ``tv_spark`` (only with ``--spark``, at
-``--spark-orders``), ``fit`` (full default TVEPretrainer fit plus transform throughput on
+``--spark-orders``): task vectors written to parquet chunk by chunk
+(:func:`sktve.targets.write_task_vectors`); ``tv_numpy_frame`` (in ``--only``) returns
+one in-memory frame instead, ``fit`` (full default TVEPretrainer fit plus transform throughput on
 100_000 rows), ``ddp1`` / ``ddp2`` (n_workers 1 vs 2 at ``--ddp-orders``).
 """
 
@@ -113,39 +115,64 @@ def _database(n_orders: int):
     }
 
 
-def child_task_vectors(n_orders: int, engine_name: str) -> dict:
+def child_task_vectors(n_orders: int, engine_name: str, output: str) -> dict:
+    import tempfile
+
     import pandas as pd
 
-    from sktve.targets import DuckDBEngine, SparkEngine, task_vectors
+    from sktve.targets import DuckDBEngine, SparkEngine, task_vectors, write_task_vectors
 
     db, info = _database(n_orders)
-    cutoffs = pd.date_range("2020-02-01", periods=100, freq="MS")
-    cutoffs = cutoffs[cutoffs <= pd.Timestamp("2023-12-01")]
-    if len(cutoffs) < 100:  # the data span 2020-2023: 100 monthly cutoffs need ~8 years
-        cutoffs = pd.date_range("2020-02-01", "2023-11-30", periods=100)
+    cutoffs = pd.date_range("2020-02-01", "2023-11-30", periods=100)
     kwargs: dict = {}
     if engine_name == "duckdb":
         kwargs = {"engine": DuckDBEngine(threads=2), "backend": "sql"}
     elif engine_name == "spark":
-        kwargs = {"engine": SparkEngine(master="local[2]"), "backend": "sql"}
+        # Spark's default 1 GiB driver heap ran out at 200k orders (scale_out.json).
+        engine = SparkEngine(master="local[2]", config={"spark.driver.memory": "8g"})
+        kwargs = {"engine": engine, "backend": "sql"}
+    folder = tempfile.TemporaryDirectory(prefix="sktve-scale-")
     with PeakRSS() as rss, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         started = time.perf_counter()
-        frame = task_vectors(
-            db, "customers", cutoffs, "30D", max_hops=2, entities="active", **kwargs
-        )
+        if output == "parquet":
+            written = write_task_vectors(
+                Path(folder.name) / "tv.parquet",
+                db,
+                "customers",
+                cutoffs,
+                "30D",
+                max_hops=2,
+                entities="active",
+                **kwargs,
+            )
+            rows_out, columns_out = written["rows"], len(written["columns"])
+        else:
+            frame = task_vectors(
+                db, "customers", cutoffs, "30D", max_hops=2, entities="active", **kwargs
+            )
+            rows_out, columns_out = frame.shape
         seconds = time.perf_counter() - started
+    extra = {}
+    if output == "parquet":
+        extra = {
+            "chunks": written["chunks"],
+            "parquet_gib": round((Path(folder.name) / "tv.parquet").stat().st_size / GIB, 3),
+        }
+    folder.cleanup()
     return {
         **info,
         "engine": engine_name,
+        "output": output,
+        **extra,
         "cutoffs": len(cutoffs),
-        "cutoff_spacing": "100 evenly spaced over 2020-02-01..2023-11-30 (~14 days apart; "
-        "the data span 4 years, too short for 100 monthly cutoffs)",
+        "cutoff_spacing": "100 evenly spaced over 2020-02-01..2023-11-30 (~14 days apart)",
         "window": "30D",
         "max_hops": 2,
-        "rows_out": len(frame),
-        "columns_out": frame.shape[1],
+        "rows_out": int(rows_out),
+        "columns_out": int(columns_out),
         "seconds": round(seconds, 2),
+        "output_rows_per_second": round(rows_out / seconds, 1),
         "peak_rss_gib": round(rss.peak / GIB, 3),
         "peak_rss_above_start_gib": round((rss.peak - rss.start) / GIB, 3),
         "max_rss_gib": round(_max_rss_gib(), 3),
@@ -223,6 +250,7 @@ def run_child(args: list[str], timeout: float, rss_cap_gib: float) -> dict:
     import psutil
 
     started = time.perf_counter()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", *args],
         stdout=subprocess.PIPE,
@@ -255,9 +283,11 @@ def run_child(args: list[str], timeout: float, rss_cap_gib: float) -> dict:
     stdout, stderr = proc.communicate()
     thread.join()
     wall = round(time.perf_counter() - started, 1)
+    # Load averages (1, 5, 15 min) before and after: other work on a shared machine.
+    load = {"load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]}
     if proc.returncode == 0:
         try:
-            return {**json.loads(stdout.strip().splitlines()[-1]), "wall_seconds": wall}
+            return {**json.loads(stdout.strip().splitlines()[-1]), "wall_seconds": wall, **load}
         except (ValueError, IndexError):
             pass
     return {
@@ -270,6 +300,7 @@ def run_child(args: list[str], timeout: float, rss_cap_gib: float) -> dict:
         "stderr_tail": stderr[-3000:],
         "wall_seconds": wall,
         "parent_sampled_peak_rss_gib": round(peak / GIB, 3),
+        **load,
     }
 
 
@@ -293,6 +324,56 @@ def evaluate(result: dict) -> dict:
     return checks
 
 
+def plot(result: dict, out_path: Path) -> Path:
+    """Seconds and peak RSS against fact rows, per measurement kind, with the 2-core targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {
+        "tv_numpy": "task vectors, numpy, to parquet",
+        "tv_numpy_frame": "task vectors, numpy, one frame",
+        "tv_duckdb": "task vectors, DuckDB, to parquet",
+        "tv_spark": "task vectors, Spark local[2], to parquet",
+        "fit": "full default TVEPretrainer fit",
+    }
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind, label in labels.items():
+        points = sorted(
+            (run["fact_rows"], run["seconds"], run["peak_rss_gib"])
+            for key, run in result.get("runs", {}).items()
+            if key.split("@")[0] == kind and "error" not in run and "fact_rows" in run
+        )
+        if not points:
+            continue
+        rows, seconds, rss = zip(*points)
+        ax_t.plot(rows, seconds, "o-", label=label)
+        ax_m.plot(rows, rss, "o-", label=label)
+    fact_20m = 24_969_491  # fact rows of the 20M-order database
+    ax_t.plot(
+        [fact_20m],
+        [TARGETS["task_vectors_numpy_20M_seconds"]],
+        "k*",
+        ms=12,
+        label="target: task vectors, numpy",
+    )
+    ax_m.plot([fact_20m], [TARGETS["task_vectors_numpy_20M_peak_rss_gib"]], "k*", ms=12)
+    for ax, title, unit in ((ax_t, "time", "seconds"), (ax_m, "peak RSS", "GiB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("fact rows (orders + reviews)")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_t.legend(fontsize=7)
+    fig.suptitle(f"bench_scale_out.py, {result['machine']['cpu_count']} cores", fontsize=10)
+    fig.tight_layout()
+    png = out_path.with_suffix(".png")
+    fig.savefig(png, dpi=110)
+    return png
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=20_000_000)
@@ -304,12 +385,17 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per child")
     parser.add_argument("--rss-cap-gib", type=float, default=20.0, help="kill a child above")
     parser.add_argument("--out", default=str(HERE / "results" / "scale_out.json"))
+    parser.add_argument("--plot", action="store_true", help="only redraw the plot from --out")
     parser.add_argument("--child", nargs="*", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plot:
+        print(plot(json.loads(Path(args.out).read_text()), Path(args.out)))
+        return
     if args.child is not None:
         kind, size = args.child[0], int(args.child[1])
         if kind.startswith("tv_"):
-            out = child_task_vectors(size, kind[3:])
+            engine, _, output = kind[3:].partition("_")
+            out = child_task_vectors(size, engine, output or "parquet")
         elif kind == "fit":
             out = child_fit(size, None, args.transform_rows)
         else:
@@ -322,8 +408,9 @@ def main() -> None:
         plan.append(("tv_spark", args.spark_orders))
     plan += [("fit", args.orders), ("ddp1", args.ddp_orders), ("ddp2", args.ddp_orders)]
     if args.only:
-        wanted = set(args.only.split(","))
+        wanted = args.only.split(",")
         plan = [p for p in plan if p[0] in wanted]
+        plan += [("tv_numpy_frame", args.orders)] if "tv_numpy_frame" in wanted else []
 
     out_path = Path(args.out)
     result = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -332,9 +419,11 @@ def main() -> None:
             "benchmark": "scale_out",
             "setup": "synthetic (customers = orders / 50, reviews ~25% more rows); task "
             "vectors on customers, 100 cutoffs 2020-02..2023-11, window 30D, 2 hops, "
-            "entities='active': numpy (backend auto), DuckDB (backend sql, 2 threads), "
-            "Spark (local[2], backend sql); full default TVEPretrainer fit on 2000 "
-            "customers x 12 monthly times (n_jobs=2) then transform of 100_000 rows; "
+            "entities='active', written to parquet in chunks of 500k rows (write_task_vectors; "
+            "'_frame' runs: one in-memory frame): numpy (backend auto), DuckDB (backend sql, "
+            "2 threads), Spark (local[2], 8g driver, backend sql); full default "
+            "TVEPretrainer fit on 2000 customers x 12 monthly times (n_jobs=2) then "
+            "transform of 100_000 rows; "
             "n_workers 1 vs 2 with max_epochs=2, steps_per_epoch=20. One subprocess per "
             "measurement.",
             "machine": machine(),
@@ -359,6 +448,7 @@ def main() -> None:
                 result["ddp_speedup"] = round(one["seconds"] / run["seconds"], 2)
         result["targets_met"] = evaluate(result)
         out_path.write_text(json.dumps(result, indent=2, default=str))
+    plot(result, out_path)
     print(json.dumps(result.get("targets_met"), indent=2))
 
 

@@ -101,3 +101,17 @@ def current_thread_budget() -> int:
     """Threads of the innermost :func:`limit_threads` block, else the available cores."""
     budget = _BUDGET.get()
     return available_cores() if budget is None else budget
+
+
+@contextlib.contextmanager
+def thread_budget(n_threads: int) -> Iterator[int]:
+    """Set the budget :func:`current_thread_budget` reports, without touching the pools.
+
+    For work split over Python threads (one share each), whose engines size their own
+    pools from the budget (DuckDB connections).
+    """
+    token = _BUDGET.set(max(1, int(n_threads)))
+    try:
+        yield max(1, int(n_threads))
+    finally:
+        _BUDGET.reset(token)

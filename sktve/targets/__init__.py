@@ -9,6 +9,7 @@ from sktve.targets.scaler import TaskVectorScaler
 from sktve.targets.vectors import (
     DEFAULT_CHUNK_PAIRS,
     DEFAULT_MAX_COLUMNS,
+    DEFAULT_WRITE_CHUNK_ROWS,
     task_vectors,
     window_label,
     write_task_vectors,
@@ -17,6 +18,7 @@ from sktve.targets.vectors import (
 __all__ = [
     "DEFAULT_CHUNK_PAIRS",
     "DEFAULT_MAX_COLUMNS",
+    "DEFAULT_WRITE_CHUNK_ROWS",
     "AggregateSpec",
     "ColumnSpec",
     "DuckDBEngine",

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sktve._threads import current_thread_budget, thread_budget
 from sktve._validation import parse_windows, to_naive_times
 from sktve.database import TIME_DTYPE, Database
 from sktve.targets.engine import DuckDBEngine, engine_dialect, resolve_engine
@@ -41,6 +42,7 @@ from sktve.targets.sql import first_time_sql, path_query_sql, sibling_partials_s
 __all__ = [
     "DEFAULT_CHUNK_PAIRS",
     "DEFAULT_MAX_COLUMNS",
+    "DEFAULT_WRITE_CHUNK_ROWS",
     "task_vectors",
     "window_label",
     "write_task_vectors",
@@ -50,6 +52,8 @@ __all__ = [
 DEFAULT_MAX_COLUMNS = 500
 #: Default number of (entity, cutoff) pairs computed at once (see :func:`compute_blocks`).
 DEFAULT_CHUNK_PAIRS = 500_000
+#: Default output rows per chunk (and parquet row group) of :func:`write_task_vectors`.
+DEFAULT_WRITE_CHUNK_ROWS = 1_000_000
 
 
 def window_label(window: pd.Timedelta) -> str:
@@ -746,29 +750,32 @@ def compute_blocks(
                     horizon_ns=horizon_ns,
                     **kwargs,
                 )
-            order = np.argsort(cutoffs_ns, kind="stable")
-            reach = max(windows).value if direction == "future" else 0
-            result: Blocks | None = None
-            for start, stop in spans:
-                rows = order[start:stop]
-                chunk_cutoffs = cutoffs_ns[rows]
-                # Rows after the chunk's last window end cannot reach its pairs.
-                chunk_horizon = int(chunk_cutoffs.max()) + int(reach)
-                if horizon_ns is not None:
-                    chunk_horizon = min(chunk_horizon, int(horizon_ns))
-                part = _compute_blocks(
+            in_order = bool(np.all(cutoffs_ns[1:] >= cutoffs_ns[:-1]))
+            # Pairs already in cutoff order (the active pairs) are chunked as slices.
+            order = None if in_order else np.argsort(cutoffs_ns, kind="stable")
+
+            def chunk(span: tuple[int, int]) -> tuple[np.ndarray, Blocks]:
+                rows = slice(*span) if order is None else order[span[0] : span[1]]
+                return rows, _compute_blocks(
                     database,
                     entity_table,
                     entities[rows],
-                    chunk_cutoffs,
+                    cutoffs_ns[rows],
                     windows,
                     engine=engine,
-                    horizon_ns=chunk_horizon,
+                    horizon_ns=horizon_ns,
                     **kwargs,
                 )
+
+            result: Blocks | None = None
+            for rows, part in _in_order(chunk, spans, _chunk_workers(engine, len(spans))):
                 if result is None:
                     result = _empty_blocks_like(part, len(entities))
-                result.matrix[:, rows] = part.matrix
+                if order is None:
+                    result.matrix[:, rows] = part.matrix
+                else:
+                    for i, values in enumerate(part.matrix):  # row by row: one scatter each
+                        result.matrix[i, rows] = values
                 for name, values in part.modes.items():
                     result.modes[name][rows] = values
                 for label, values in part.block_inactive.items():
@@ -778,6 +785,17 @@ def compute_blocks(
     finally:
         if engine is not None and engine is not given:
             engine.close()  # made here from a name
+
+
+def _chunk_workers(engine: Any, n_chunks: int) -> int:
+    """Chunks computed at once: the thread budget, or 1 with an engine given.
+
+    Without an engine each chunk opens its own DuckDB connection when it needs one; a
+    given engine (one connection, one Spark session's views) runs one chunk at a time.
+    """
+    if engine is not None:
+        return 1
+    return max(1, min(current_thread_budget(), n_chunks))
 
 
 def _chunk_spans(n: int, chunk_size: int | None) -> list[tuple[int, int]]:
@@ -890,9 +908,14 @@ def _compute_blocks(
     by_path: dict[str, list[AggregateSpec]] = {}
     for spec in plan:
         by_path.setdefault(spec.path.name, []).append(spec)
-    floors = (
-        _row_floors(database, paths, edges, int(cutoffs_ns.min()), windows, direction) if n else {}
-    )
+    floors = {}
+    if n:
+        # Only rows in (floor, last cutoff + reach] can reach these pairs: a chunk of
+        # pairs reads the stretch of history its cutoffs need, not the whole of it.
+        floors = _row_floors(database, paths, edges, int(cutoffs_ns.min()), windows, direction)
+        reach = max(int(w.value) for w in windows) if direction == "future" else 0
+        last = int(cutoffs_ns.max()) + reach
+        horizon_ns = last if horizon_ns is None else min(int(horizon_ns), last)
     ranges = _RangeEngine(database, entities, cutoffs_ns, horizon_ns, floors)
 
     def in_numpy(path: PathSpec) -> bool:
@@ -1167,9 +1190,12 @@ def task_vectors(
     chunk_size : int or None, default=500_000
         (Entity, cutoff) pairs computed at once, in cutoff order: each chunk reads only the
         rows its cutoffs can reach, which bounds the working memory and keeps long
-        histories linear. None computes every pair at once. Chunks change only the
-        floating-point summation order (results agree to about 1e-15 relative). For
-        results larger than memory, :func:`write_task_vectors` writes chunk by chunk.
+        histories linear; chunks run in threads, as many as the thread budget (the
+        enclosing estimator's ``n_jobs``, else every core) when no ``engine`` is given.
+        None computes every pair at once. Chunks change only floating-point rounding:
+        sums and means agree to about 1e-12 relative, the std over sibling rows (from
+        sums of squares) to about 1e-6. For results larger than memory,
+        :func:`write_task_vectors` writes chunk by chunk.
 
     Returns
     -------
@@ -1244,14 +1270,16 @@ def write_task_vectors(
     max_columns: int | None = DEFAULT_MAX_COLUMNS,
     engine: Any = None,
     backend: str = "auto",
-    chunk_size: int = DEFAULT_CHUNK_PAIRS,
+    chunk_size: int = DEFAULT_WRITE_CHUNK_ROWS,
 ) -> dict[str, Any]:
     """Compute :func:`task_vectors` chunk by chunk into one parquet file.
 
     For results larger than memory (entities x cutoffs x columns): each chunk of at most
     ``chunk_size`` output rows is computed, written as one row group, and freed, so the
-    memory held is the database plus one chunk. Reading the file back
-    (``pd.read_parquet(path)``) gives :func:`task_vectors`' frame with the same
+    memory held is the database plus a few chunks. Chunks are computed in threads, as
+    many as the thread budget (the enclosing estimator's ``n_jobs``, else every core),
+    while the previous one is written; with an ``engine`` given, one at a time. Reading
+    the file back (``pd.read_parquet(path)``) gives :func:`task_vectors`' frame with the same
     arguments: the same rows in the same order, the same columns, values equal to
     floating-point rounding (modes as strings).
 
@@ -1263,8 +1291,11 @@ def write_task_vectors(
 lookback, max_columns, engine, backend
         As for :func:`task_vectors`. With ``entities`` a DataFrame, its rows are written
         in its order; pairs sorted by cutoff make the chunks cheapest.
-    chunk_size : int, default=500_000
-        Output rows per chunk (and per row group).
+    chunk_size : int, default=1_000_000
+        Output rows per chunk (and per row group). The memory held beyond the database
+        is about ``4 * chunk_size * columns * 8`` bytes (a chunk's values and its Arrow
+        table, for each of the chunks computed at once); larger chunks read less history
+        twice (the windows and lookbacks at chunk edges).
 
     Returns
     -------
@@ -1303,17 +1334,29 @@ lookback, max_columns, engine, backend
     try:
         all_ent, all_cut = job.pairs(resolved)
         spans = _chunk_spans(len(all_ent), chunk_size)
-        for start, stop in spans:
+        workers = _chunk_workers(resolved, len(spans))
+
+        def chunk_table(span: tuple[int, int]):
+            start, stop = span
             ent, cut, inverse = all_ent[start:stop], all_cut[start:stop], None
             if job.mode == "pairs":
                 ent, cut, inverse = _unique_pairs(ent, cut)
-            blocks = job.blocks(ent, cut, resolved, max_columns, None)
-            frame = _assemble(job.pkey, ent, cut, blocks, job.windows, inverse)
-            del blocks.matrix
-            table = _to_parquet_table(frame, set(blocks.modes))
-            del frame
+            part = job.blocks(ent, cut, resolved, max_columns, None)
+            return part, _arrow_table(job.pkey, ent, cut, part, job.windows, inverse)
+
+        for blocks, table in _in_order(chunk_table, spans, workers):
+            del blocks.matrix  # the table holds the values now
             if writer is None:
-                writer = pq.ParquetWriter(str(path), table.schema)
+                # Statistics and dictionaries where readers use them (filters on the key
+                # and cutoff; repeated mode strings); on the float columns they cost
+                # about a fifth of the writing and save little.
+                keyed = [job.pkey, "cutoff"]
+                writer = pq.ParquetWriter(
+                    str(path),
+                    table.schema,
+                    write_statistics=keyed,
+                    use_dictionary=[*keyed, *blocks.modes],
+                )
             writer.write_table(table.cast(writer.schema))
             rows += table.num_rows
             columns = table.column_names
@@ -1332,21 +1375,6 @@ lookback, max_columns, engine, backend
         "paths": [p.name for p in blocks.paths],
         "dropped_columns": list(blocks.dropped),
     }
-
-
-def _to_parquet_table(frame: pd.DataFrame, mode_columns: set[str]):
-    """A chunk's frame as an Arrow table whose schema is the same for every chunk."""
-    import pyarrow as pa
-
-    arrays = []
-    for name in frame.columns:
-        values = frame[name]
-        if name in mode_columns:
-            # Modes are strings; an all-None chunk would otherwise infer the null type.
-            arrays.append(pa.array(values.astype(object), type=pa.string(), from_pandas=True))
-        else:
-            arrays.append(pa.array(values, from_pandas=True))
-    return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
 
 
 def _unique_pairs(ent: np.ndarray, cut: np.ndarray):
@@ -1476,17 +1504,15 @@ class _TaskVectorJob:
         )
 
 
-def _assemble(
+def _layout(
     pkey: str,
     ent: np.ndarray,
     cut: np.ndarray,
     blocks: Blocks,
     windows: Sequence[pd.Timedelta],
-    inverse: np.ndarray | None,
-) -> pd.DataFrame:
-    def take(values: np.ndarray) -> np.ndarray:
-        return values if inverse is None else values[..., inverse]
-
+    take: Any,
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The output's column names in order, and the values of the non-numeric ones."""
     labels = [window_label(w) for w in windows]
     order: list[str] = [pkey, "cutoff"]
     extra: dict[str, np.ndarray] = {pkey: take(ent), "cutoff": take(cut).view(TIME_DTYPE)}
@@ -1499,6 +1525,26 @@ def _assemble(
     order.append("no_activity")
     extra["no_activity"] = take(blocks.block_inactive[largest])
     extra.update({name: take(values) for name, values in blocks.modes.items()})
+    return order, extra
+
+
+def _taker(inverse: np.ndarray | None) -> Any:
+    def take(values: np.ndarray) -> np.ndarray:
+        return values if inverse is None else values[..., inverse]
+
+    return take
+
+
+def _assemble(
+    pkey: str,
+    ent: np.ndarray,
+    cut: np.ndarray,
+    blocks: Blocks,
+    windows: Sequence[pd.Timedelta],
+    inverse: np.ndarray | None,
+) -> pd.DataFrame:
+    take = _taker(inverse)
+    order, extra = _layout(pkey, ent, cut, blocks, windows, take)
     # The numeric matrix (n_numeric, n) becomes the frame's float block without a copy;
     # the few other columns are inserted at their final positions, in increasing order.
     frame = pd.DataFrame(take(blocks.matrix).T, columns=blocks.numeric_names, copy=False)
@@ -1510,3 +1556,63 @@ def _assemble(
     frame.attrs["paths"] = [p.name for p in blocks.paths]
     frame.attrs["dropped_columns"] = list(blocks.dropped)
     return frame
+
+
+def _arrow_table(
+    pkey: str,
+    ent: np.ndarray,
+    cut: np.ndarray,
+    blocks: Blocks,
+    windows: Sequence[pd.Timedelta],
+    inverse: np.ndarray | None,
+):
+    """The frame :func:`_assemble` would build, as an Arrow table (no pandas in between).
+
+    Undefined aggregates (NaN) are written as nulls, as SQL engines hold them; modes are
+    strings in every chunk (an all-None chunk would otherwise infer the null type).
+    """
+    import pyarrow as pa
+
+    take = _taker(inverse)
+    order, extra = _layout(pkey, ent, cut, blocks, windows, take)
+    matrix = take(blocks.matrix)
+    row_of = {name: i for i, name in enumerate(blocks.numeric_names)}
+    arrays = []
+    for name in order:
+        if name in blocks.modes:
+            arrays.append(pa.array(extra[name], type=pa.string(), from_pandas=True))
+        elif name in extra:
+            arrays.append(pa.array(extra[name]))
+        else:
+            arrays.append(pa.array(matrix[row_of[name]], from_pandas=True))
+    return pa.Table.from_arrays(arrays, names=order)
+
+
+def _in_order(fn: Any, items: Sequence[Any], workers: int):
+    """Yield ``fn(item)`` in order, computing at most ``workers`` items at once.
+
+    numpy releases the GIL in the range engine's sorts, searches and reductions, so
+    chunks computed in threads use the cores without copying the database.
+    """
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    share = max(1, current_thread_budget() // workers)
+
+    def run(item: Any) -> Any:
+        # Threads start without the caller's context: each gets its share of the budget.
+        with thread_budget(share):
+            return fn(item)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(run, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
