@@ -87,14 +87,12 @@ def limit_threads(n_threads: int) -> Iterator[int]:
     from threadpoolctl import threadpool_limits
 
     previous = torch.get_num_threads()
-    token = _BUDGET.set(int(n_threads))
     torch.set_num_threads(int(n_threads))
     try:
-        with threadpool_limits(limits=int(n_threads)):
+        with thread_budget(n_threads), threadpool_limits(limits=int(n_threads)):
             yield int(n_threads)
     finally:
         torch.set_num_threads(previous)
-        _BUDGET.reset(token)
 
 
 def current_thread_budget() -> int:

@@ -11,14 +11,22 @@ when a SparkEngine first needs its session).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["ENGINES", "DuckDBEngine", "SparkEngine", "engine_dialect", "resolve_engine"]
+__all__ = [
+    "ENGINES",
+    "DuckDBEngine",
+    "SparkEngine",
+    "engine_dialect",
+    "engine_for_call",
+    "resolve_engine",
+]
 
 #: Engine names accepted wherever an ``engine`` parameter is.
 ENGINES = ("duckdb", "spark")
@@ -339,3 +347,18 @@ def resolve_engine(engine: Any, what: str = "engine") -> Any:
             f"(e.g. sktve.targets.SparkEngine()), got {type(engine).__name__}."
         )
     return engine
+
+
+@contextlib.contextmanager
+def engine_for_call(engine: Any, what: str = "engine") -> Iterator[Any]:
+    """The engine object for one call's ``engine`` parameter (see :func:`resolve_engine`).
+
+    One made here from a name is closed when the block ends; an object the caller gave is
+    left open for the caller.
+    """
+    resolved = resolve_engine(engine, what)
+    try:
+        yield resolved
+    finally:
+        if resolved is not None and resolved is not engine:
+            resolved.close()

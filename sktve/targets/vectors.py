@@ -27,7 +27,7 @@ import pandas as pd
 from sktve._threads import current_thread_budget, thread_budget
 from sktve._validation import parse_windows, to_naive_times
 from sktve.database import TIME_DTYPE, Database
-from sktve.targets.engine import DuckDBEngine, engine_dialect, resolve_engine
+from sktve.targets.engine import DuckDBEngine, engine_dialect, engine_for_call, resolve_engine
 from sktve.targets.paths import (
     AggregateSpec,
     Hop,
@@ -735,56 +735,50 @@ def compute_blocks(
     cutoffs_ns = np.asarray(cutoffs_ns, dtype=np.int64)
     spans = _chunk_spans(len(entities), chunk_size)
     kwargs = dict(paths=paths, max_columns=max_columns, direction=direction, backend=backend)
-    given = engine
-    engine = resolve_engine(engine)
-    try:
-        with _reuse_freed_memory():
-            if len(spans) == 1:
-                return _compute_blocks(
-                    database,
-                    entity_table,
-                    entities,
-                    cutoffs_ns,
-                    windows,
-                    engine=engine,
-                    horizon_ns=horizon_ns,
-                    **kwargs,
-                )
-            in_order = bool(np.all(cutoffs_ns[1:] >= cutoffs_ns[:-1]))
-            # Pairs already in cutoff order (the active pairs) are chunked as slices.
-            order = None if in_order else np.argsort(cutoffs_ns, kind="stable")
+    with engine_for_call(engine) as engine, _reuse_freed_memory():
+        if len(spans) == 1:
+            return _compute_blocks(
+                database,
+                entity_table,
+                entities,
+                cutoffs_ns,
+                windows,
+                engine=engine,
+                horizon_ns=horizon_ns,
+                **kwargs,
+            )
+        in_order = bool(np.all(cutoffs_ns[1:] >= cutoffs_ns[:-1]))
+        # Pairs already in cutoff order (the active pairs) are chunked as slices.
+        order = None if in_order else np.argsort(cutoffs_ns, kind="stable")
 
-            def chunk(span: tuple[int, int]) -> tuple[np.ndarray, Blocks]:
-                rows = slice(*span) if order is None else order[span[0] : span[1]]
-                return rows, _compute_blocks(
-                    database,
-                    entity_table,
-                    entities[rows],
-                    cutoffs_ns[rows],
-                    windows,
-                    engine=engine,
-                    horizon_ns=horizon_ns,
-                    **kwargs,
-                )
+        def chunk(span: tuple[int, int]) -> tuple[np.ndarray, Blocks]:
+            rows = slice(*span) if order is None else order[span[0] : span[1]]
+            return rows, _compute_blocks(
+                database,
+                entity_table,
+                entities[rows],
+                cutoffs_ns[rows],
+                windows,
+                engine=engine,
+                horizon_ns=horizon_ns,
+                **kwargs,
+            )
 
-            result: Blocks | None = None
-            for rows, part in _in_order(chunk, spans, _chunk_workers(engine, len(spans))):
-                if result is None:
-                    result = _empty_blocks_like(part, len(entities))
-                if order is None:
-                    result.matrix[:, rows] = part.matrix
-                else:
-                    for i, values in enumerate(part.matrix):  # row by row: one scatter each
-                        result.matrix[i, rows] = values
-                for name, values in part.modes.items():
-                    result.modes[name][rows] = values
-                for label, values in part.block_inactive.items():
-                    result.block_inactive[label][rows] = values
-                del part
-            return result
-    finally:
-        if engine is not None and engine is not given:
-            engine.close()  # made here from a name
+        result: Blocks | None = None
+        for rows, part in _in_order(chunk, spans, _chunk_workers(engine, len(spans))):
+            if result is None:
+                result = _empty_blocks_like(part, len(entities))
+            if order is None:
+                result.matrix[:, rows] = part.matrix
+            else:
+                for i, values in enumerate(part.matrix):  # row by row: one scatter each
+                    result.matrix[i, rows] = values
+            for name, values in part.modes.items():
+                result.modes[name][rows] = values
+            for label, values in part.block_inactive.items():
+                result.block_inactive[label][rows] = values
+            del part
+        return result
 
 
 def _chunk_workers(engine: Any, n_chunks: int) -> int:
@@ -880,9 +874,8 @@ def _compute_blocks(
 ) -> Blocks:
     if backend not in ("auto", "sql"):
         raise ValueError(f"backend must be 'auto' or 'sql', got {backend!r}.")
-    given = engine
-    engine = resolve_engine(engine)
-    # An engine of another dialect is there to run the work elsewhere: every path as SQL.
+    # ``engine`` is resolved by compute_blocks. An engine of another dialect is there to
+    # run the work elsewhere: every path as SQL.
     dialect = engine_dialect(engine)
     if dialect != "duckdb":
         backend = "sql"
@@ -925,8 +918,8 @@ def _compute_blocks(
     # backend="sql" sends every path there.
     sql_paths = [p for p in paths if by_path.get(p.name) and not in_numpy(p)]
     partials_done: dict[tuple, str] = {}
-    # The engine is closed here when it was made here (None, or a name such as "spark").
-    own_engine = engine is not given or (engine is None and bool(sql_paths))
+    # A DuckDB engine made here for the SQL paths is closed here.
+    own_engine = engine is None and bool(sql_paths)
     if engine is None and sql_paths:
         engine = DuckDBEngine()
     try:
@@ -1241,16 +1234,12 @@ def task_vectors(
         backend,
     )
     # One engine for both queries; one made here from a name is closed here.
-    resolved = resolve_engine(engine)
-    try:
+    with engine_for_call(engine) as resolved:
         ent, cut = job.pairs(resolved)
         inverse = None
         if job.mode == "pairs":
             ent, cut, inverse = _unique_pairs(ent, cut)
         blocks = job.blocks(ent, cut, resolved, max_columns, chunk_size)
-    finally:
-        if resolved is not None and resolved is not engine:
-            resolved.close()
     _warn_dropped(blocks.dropped, max_columns)
     return _assemble(job.pkey, ent, cut, blocks, job.windows, inverse)
 
@@ -1326,46 +1315,44 @@ lookback, max_columns, engine, backend
         lookback,
         backend,
     )
-    resolved = resolve_engine(engine)
     writer = None
     rows = 0
     spans: list[tuple[int, int]] = []
     blocks = None
-    try:
-        all_ent, all_cut = job.pairs(resolved)
-        spans = _chunk_spans(len(all_ent), chunk_size)
-        workers = _chunk_workers(resolved, len(spans))
+    with engine_for_call(engine) as resolved:
+        try:
+            all_ent, all_cut = job.pairs(resolved)
+            spans = _chunk_spans(len(all_ent), chunk_size)
+            workers = _chunk_workers(resolved, len(spans))
 
-        def chunk_table(span: tuple[int, int]):
-            start, stop = span
-            ent, cut, inverse = all_ent[start:stop], all_cut[start:stop], None
-            if job.mode == "pairs":
-                ent, cut, inverse = _unique_pairs(ent, cut)
-            part = job.blocks(ent, cut, resolved, max_columns, None)
-            return part, _arrow_table(job.pkey, ent, cut, part, job.windows, inverse)
+            def chunk_table(span: tuple[int, int]):
+                start, stop = span
+                ent, cut, inverse = all_ent[start:stop], all_cut[start:stop], None
+                if job.mode == "pairs":
+                    ent, cut, inverse = _unique_pairs(ent, cut)
+                part = job.blocks(ent, cut, resolved, max_columns, None)
+                return part, _arrow_table(job.pkey, ent, cut, part, job.windows, inverse)
 
-        for blocks, table in _in_order(chunk_table, spans, workers):
-            del blocks.matrix  # the table holds the values now
-            if writer is None:
-                # Statistics and dictionaries where readers use them (filters on the key
-                # and cutoff; repeated mode strings); on the float columns they cost
-                # about a fifth of the writing and save little.
-                keyed = [job.pkey, "cutoff"]
-                writer = pq.ParquetWriter(
-                    str(path),
-                    table.schema,
-                    write_statistics=keyed,
-                    use_dictionary=[*keyed, *blocks.modes],
-                )
-            writer.write_table(table.cast(writer.schema))
-            rows += table.num_rows
-            columns = table.column_names
-            del table
-    finally:
-        if writer is not None:
-            writer.close()
-        if resolved is not None and resolved is not engine:
-            resolved.close()
+            for blocks, table in _in_order(chunk_table, spans, workers):
+                del blocks.matrix  # the table holds the values now
+                if writer is None:
+                    # Statistics and dictionaries where readers use them (filters on the key
+                    # and cutoff; repeated mode strings); on the float columns they cost
+                    # about a fifth of the writing and save little.
+                    keyed = [job.pkey, "cutoff"]
+                    writer = pq.ParquetWriter(
+                        str(path),
+                        table.schema,
+                        write_statistics=keyed,
+                        use_dictionary=[*keyed, *blocks.modes],
+                    )
+                writer.write_table(table.cast(writer.schema))
+                rows += table.num_rows
+                columns = table.column_names
+                del table
+        finally:
+            if writer is not None:
+                writer.close()
     _warn_dropped(blocks.dropped, max_columns)
     return {
         "path": str(path),
