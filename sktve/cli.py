@@ -122,6 +122,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             max_epochs=args.max_epochs,
             verbose=not args.quiet,
             n_jobs=args.threads,
+            pretrainer_params={"n_workers": args.workers} if args.workers > 1 else None,
         )
     if out is None and not args.quiet:
         print("[sktve] nothing saved; pass --out DIR to keep the fitted pipeline and metrics")
@@ -193,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="CPU threads for pre-training and heads (default: 1, which stays fast on a "
             "busy machine; -1: every core)",
         )
+        cmd.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="data-parallel pre-training over this many processes, each with "
+            "max(1, threads // workers) threads (default: 1; under torchrun, leave 1)",
+        )
         cmd.add_argument("--quiet", action="store_true", help="no progress output")
         cmd.set_defaults(func=_cmd_run if name == "run" else _cmd_demo)
     return parser
@@ -204,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "workers", 1) < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:

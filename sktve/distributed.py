@@ -1,4 +1,4 @@
-"""Data-parallel pre-training on CPU processes (torch.distributed, gloo).
+"""Data-parallel pre-training over processes (torch.distributed: gloo on CPU, NCCL on GPU).
 
 Every rank holds the whole graph, sampler, encoder and the same training rows; the
 ranks differ only in which rows of each global batch they compute. The design:
@@ -21,6 +21,11 @@ ranks differ only in which rows of each global batch they compute. The design:
 Two ways in: ``TVEPretrainer(n_workers=k)`` spawns ``k`` local processes
 (:func:`run_data_parallel`); or, under ``torchrun``, initialise the default process group
 yourself and ``fit`` uses it (:func:`context` finds it).
+
+Devices: on CPU the ranks talk over gloo. With CUDA, each rank trains on its own GPU
+(:func:`rank_device`: ``LOCAL_RANK``, else the rank, modulo the GPUs visible) and the
+spawned ranks use NCCL (:func:`backend_for`), whose collectives run on that GPU
+(:func:`collective_device`); a torchrun group keeps whichever backend it was given.
 """
 
 from __future__ import annotations
@@ -43,9 +48,12 @@ __all__ = [
     "DistContext",
     "all_reduce_gradients",
     "all_reduce_sum",
+    "backend_for",
     "broadcast_parameters",
+    "collective_device",
     "context",
     "gloo_available",
+    "rank_device",
     "rank_seed",
     "run_data_parallel",
     "shard",
@@ -84,6 +92,38 @@ def context() -> DistContext | None:
     return DistContext(rank=dist.get_rank(), world=world)
 
 
+def backend_for(device: torch.device) -> str:
+    """The process-group backend for ranks training on ``device``: NCCL for CUDA, else gloo."""
+    import torch.distributed as dist
+
+    if device.type == "cuda" and dist.is_nccl_available():
+        return "nccl"
+    return "gloo"
+
+
+def rank_device(device: torch.device, ctx: DistContext | None) -> torch.device:
+    """The device this rank trains on.
+
+    One process, a CPU, or a CUDA device with an explicit index: ``device`` itself.
+    Several ranks on ``"cuda"``: the rank's own GPU, ``LOCAL_RANK`` (set by torchrun and
+    by :func:`run_data_parallel`) or else the rank, modulo the visible GPUs, so that ranks
+    on one machine do not share a GPU while there are enough of them.
+    """
+    if ctx is None or device.type != "cuda" or device.index is not None:
+        return device
+    local = int(os.environ.get("LOCAL_RANK", ctx.rank))
+    return torch.device("cuda", local % max(torch.cuda.device_count(), 1))
+
+
+def collective_device() -> torch.device:
+    """Where the group's collectives take their tensors: the current GPU for NCCL, else CPU."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def shard(rows: np.ndarray, rank: int, world: int) -> np.ndarray:
     """The ``rank``-th of ``world`` contiguous, near-equal pieces of ``rows`` (may be empty)."""
     n = len(rows)
@@ -98,10 +138,20 @@ def rank_seed(random_state: int, rank: int) -> int:
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sum ``values`` (a float64 CPU tensor is safest) over the ranks, in place; returned."""
+    """Sum ``values`` over the ranks, in place; returned.
+
+    A tensor on another device than the collectives' (a CPU tensor under NCCL) travels
+    there and back.
+    """
     import torch.distributed as dist
 
-    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    where = collective_device()
+    if values.device == where:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        return values
+    moved = values.to(where)
+    dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+    values.copy_(moved.to(values.device))
     return values
 
 
@@ -114,13 +164,14 @@ def all_reduce_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     params = [p for p in params if p.requires_grad]
     if not params:
         return
+    where = collective_device()
     pieces = []
     for p in params:
         if p.grad is None:
-            pieces.append(torch.zeros(p.numel(), dtype=torch.float32, device="cpu"))
+            pieces.append(torch.zeros(p.numel(), dtype=torch.float32, device=where))
         else:
-            pieces.append(p.grad.detach().reshape(-1).to("cpu", torch.float32))
-    flags = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
+            pieces.append(p.grad.detach().reshape(-1).to(where, torch.float32))
+    flags = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=where)
     buffer = torch.cat([*pieces, flags])
     all_reduce_sum(buffer)
     flags = buffer[-len(params) :]
@@ -140,13 +191,14 @@ def broadcast_parameters(modules: Iterable[torch.nn.Module]) -> None:
     """Give every rank rank 0's weights (they should already agree: same seed)."""
     import torch.distributed as dist
 
+    where = collective_device()
     with torch.no_grad():
         for module in modules:
             for tensor in module.state_dict().values():
                 if tensor.is_floating_point():
-                    cpu = tensor.detach().to("cpu").clone()
-                    dist.broadcast(cpu, src=0)
-                    tensor.copy_(cpu.to(tensor.device))
+                    moved = tensor.detach().to(where).clone()
+                    dist.broadcast(moved, src=0)
+                    tensor.copy_(moved.to(tensor.device))
 
 
 def sharded_backward(
@@ -210,14 +262,19 @@ def _worker(
     fn: Callable[..., Any],
     args: tuple,
     result_path: str,
+    backend: str = "gloo",
 ) -> None:
     import torch.distributed as dist
 
     from sktve._threads import limit_threads
 
+    # As torchrun does: each rank knows its place on the machine (rank_device reads it).
+    os.environ["LOCAL_RANK"] = str(rank)
     try:
+        if backend == "nccl":
+            torch.cuda.set_device(rank % torch.cuda.device_count())
         dist.init_process_group(
-            "gloo",
+            backend,
             init_method=f"file://{init_file}",
             rank=rank,
             world_size=world,
@@ -239,11 +296,16 @@ def _worker(
 
 
 def run_data_parallel(
-    fn: Callable[..., Any], args: tuple, n_workers: int, n_threads: int = 1
+    fn: Callable[..., Any],
+    args: tuple,
+    n_workers: int,
+    n_threads: int = 1,
+    backend: str = "gloo",
 ) -> Any:
-    """Run ``fn(*args)`` on ``n_workers`` spawned ranks of a gloo group; rank 0's result.
+    """Run ``fn(*args)`` on ``n_workers`` spawned ranks of one group; rank 0's result.
 
-    Each process initialises the default process group (through a temporary file store),
+    Each process initialises the default process group (through a temporary file store)
+    with ``backend`` (``"gloo"``, or ``"nccl"``: rank r then uses GPU ``r % n_gpus``),
     limits itself to ``n_threads`` threads and calls ``fn``; ``fn`` finds the group with
     :func:`context`. ``fn`` and ``args`` must pickle (the processes are spawned, not forked).
     """
@@ -251,6 +313,8 @@ def run_data_parallel(
 
     if n_workers < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers!r}.")
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}.")
     mp = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="sktve-dist-") as folder:
         init_file = os.path.join(folder, "store")
@@ -258,7 +322,7 @@ def run_data_parallel(
         processes = [
             mp.Process(
                 target=_worker,
-                args=(rank, n_workers, init_file, n_threads, fn, args, result_path),
+                args=(rank, n_workers, init_file, n_threads, fn, args, result_path, backend),
                 daemon=False,
             )
             for rank in range(n_workers)

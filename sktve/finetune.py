@@ -18,6 +18,7 @@ leaves two loops to keep in step instead of one.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any
@@ -38,6 +39,7 @@ from sktve._progress import progress, timed_step
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import TaskRows, raise_unknown_entities, resolve_task_table
 from sktve.database import Database, load_database
+from sktve.distributed import backend_for, context, rank_device, rank_seed, run_data_parallel
 from sktve.encoder_runtime import (
     EMBED_CHUNK,
     LONG_EMBEDDING_CHUNKS,
@@ -49,7 +51,7 @@ from sktve.encoder_runtime import (
     state_to_bytes,
 )
 from sktve.graph import GraphFeaturizer
-from sktve.pretrainer import TVEPretrainer
+from sktve.pretrainer import TVEPretrainer, attach_shipped, ship_database
 from sktve.training import TrainingConfig, resolve_device, train_loop
 
 __all__ = ["TVEClassifier", "TVERegressor"]
@@ -153,6 +155,7 @@ class _TVEFineTuner(BaseEstimator):
         validation_fraction: float = 0.15,
         memory: Any = None,
         n_jobs: int | None = None,
+        n_workers: int = 1,
         device: str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
@@ -178,6 +181,7 @@ class _TVEFineTuner(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.memory = memory
         self.n_jobs = n_jobs
+        self.n_workers = n_workers
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -205,6 +209,7 @@ class _TVEFineTuner(BaseEstimator):
             ("steps_per_epoch", self.steps_per_epoch, 1),
             ("batch_size", self.batch_size, 1),
             ("patience", self.patience, 1),
+            ("n_workers", self.n_workers, 1),
         ):
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{pname} must be an integer >= {low}, got {value!r}.")
@@ -359,8 +364,38 @@ class _TVEFineTuner(BaseEstimator):
             )
         if (X_val is None) != (y_val is None):
             raise ValueError("give both X_val and y_val, or neither.")
+        if int(self.n_workers) > 1:
+            return self._fit_data_parallel(X, y, X_val, y_val)
         with limit_threads(resolve_n_threads(self.n_jobs)):
             return self._fit(X, y, X_val, y_val)
+
+    def _fit_data_parallel(self, X: Any, y: Any, X_val: Any, y_val: Any) -> _TVEFineTuner:
+        """``fit`` on ``n_workers`` spawned ranks; this estimator takes rank 0's result."""
+        if context() is not None:
+            raise ValueError(
+                "n_workers > 1 spawns its own processes; inside an initialised "
+                "torch.distributed group (torchrun) leave n_workers=1: fit then trains "
+                "over the group's ranks."
+            )
+        n_workers = int(self.n_workers)
+        database = load_database(self._database_param())
+        # A shallow copy: a fitted pretrainer given as a parameter must stay fitted.
+        one_rank = copy.copy(self).set_params(n_workers=1)
+        fitted = run_data_parallel(
+            _fit_in_rank,
+            (one_rank, ship_database(database), X, y, X_val, y_val),
+            n_workers,
+            max(1, resolve_n_threads(self.n_jobs) // n_workers),
+            backend_for(resolve_device(self.device)),
+        )
+        params = self.get_params(deep=False)
+        for name, value in fitted.__dict__.items():
+            if name not in params:
+                setattr(self, name, value)
+        # The rank's handle came back without tables: this process's database serves.
+        self.database_ = database
+        self._runtime = None
+        return self
 
     def _fit(self, X: Any, y: Any, X_val: Any, y_val: Any) -> _TVEFineTuner:
         started = time.perf_counter()
@@ -451,9 +486,12 @@ class _TVEFineTuner(BaseEstimator):
                 # correction.
                 head.mlp[-1].weight.zero_()
                 head.mlp[-1].bias.zero_()
-        device = resolve_device(self.device)
+        dist = context()
+        device = rank_device(resolve_device(self.device), dist)
         encoder.to(device)
         head.to(device)
+        if dist is not None:
+            torch.manual_seed(rank_seed(random_state, dist.rank))  # dropout: one stream per rank
         targets_t = torch.from_numpy(targets)
         side_t = None if side is None else torch.from_numpy(side)
 
@@ -465,6 +503,11 @@ class _TVEFineTuner(BaseEstimator):
             if offsets_t is not None:
                 output = output + offsets_t[index].to(device)
             return self._loss(output, targets_t[index].to(device))
+
+        def batch_terms(index: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            # Data-parallel form: (sum of row losses, rows), so ranks' shards add up.
+            rows = torch.tensor(float(len(index)), device=device)
+            return batch_loss(index, train) * rows, rows
 
         config = TrainingConfig(
             max_epochs=int(self.max_epochs),
@@ -494,6 +537,8 @@ class _TVEFineTuner(BaseEstimator):
             config,
             param_groups=groups,
             evaluate_start=offsets_t is not None,
+            dist=dist,
+            batch_terms=batch_terms if dist is not None else None,
         )
         self.featurizer_ = featurizer
         self.encoder_spec_ = spec
@@ -653,6 +698,13 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         parameters pre-trains once.
     n_jobs : int, optional
         CPU threads (None means 1, -1 all available cores); see TVEPretrainer.
+    n_workers : int, default=1
+        Data-parallel ``fit`` over this many spawned processes (gloo on CPU; NCCL and a
+        GPU each with CUDA), each with ``max(1, n_jobs threads // n_workers)`` threads
+        and the whole graph: each computes its shard of every batch, and gradients and
+        validation losses are summed over them (``sktve.distributed``), for pre-training
+        and fine-tuning alike. Under ``torchrun`` (an initialised process group) ``fit``
+        trains over the group's ranks instead and this must stay 1.
     device : str, default="auto"
     random_state : int, optional
     verbose : bool, default=False
@@ -799,6 +851,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         validation_fraction: float = 0.15,
         memory: Any = None,
         n_jobs: int | None = None,
+        n_workers: int = 1,
         device: str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
@@ -825,6 +878,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.validation_fraction = validation_fraction
         self.memory = memory
         self.n_jobs = n_jobs
+        self.n_workers = n_workers
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -873,3 +927,11 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         """Predicted targets, shape (n_rows,)."""
         out = self._raw_output(X)[:, 0].astype(np.float64)
         return out * self.target_scale_ + self.target_centre_
+
+
+def _fit_in_rank(
+    estimator: _TVEFineTuner, shipped: tuple, X: Any, y: Any, X_val: Any, y_val: Any
+) -> _TVEFineTuner:
+    """In a spawned rank: attach the shipped database, then fit over the group."""
+    attach_shipped(*shipped)
+    return estimator.fit(X, y, X_val, y_val)

@@ -22,7 +22,7 @@ from sktve._validation import (
     resolve_task_table,
 )
 from sktve.database import Database, load_database
-from sktve.distributed import context, run_data_parallel
+from sktve.distributed import backend_for, context, rank_device, run_data_parallel
 from sktve.encoder_runtime import (
     EncoderSpec,
     build_encoder,
@@ -177,13 +177,10 @@ def _pretrain_state_parallel(
     A database handle pickles without its tables, so the (normalised) tables and schema
     travel to the processes beside it and are attached there.
     """
-    database.table_names  # noqa: B018 - reloads a detached folder / RelBench handle
     return run_data_parallel(
         _pretrain_state_shipped,
         (
-            database,
-            database._tables,
-            database._schema,
+            ship_database(database),
             entity_table,
             times,
             settings,
@@ -192,23 +189,35 @@ def _pretrain_state_parallel(
         ),
         settings["n_workers"],
         n_threads,
+        backend_for(resolve_device(settings["device"])),
     )
 
 
-def _pretrain_state_shipped(
-    database: Database,
-    tables: dict[str, pd.DataFrame],
-    schema: dict[str, Any],
-    *args: Any,
-) -> dict[str, Any]:
-    """In a spawned rank: give the unpickled handle its tables, then :func:`_pretrain_state`."""
+def ship_database(database: Database) -> tuple[Database, Any, Any]:
+    """A database and its data, for a spawned process (a handle pickles without its tables).
+
+    The receiving process calls :func:`attach_shipped` on the tuple.
+    """
+    database.table_names  # noqa: B018 - reloads a detached folder / RelBench handle
+    return database, database._tables, database._schema
+
+
+def attach_shipped(
+    database: Database, tables: dict[str, pd.DataFrame], schema: dict[str, Any]
+) -> Database:
+    """In a spawned process: give the unpickled handle its tables again (checked)."""
     if not database.is_attached:
         database._tables = tables
         database._schema = schema
         database._key_index_cache = {}
         if database.fingerprint != database._expected_fingerprint:
             raise RuntimeError("the database changed on its way to a worker process.")
-    return _pretrain_state(database, *args)
+    return database
+
+
+def _pretrain_state_shipped(shipped: tuple, *args: Any) -> dict[str, Any]:
+    """In a spawned rank: give the unpickled handle its tables, then :func:`_pretrain_state`."""
+    return _pretrain_state(attach_shipped(*shipped), *args)
 
 
 def _pretrain_state(
@@ -330,7 +339,7 @@ def _pretrain_state(
             train_idx,
             holdout_idx,
             config,
-            resolve_device(settings["device"]),
+            rank_device(resolve_device(settings["device"]), dist),
             dist=dist,
         )
     task_vector_map = _fit_task_vector_map(
@@ -471,8 +480,9 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         machine two threads gain only about a third (``docs/user_guide/performance.rst``).
         Results may differ in the last float bits between thread counts.
     n_workers : int, default=1
-        Data-parallel pre-training: ``fit`` spawns this many CPU processes (torch.distributed,
-        gloo), each with ``max(1, n_jobs threads // n_workers)`` threads, each holding the
+        Data-parallel pre-training: ``fit`` spawns this many processes (torch.distributed:
+        gloo on CPU; with CUDA, NCCL and one GPU per process, rank r on GPU
+        ``r % n_gpus``), each with ``max(1, n_jobs threads // n_workers)`` threads, each holding the
         whole graph and computing its shard of every batch; gradients and held-out losses
         are summed over the processes (``sktve.distributed``). Results depend on
         ``random_state`` and ``n_workers`` (with ``mask_rate=0`` and ``dropout=0`` they

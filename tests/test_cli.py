@@ -61,7 +61,16 @@ def test_threads_reach_the_pretrainer_and_heads(monkeypatch):
     monkeypatch.setattr(run_module, "run_task", fake_run_task)
     assert main(["run", "--dataset", "x", "--task", "y", "--threads", "2", "--quiet"]) == 0
     assert seen["n_jobs"] == 2
+    assert seen["pretrainer_params"] is None
     assert build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).threads is None
+    assert main(["run", "--dataset", "x", "--task", "y", "--workers", "2", "--quiet"]) == 0
+    assert seen["pretrainer_params"] == {"n_workers": 2}
+
+
+def test_workers_below_one_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--dataset", "x", "--task", "y", "--workers", "0"])
+    assert "--workers must be >= 1" in capsys.readouterr().err
 
 
 @pytest.fixture

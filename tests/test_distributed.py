@@ -202,3 +202,65 @@ def test_a_failing_rank_fails_the_run():
 def test_n_workers_is_checked():
     with pytest.raises(ValueError, match="n_workers"):
         TVEPretrainer(database=_database(), entity_table="customers", n_workers=0).fit(_X())
+
+
+def test_rank_device_gives_each_rank_its_own_gpu(monkeypatch):
+    from sktve.distributed import DistContext, rank_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    cuda = torch.device("cuda")
+    # One process, CPU, or a device the user pinned: unchanged.
+    assert rank_device(cuda, None) == cuda
+    assert rank_device(torch.device("cpu"), DistContext(1, 2)) == torch.device("cpu")
+    assert rank_device(torch.device("cuda", 0), DistContext(1, 2)) == torch.device("cuda", 0)
+    # Several ranks: LOCAL_RANK (torchrun, spawned ranks), else the rank, modulo the GPUs.
+    assert rank_device(cuda, DistContext(3, 4)) == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert rank_device(cuda, DistContext(3, 4)) == torch.device("cuda", 0)
+
+
+def test_backend_is_nccl_only_for_cuda(monkeypatch):
+    import torch.distributed as dist
+
+    from sktve.distributed import backend_for
+
+    assert backend_for(torch.device("cpu")) == "gloo"
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
+    assert backend_for(torch.device("cuda", 0)) == "nccl"
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: False)
+    assert backend_for(torch.device("cuda", 0)) == "gloo"
+
+
+def test_run_data_parallel_rejects_an_unknown_backend():
+    with pytest.raises(ValueError, match="backend must be 'gloo' or 'nccl'"):
+        run_data_parallel(_fail_on_rank_one, (), n_workers=2, backend="mpi")
+
+
+def test_fine_tuning_on_two_ranks_matches_one_process():
+    """TVEClassifier(n_workers=2): batches sharded over 2 spawned ranks, same training."""
+    from sktve import TVEClassifier
+
+    database, X = _database(), _X()
+    y = (X["customer_id"].to_numpy() % 3 == 0).astype(int)
+    params = dict(
+        database=database,
+        entity_table="customers",
+        init="random",
+        pretrainer=TVEPretrainer(embedding_dim=16, fanouts=(8, 4), dropout=0.0),
+        dropout=0.0,
+        max_epochs=3,
+        steps_per_epoch=3,
+        batch_size=64,
+        random_state=0,
+    )
+    one = TVEClassifier(**params).fit(X, y)
+    two = TVEClassifier(**params, n_workers=2).fit(X, y)
+    assert two.n_workers == 2 and two.database_ is database
+    for key in ("train_loss", "holdout_loss"):
+        np.testing.assert_allclose(
+            [h[key] for h in two.history_], [h[key] for h in one.history_], rtol=1e-3
+        )
+    assert two.best_epoch_ == one.best_epoch_
+    # The estimator fitted in the ranks predicts here, on this process's database.
+    np.testing.assert_allclose(two.predict_proba(X), one.predict_proba(X), atol=1e-3)

@@ -643,3 +643,51 @@ def test_write_task_vectors_reads_back_as_the_frame(_synthetic_db, tmp_path):
         write_task_vectors(path, _synthetic_db, "customers", cutoffs, "30D", chunk_size=0)
     with pytest.raises(ValueError, match="chunk_size"):
         task_vectors(_synthetic_db, "customers", cutoffs, "30D", chunk_size=-5)
+
+
+def test_buffer_pool_hands_freed_matrices_out_again():
+    from sktve.targets.vectors import _BufferPool
+
+    pool = _BufferPool()
+    first = pool.take(3, 5)
+    assert first.shape == (3, 5) and first.dtype == np.float64
+    pool.give(first)
+    # A smaller matrix reuses the freed memory; a larger one does not fit it.
+    second = pool.take(2, 4)
+    assert np.shares_memory(first, second)
+    third = pool.take(4, 5)
+    assert not np.shares_memory(first, third)
+    assert pool.take(0, 7).shape == (0, 7)
+
+
+def test_allocator_settings_are_restored_only_by_the_outermost_block():
+    import threading
+
+    from sktve.targets import vectors
+
+    depths = []
+    with vectors._reuse_freed_memory():
+        inner = threading.Thread(target=lambda: depths.append(_nested_depth(vectors)))
+        inner.start()
+        inner.join()
+        depths.append(vectors._allocator_depth)
+    assert depths == [2, 1]
+    assert vectors._allocator_depth == 0
+
+
+def _nested_depth(vectors):
+    with vectors._reuse_freed_memory():
+        return vectors._allocator_depth
+
+
+def test_float_array_marks_nan_null_without_copying():
+    import pyarrow as pa
+
+    from sktve.targets.vectors import _float_array
+
+    values = np.array([1.5, np.nan, -2.0, np.nan, 0.0])
+    array = _float_array(values)
+    assert array.equals(pa.array(values, from_pandas=True))
+    assert array.null_count == 2
+    assert array.buffers()[1].address == values.ctypes.data
+    assert _float_array(np.array([1.0, 2.0])).null_count == 0

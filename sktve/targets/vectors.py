@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -583,6 +584,9 @@ class _RangeEngine:
         Returns the rows' key codes and times in that order, and per row of the entity
         order (``edge(...).rows``) its position there (-1 for a row without a key).
         """
+        key = ("first_by_key", first.table, first.fkey, via.fkey, sib.table, sib.fkey)
+        if key in self._ranges:
+            return self._ranges[key]
         index = self.siblings(sib.table, sib.fkey)[1]
         f = self.arrays(first.table)
         in_pairs = self.edge(first.table, first.fkey).rows
@@ -592,7 +596,8 @@ class _RangeEngine:
         index_type = np.int32 if len(codes) < 2**31 - 1 else np.int64
         where = np.full(len(codes), -1, dtype=index_type)
         where[by_key] = np.arange(len(by_key), dtype=index_type)
-        return codes[by_key], f.times()[by_key], where[in_pairs]
+        self._ranges[key] = codes[by_key], f.times()[by_key], where[in_pairs]
+        return self._ranges[key]
 
     def _sibling(self, path, by_column, kinds, rows, a, b, window_ns, out) -> None:
         first, via, sib = path.hops
@@ -651,6 +656,10 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _GLIBC_DEFAULT_THRESHOLD = 128 * 1024
 
 
+_ALLOCATOR_LOCK = threading.Lock()
+_allocator_depth = 0
+
+
 @contextlib.contextmanager
 def _reuse_freed_memory():
     """Let glibc reuse freed large blocks while aggregates are computed (Linux only).
@@ -659,24 +668,62 @@ def _reuse_freed_memory():
     each with a fresh ``mmap`` and unmaps it on free, so every array is faulted in again;
     on small virtual machines those page faults took about half of the time at 10 million
     rows. Inside this block freed blocks stay in the process (as
-    :func:`sktve.nn.keep_freed_memory` does for training); on exit glibc's default
-    thresholds are set again and the kept memory is returned with ``malloc_trim``.
+    :func:`sktve.nn.keep_freed_memory` does for training); when the outermost block exits
+    (chunks computed in threads nest these blocks) glibc's default thresholds are set
+    again and the kept memory is returned with ``malloc_trim``.
     """
+    global _allocator_depth
     libc = None
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6")
+        except OSError:
+            libc = None
+    with _ALLOCATOR_LOCK:
+        _allocator_depth += 1
+        if libc is not None and _allocator_depth == 1:
             libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
             libc.mallopt(_M_TRIM_THRESHOLD, 1 << 31)
-        except (OSError, AttributeError):
-            libc = None
     try:
         yield
     finally:
-        if libc is not None:
-            libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-            libc.malloc_trim(0)
+        with _ALLOCATOR_LOCK:
+            _allocator_depth -= 1
+            if libc is not None and _allocator_depth == 0:
+                libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+                libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+                libc.malloc_trim(0)
+
+
+class _BufferPool:
+    """Float64 matrices handed from chunk to chunk instead of allocated fresh for each.
+
+    A chunk's output matrix is the largest array of the computation (one value per pair
+    and column). Allocated in a worker thread it is a fresh ``mmap`` every time (glibc
+    serves blocks over 64 MiB outside the main arena that way, whatever the thresholds),
+    and the first touch of fresh memory costs about 2 s per GiB on small virtual
+    machines. The pool keeps the freed matrices and hands them out again.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, rows: int, columns: int) -> np.ndarray:
+        """An uninitialised (rows, columns) float64 matrix, reusing a freed one if it fits."""
+        size = rows * columns
+        with self._lock:
+            fits = [i for i, buf in enumerate(self._free) if buf.size >= size]
+            buffer = self._free.pop(min(fits, key=lambda i: self._free[i].size)) if fits else None
+        if buffer is None:
+            buffer = np.empty(max(size, 1), dtype=np.float64)
+        return buffer[:size].reshape(rows, columns)
+
+    def give(self, matrix: np.ndarray) -> None:
+        """Return a matrix from :meth:`take` once nothing reads it any more."""
+        buffer = matrix.base if matrix.base is not None else matrix
+        with self._lock:
+            self._free.append(buffer)
 
 
 # ---------------------------------------------------------------------- core
@@ -704,6 +751,7 @@ def compute_blocks(
     horizon_ns: int | None = None,
     backend: str = "auto",
     chunk_size: int | None = DEFAULT_CHUNK_PAIRS,
+    buffers: _BufferPool | None = None,
 ) -> Blocks:
     """Aggregates of every path and window for unique (entity, cutoff) pairs.
 
@@ -725,6 +773,9 @@ def compute_blocks(
         Pairs computed at once, taken in cutoff order; each chunk reads only the rows its
         cutoffs can reach (see :func:`_row_floors`), so work and memory per chunk follow
         the chunk, not the whole history. None: one chunk.
+    buffers : _BufferPool, optional
+        Where the output matrix comes from (a caller writing chunk after chunk gives the
+        matrices back for the next chunks). Default: a pool for this call's chunks.
 
     Returns
     -------
@@ -735,6 +786,7 @@ def compute_blocks(
     cutoffs_ns = np.asarray(cutoffs_ns, dtype=np.int64)
     spans = _chunk_spans(len(entities), chunk_size)
     kwargs = dict(paths=paths, max_columns=max_columns, direction=direction, backend=backend)
+    buffers = _BufferPool() if buffers is None else buffers
     with engine_for_call(engine) as engine, _reuse_freed_memory():
         if len(spans) == 1:
             return _compute_blocks(
@@ -745,6 +797,7 @@ def compute_blocks(
                 windows,
                 engine=engine,
                 horizon_ns=horizon_ns,
+                buffers=buffers,
                 **kwargs,
             )
         in_order = bool(np.all(cutoffs_ns[1:] >= cutoffs_ns[:-1]))
@@ -761,6 +814,7 @@ def compute_blocks(
                 windows,
                 engine=engine,
                 horizon_ns=horizon_ns,
+                buffers=buffers,
                 **kwargs,
             )
 
@@ -777,6 +831,7 @@ def compute_blocks(
                 result.modes[name][rows] = values
             for label, values in part.block_inactive.items():
                 result.block_inactive[label][rows] = values
+            buffers.give(part.matrix)
             del part
         return result
 
@@ -871,6 +926,7 @@ def _compute_blocks(
     engine,
     horizon_ns,
     backend="auto",
+    buffers: _BufferPool | None = None,
 ) -> Blocks:
     if backend not in ("auto", "sql"):
         raise ValueError(f"backend must be 'auto' or 'sql', got {backend!r}.")
@@ -888,7 +944,7 @@ def _compute_blocks(
         f"{label}|{spec.name}" for label in labels for spec in plan if spec.agg != "mode"
     ]
     row_of = {name: i for i, name in enumerate(numeric_names)}
-    matrix = np.empty((len(numeric_names), n), dtype=np.float64)
+    matrix = (buffers or _BufferPool()).take(len(numeric_names), n)
     for label in labels:
         for spec in plan:
             if spec.agg != "mode":
@@ -1319,7 +1375,8 @@ lookback, max_columns, engine, backend
     rows = 0
     spans: list[tuple[int, int]] = []
     blocks = None
-    with engine_for_call(engine) as resolved:
+    buffers = _BufferPool()
+    with engine_for_call(engine) as resolved, _reuse_freed_memory():
         try:
             all_ent, all_cut = job.pairs(resolved)
             spans = _chunk_spans(len(all_ent), chunk_size)
@@ -1330,11 +1387,10 @@ lookback, max_columns, engine, backend
                 ent, cut, inverse = all_ent[start:stop], all_cut[start:stop], None
                 if job.mode == "pairs":
                     ent, cut, inverse = _unique_pairs(ent, cut)
-                part = job.blocks(ent, cut, resolved, max_columns, None)
+                part = job.blocks(ent, cut, resolved, max_columns, None, buffers)
                 return part, _arrow_table(job.pkey, ent, cut, part, job.windows, inverse)
 
             for blocks, table in _in_order(chunk_table, spans, workers):
-                del blocks.matrix  # the table holds the values now
                 if writer is None:
                     # Statistics and dictionaries where readers use them (filters on the key
                     # and cutoff; repeated mode strings); on the float columns they cost
@@ -1349,7 +1405,11 @@ lookback, max_columns, engine, backend
                 writer.write_table(table.cast(writer.schema))
                 rows += table.num_rows
                 columns = table.column_names
+                # The Arrow table shares the matrix (no copy); once written, the matrix
+                # serves a later chunk.
                 del table
+                buffers.give(blocks.matrix)
+                del blocks.matrix
         finally:
             if writer is not None:
                 writer.close()
@@ -1474,7 +1534,7 @@ class _TaskVectorJob:
             )
         return self.entity_keys, self.cutoff_values.view(np.int64)
 
-    def blocks(self, ent, cut, engine, max_columns, chunk_size) -> Blocks:
+    def blocks(self, ent, cut, engine, max_columns, chunk_size, buffers=None) -> Blocks:
         return compute_blocks(
             self.database,
             self.entity_table,
@@ -1488,6 +1548,7 @@ class _TaskVectorJob:
             horizon_ns=self.horizon_ns,
             backend=self.backend,
             chunk_size=chunk_size,
+            buffers=buffers,
         )
 
 
@@ -1571,8 +1632,25 @@ def _arrow_table(
         elif name in extra:
             arrays.append(pa.array(extra[name]))
         else:
-            arrays.append(pa.array(matrix[row_of[name]], from_pandas=True))
+            arrays.append(_float_array(matrix[row_of[name]]))
     return pa.Table.from_arrays(arrays, names=order)
+
+
+def _float_array(values: np.ndarray):
+    """A float64 Arrow array over ``values`` (no copy), NaN marked null.
+
+    The same as ``pa.array(values, from_pandas=True)``, whose per-value NaN test was 14x
+    slower than numpy's ``isnan`` and ``packbits`` building the validity bitmap.
+    """
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    valid = ~np.isnan(values)
+    nulls = len(values) - int(np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(
+        pa.float64(), len(values), [bitmap, pa.py_buffer(values)], null_count=nulls
+    )
 
 
 def _in_order(fn: Any, items: Sequence[Any], workers: int):
