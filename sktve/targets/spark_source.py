@@ -151,6 +151,10 @@ class SparkDatabase:
     columns of other types (strings, numbers) and foreign keys whose type differs from
     the key they reference (strings against numbers) raise instead of being converted.
 
+    Parquet timestamps in nanoseconds (pandas writes them) are read as their BIGINT
+    nanoseconds, which Spark 4 needs ``spark.sql.legacy.parquet.nanosAsLong=true`` for:
+    reading such a file sets it on the session.
+
     A SparkDatabase pickles without its session and keeps folder paths and table names;
     DataFrames are not pickled (an unpickled one made from DataFrames must be made
     again). Each call resolves its session: the engine's, else the DataFrames', else the
@@ -210,6 +214,7 @@ class SparkDatabase:
         self._session: Any = None
         self._frames: dict[str, Any] = {}
         self._ranges: dict[str, tuple[int, int] | None] | None = None
+        self._nanos: dict[str, list[str]] = {}  # nanosecond timestamps read as BIGINT
 
     def _read_manifest(self, folder: Path) -> tuple[dict[str, str], dict[str, TableSchema]]:
         import yaml
@@ -333,6 +338,17 @@ class SparkDatabase:
                 "tables of the session, which are kept)."
             )
         if self._kind == "folder":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            self._nanos[table] = [
+                field.name
+                for field in pq.read_schema(source)
+                if pa.types.is_timestamp(field.type) and field.type.unit == "ns"
+            ]
+            if self._nanos[table]:
+                # Spark reads nanosecond timestamps only as BIGINT (their exact ns).
+                session.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
             frame = session.read.parquet(source)
         elif isinstance(source, str):
             try:
@@ -364,6 +380,8 @@ class SparkDatabase:
         col = self.time_col(table)
         if col is None:
             return None
+        if col in self._nanos.get(table, ()):
+            return _q(col)  # nanoseconds already
         return _time_ns_sql(col, self.frame(table).schema[col].dataType, f"{table}.{col}")
 
     def cut_frame(self, table: str) -> Any:
@@ -471,6 +489,8 @@ class SparkDatabase:
             )
             sample = rows.orderBy("__pos").select(*names).toArrow()
         out = sample.to_pandas()
+        for col in self._nanos.get(table, ()):
+            out[col] = pd.to_datetime(out[col], unit="ns")  # a time, as pandas reads it
         for col in out.columns:
             if isinstance(out[col].dtype, pd.StringDtype):
                 out[col] = out[col].astype(object)  # as Database normalises strings
