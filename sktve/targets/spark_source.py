@@ -165,8 +165,8 @@ class SparkDatabase:
     >>> from pyspark.sql import SparkSession  # doctest: +SKIP
     >>> from sktve.targets import SparkDatabase, SparkEngine, task_vectors
     >>> spark = SparkSession.builder.master("local[2]").getOrCreate()  # doctest: +SKIP
-    >>> db = SparkDatabase("../shared/data/rel-f1")
-    >>> db.pkey("drivers")
+    >>> db = SparkDatabase("../shared/data/rel-f1")  # doctest: +SKIP
+    >>> db.pkey("drivers")  # doctest: +SKIP
     'driverId'
     >>> tv = task_vectors(db, "drivers", ["2005-01-01"], "90D",
     ...                   engine=SparkEngine(spark))  # doctest: +SKIP

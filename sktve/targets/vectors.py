@@ -1178,7 +1178,10 @@ def task_vectors(
 
     Parameters
     ----------
-    database : Database
+    database : Database or SparkDatabase
+        A :class:`~sktve.targets.SparkDatabase` is computed in Spark from its sources (it
+        needs a Spark ``engine``; ``backend`` and ``chunk_size`` are then unused): see
+        :ref:`spark_database`.
     entity_table : str
     cutoffs : array-like of timestamps
         Prediction times (ignored, and may be None, when ``entities`` is a DataFrame).
@@ -1326,6 +1329,10 @@ def write_task_vectors(
     ----------
     path : str or path-like
         The parquet file to write (its folder must exist; an existing file is replaced).
+        For a :class:`~sktve.targets.SparkDatabase` (with a Spark ``engine``), Spark writes
+        a folder of part files there instead (replaced if it exists; at most
+        ``chunk_size`` rows per file, in output order; the cutoff as a naive microsecond
+        timestamp), and ``chunks`` in the result counts those files.
     database, entity_table, cutoffs, window, max_hops, entities, include, exclude, \
 lookback, max_columns, engine, backend
         As for :func:`task_vectors`. With ``entities`` a DataFrame, its rows are written
