@@ -107,6 +107,56 @@ class ForeignKey:
         return f"{self.src_table}.{self.fkey_col}->{self.dst_table}"
 
 
+def _parse_table_schemas(tables: list[str], schema: Mapping[str, Any]) -> dict[str, TableSchema]:
+    missing_schema = sorted(set(tables) - set(schema))
+    if missing_schema:
+        raise ValueError(
+            f"no schema for tables {missing_schema}: give each table an entry "
+            "{'pkey': ..., 'time_col': ..., 'fkeys': {...}} (use None where absent)."
+        )
+    extra_schema = sorted(set(schema) - set(tables))
+    if extra_schema:
+        raise ValueError(
+            f"schema names tables {extra_schema} that are not in the data; "
+            f"known tables: {sorted(tables)}. Remove those entries or add the tables."
+        )
+    return {name: TableSchema.from_any(name, schema[name]) for name in tables}
+
+
+def _check_fkey_targets(parsed: Mapping[str, TableSchema]) -> None:
+    for name, table_schema in parsed.items():
+        for col, target in table_schema.fkeys.items():
+            if target not in parsed:
+                raise ValueError(
+                    f"foreign key {name}.{col} references unknown table {target!r}; "
+                    f"known tables: {sorted(parsed)}. Fix the schema's 'fkeys'."
+                )
+            if parsed[target].pkey is None:
+                raise ValueError(
+                    f"foreign key {name}.{col} references table {target!r}, which has "
+                    "no primary key; declare its 'pkey'."
+                )
+
+
+def parse_schema(tables: list[str], schema: Mapping[str, Any]) -> dict[str, TableSchema]:
+    """The schema of ``tables`` as TableSchema, checked as :class:`Database` checks it.
+
+    Every table needs an entry and every entry a table; each foreign key must reference
+    a known table that has a primary key.
+    """
+    parsed = _parse_table_schemas(tables, schema)
+    _check_fkey_targets(parsed)
+    return parsed
+
+
+def unknown_keys_error(table: str, n_unknown: int, examples: list) -> ValueError:
+    """The error for ids that are not keys of ``table`` (with a few examples)."""
+    return ValueError(
+        f"{n_unknown} ids are not keys of table {table!r} "
+        f"(e.g. {examples}); check the entity column and the entity table."
+    )
+
+
 def _content_hash(frame: pd.DataFrame) -> str:
     # Row hashes summed positionally would ignore order; hashing the array of row hashes
     # keeps order and is still vectorised.
@@ -185,34 +235,11 @@ class Database:
                     f"table {name!r} is a {type(frame).__name__}, not a pandas DataFrame; "
                     "convert it first (e.g. pd.DataFrame(...) or polars' .to_pandas())."
                 )
-        missing_schema = sorted(set(tables) - set(schema))
-        if missing_schema:
-            raise ValueError(
-                f"no schema for tables {missing_schema}: give each table an entry "
-                "{'pkey': ..., 'time_col': ..., 'fkeys': {...}} (use None where absent)."
-            )
-        extra_schema = sorted(set(schema) - set(tables))
-        if extra_schema:
-            raise ValueError(
-                f"schema names tables {extra_schema} that are not in the data; "
-                f"known tables: {sorted(tables)}. Remove those entries or add the tables."
-            )
-        parsed = {name: TableSchema.from_any(name, schema[name]) for name in tables}
+        parsed = _parse_table_schemas(list(tables), schema)
         normalised: dict[str, pd.DataFrame] = {}
         for name, frame in tables.items():
             normalised[name] = self._normalise_table(name, frame, parsed[name])
-        for name, table_schema in parsed.items():
-            for col, target in table_schema.fkeys.items():
-                if target not in parsed:
-                    raise ValueError(
-                        f"foreign key {name}.{col} references unknown table {target!r}; "
-                        f"known tables: {sorted(parsed)}. Fix the schema's 'fkeys'."
-                    )
-                if parsed[target].pkey is None:
-                    raise ValueError(
-                        f"foreign key {name}.{col} references table {target!r}, which has "
-                        "no primary key; declare its 'pkey'."
-                    )
+        _check_fkey_targets(parsed)
         self._tables = normalised
         self._schema = parsed
         self._match_fkey_types()
@@ -579,10 +606,7 @@ class Database:
         unknown = positions < 0
         if unknown.any():
             examples = pd.unique(keys[unknown])[:5].tolist()
-            raise ValueError(
-                f"{int(unknown.sum())} ids are not keys of table {table!r} "
-                f"(e.g. {examples}); check the entity column and the entity table."
-            )
+            raise unknown_keys_error(table, int(unknown.sum()), examples)
         return positions.astype(np.int64)
 
     # ------------------------------------------------------------------ identity

@@ -1,5 +1,8 @@
 """SparkEngine: the generated SQL in Spark's dialect, run on Spark SQL, against DuckDB/numpy.
 
+The SparkDatabase tests (at the end) read the tables in Spark itself (parquet folders,
+DataFrames) and compare with the numpy engine on the same data loaded by load_database.
+
 The dialect tests are plain string checks and always run. The others need pyspark (the
 ``spark`` extra) and a Java runtime, and skip with the reason when either is missing; they
 share one local[1] session per module (starting one takes about 15 s).
@@ -22,8 +25,15 @@ from sklearn.base import clone
 
 import sktve
 from sktve.aggregates import AggregateFeatures
-from sktve.datasets import make_synthetic_database
-from sktve.targets import DuckDBEngine, SparkEngine, enumerate_paths, task_vectors
+from sktve.datasets import make_synthetic_database, make_synthetic_dataset
+from sktve.targets import (
+    DuckDBEngine,
+    SparkDatabase,
+    SparkEngine,
+    enumerate_paths,
+    task_vectors,
+    write_task_vectors,
+)
 from sktve.targets import sql as sqlgen
 from sktve.targets.engine import engine_dialect, resolve_engine
 from sktve.targets.paths import direct_edges, plan_aggregates
@@ -392,3 +402,150 @@ def test_pretrainer_spark_targets_pickle(synthetic_db, spark):
     back = pickle.loads(pickle.dumps(tve))
     assert back.engine.spark is None and back.get_params()["engine"].dialect == "spark"
     np.testing.assert_allclose(back.transform(X), tve.transform(X), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- SparkDatabase
+@pytest.fixture(scope="module")
+def synthetic_folder(tmp_path_factory):
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("spark-native") / "shop", n_customers=60, n_orders=1500
+    )
+
+
+def test_spark_database_schema_errors_and_pickle(synthetic_folder, tmp_path):
+    """No Spark needed: the manifest is all a SparkDatabase reads when it is made."""
+    db = sktve.load_database(synthetic_folder)
+    sdb = SparkDatabase(synthetic_folder)
+    assert sdb.table_names == db.table_names
+    assert {t: s.to_dict() for t, s in sdb.schema.items()} == {
+        t: s.to_dict() for t, s in db.schema.items()
+    }
+    assert sdb.foreign_keys == db.foreign_keys
+    assert (sdb.val_timestamp, sdb.test_timestamp) == (db.val_timestamp, db.test_timestamp)
+    back = pickle.loads(pickle.dumps(sdb))
+    assert back.schema == sdb.schema and back._session is None
+    assert copy.deepcopy(sdb) is sdb
+    with pytest.raises(KeyError, match="unknown table 'nope'"):
+        sdb.pkey("nope")
+    with pytest.raises(FileNotFoundError, match="no dataset folder"):
+        SparkDatabase(tmp_path / "absent")
+    with pytest.raises(ValueError, match="no manifest.yaml"):
+        SparkDatabase(tmp_path)
+    with pytest.raises(ValueError, match="needs a schema"):
+        SparkDatabase({"users": "users"})
+    with pytest.raises(ValueError, match="no schema for tables"):
+        SparkDatabase({"users": "users"}, schema={})
+    with pytest.raises(TypeError, match="pandas frames"):
+        SparkDatabase({"users": pd.DataFrame()}, schema={"users": {}})
+    # Without a Spark engine a SparkDatabase is refused before anything runs.
+    for engine in (None, "duckdb", DuckDBEngine(threads=1, memory_limit="1GB")):
+        with pytest.raises(ValueError, match="SparkEngine"):
+            task_vectors(sdb, "customers", ["2022-01-01"], "30D", engine=engine)
+    with pytest.raises(ValueError, match="SparkEngine"):
+        write_task_vectors(tmp_path / "tv", sdb, "customers", ["2022-01-01"], "30D")
+
+
+@pytest.mark.relf1
+def test_spark_database_relf1_match(relf1_path, relf1_db, spark):
+    """rel-f1 read by Spark from its parquet files equals the numpy engine (2 hops)."""
+    sdb = SparkDatabase(relf1_path)
+    engine = SparkEngine(spark)
+    # The cut (upto_test_timestamp) is load_database's: the same time range per table.
+    for table in sdb.table_names:
+        assert sdb.time_range(table) == relf1_db.time_range(table), table
+    assert SparkDatabase(relf1_path, upto_test_timestamp=False).max_timestamp > (
+        relf1_db.test_timestamp
+    )
+    cutoffs = pd.to_datetime(["2001-04-01", "2004-06-15", "2007-08-01"])  # in season
+    kwargs = dict(max_hops=2, max_columns=None)
+    want = task_vectors(relf1_db, "drivers", cutoffs, WINDOWS, **kwargs)
+    got = task_vectors(sdb, "drivers", cutoffs, WINDOWS, engine=engine, **kwargs)
+    kinds = {p.kind for p in enumerate_paths(relf1_db, "drivers", max_hops=2)}
+    assert kinds == {"direct", "dimension", "sibling"}  # every 2-hop kind rel-f1 has
+    assert got.attrs == want.attrs
+    assert list(got.dtypes) == list(want.dtypes)
+    assert (got["no_activity"] == 0).sum() > 20
+    assert_same_vectors(want, got, "rel-f1 SparkDatabase vs numpy")
+    with pytest.raises(ValueError, match="unknown entity table"):
+        task_vectors(sdb, "nope", cutoffs, "30D", engine=engine)
+    # The call's own views are gone (other tests' engines may leave theirs).
+    left = [t.name for t in spark.catalog.listTables()]
+    assert not [n for n in left if n.startswith(("__tve_cut_", "__tve_part"))], left
+
+
+def test_spark_database_synthetic_match_and_write(synthetic_folder, spark, tmp_path):
+    """The synthetic folder: active pairs, modes with ties; given pairs written to parquet."""
+    db = sktve.load_database(synthetic_folder)
+    sdb = SparkDatabase(synthetic_folder)
+    times = db.time_values("orders")
+    cutoffs = pd.to_datetime(np.quantile(times, [0.3, 0.6, 0.9]).astype("int64"))
+    kwargs = dict(max_hops=2, max_columns=None)
+    want = task_vectors(db, "customers", cutoffs, WINDOWS, **kwargs)
+    got = task_vectors(sdb, "customers", cutoffs, WINDOWS, engine=SparkEngine(spark), **kwargs)
+    assert {p.kind for p in enumerate_paths(db, "customers", max_hops=2)} >= {
+        "direct",
+        "dimension",
+        "sibling",
+    }
+    assert _tied_modes(db, want, "30D") > 0  # ties exist, and are broken the same
+    assert list(got.dtypes) == list(want.dtypes)
+    assert_same_vectors(want, got, "synthetic SparkDatabase vs numpy")
+
+    # Given pairs (duplicates kept, in their order), written by Spark to a parquet folder.
+    rng = np.random.default_rng(0)
+    keys = db.table("customers")["customer_id"].to_numpy()
+    pairs = pd.DataFrame({"customer_id": rng.choice(keys, 50), "cutoff": rng.choice(cutoffs, 50)})
+    pairs = pd.concat([pairs, pairs.iloc[:5]], ignore_index=True)
+    want = task_vectors(db, "customers", None, WINDOWS, entities=pairs, **kwargs)
+    info = write_task_vectors(
+        tmp_path / "tv",
+        sdb,
+        "customers",
+        None,
+        WINDOWS,
+        entities=pairs,
+        engine=SparkEngine(spark),
+        **kwargs,
+    )
+    back = pd.read_parquet(info["path"])
+    assert info["rows"] == len(back) == len(pairs) and info["columns"] == list(want.columns)
+    assert info["chunks"] >= 1 and info["paths"] == want.attrs["paths"]
+    back["cutoff"] = back["cutoff"].astype("datetime64[ns]")  # written as microseconds
+    assert_same_vectors(want, back, "synthetic SparkDatabase to parquet vs numpy")
+    with pytest.raises(ValueError, match="ids are not keys"):
+        task_vectors(
+            sdb,
+            "customers",
+            None,
+            "30D",
+            entities=pd.DataFrame({"customer_id": [-7], "cutoff": cutoffs[:1]}),
+            engine=SparkEngine(spark),
+        )
+
+
+def test_spark_database_of_dataframes(tiny_db, spark):
+    """Spark DataFrames and session tables with a schema; pickled without them."""
+    from sktve.targets.engine import _to_arrow
+
+    frames, schema = _tiny_frames()
+    sources = {name: spark.createDataFrame(_to_arrow(frame)) for name, frame in frames.items()}
+    sources["users"].createOrReplaceTempView("tiny_users")
+    sources["users"] = "tiny_users"  # a table of the session, by name
+    sdb = SparkDatabase(sources, schema=schema)
+    cutoffs = ["2024-01-01", "2024-01-05"]
+    want = task_vectors(tiny_db, "users", cutoffs, ["10D", "30D"], max_columns=None)
+    got = task_vectors(
+        sdb, "users", cutoffs, ["10D", "30D"], engine=SparkEngine(spark), max_columns=None
+    )
+    assert want.loc[0, "10D|orders|channel|mode"] == "app"  # a tie, to the smallest
+    assert list(got.dtypes) == list(want.dtypes)
+    assert_same_vectors(want, got, "tiny SparkDatabase of DataFrames vs numpy")
+    # DataFrames are not pickled; the session's table names are.
+    back = pickle.loads(pickle.dumps(sdb))
+    assert back._sources["users"] == "tiny_users" and back._sources["orders"] is None
+    with pytest.raises(RuntimeError, match="not pickled"):
+        back.frame("orders")
+    assert back.frame("users").count() == len(frames["users"])
+    with pytest.raises(ValueError, match="no table or view"):
+        SparkDatabase({**sources, "users": "absent_view"}, schema=schema).frame("users")
+    spark.catalog.dropTempView("tiny_users")

@@ -6,6 +6,7 @@
 from sktve.targets.engine import DuckDBEngine, SparkEngine
 from sktve.targets.paths import AggregateSpec, ColumnSpec, Hop, PathSpec, enumerate_paths
 from sktve.targets.scaler import TaskVectorScaler
+from sktve.targets.spark_source import SparkDatabase
 from sktve.targets.vectors import (
     DEFAULT_CHUNK_PAIRS,
     DEFAULT_MAX_COLUMNS,
@@ -24,6 +25,7 @@ __all__ = [
     "DuckDBEngine",
     "Hop",
     "PathSpec",
+    "SparkDatabase",
     "SparkEngine",
     "TaskVectorScaler",
     "enumerate_paths",

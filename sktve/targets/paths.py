@@ -34,6 +34,7 @@ __all__ = [
     "column_kind",
     "enumerate_paths",
     "plan_aggregates",
+    "profile_positions",
 ]
 
 #: Aggregates per column kind. Boolean columns get the mean (the share of true values).
@@ -187,20 +188,38 @@ def column_kind(values: pd.Series) -> str | None:
     return None
 
 
+def profile_positions(n_rows: int) -> np.ndarray | None:
+    """Positions of the rows that decide column kinds among ``n_rows`` rows.
+
+    At most :data:`PROFILE_ROWS` rows, equally spaced by position; None when every row
+    counts. Shared by the pandas :class:`~sktve.Database` and
+    :class:`~sktve.targets.SparkDatabase`, which fetches only these rows.
+    """
+    if n_rows > PROFILE_ROWS:
+        return np.linspace(0, n_rows - 1, PROFILE_ROWS).astype(np.int64)
+    return None
+
+
 def profile_table(database: Database, table: str, as_of: pd.Timestamp | None) -> list[ColumnSpec]:
     """Aggregated columns of a table with their kinds, decided from rows up to ``as_of``.
 
-    Keys and the time column are left out; see :func:`column_kind` for the kinds.
+    Keys and the time column are left out; see :func:`column_kind` for the kinds. A
+    :class:`~sktve.targets.SparkDatabase` hands over the same rows from Spark
+    (``profile_sample``): the table itself never comes to the driver.
     """
-    frame = database.table(table)
     schema = database.schema[table]
     skip = {schema.pkey, schema.time_col, *schema.fkeys}
-    if as_of is not None and schema.time_col is not None:
-        # Only rows up to the horizon decide kinds: a row from after the horizon must not
-        # change what is computed (time-correctness contract).
-        frame = frame[frame[schema.time_col] <= as_of]
-    if len(frame) > PROFILE_ROWS:
-        frame = frame.iloc[np.linspace(0, len(frame) - 1, PROFILE_ROWS).astype(np.int64)]
+    if isinstance(database, Database):
+        frame = database.table(table)
+        if as_of is not None and schema.time_col is not None:
+            # Only rows up to the horizon decide kinds: a row from after the horizon must
+            # not change what is computed (time-correctness contract).
+            frame = frame[frame[schema.time_col] <= as_of]
+        positions = profile_positions(len(frame))
+        if positions is not None:
+            frame = frame.iloc[positions]
+    else:
+        frame = database.profile_sample(table, as_of)
     out = []
     for col in frame.columns:
         if col in skip:
@@ -241,10 +260,12 @@ def _selected(path_name: str, column: str, include, exclude) -> bool:
 # ---------------------------------------------------------------------- enumeration
 def check_entity_table(database: Database, entity_table: str) -> None:
     """Raise clear errors for an unknown entity table or one without a primary key."""
-    if not isinstance(database, Database):
+    from sktve.targets.spark_source import SparkDatabase
+
+    if not isinstance(database, (Database, SparkDatabase)):
         raise TypeError(
-            f"database must be a sktve Database (see sktve.load_database), got "
-            f"{type(database).__name__}."
+            f"database must be a sktve Database (see sktve.load_database) or a "
+            f"sktve.targets.SparkDatabase, got {type(database).__name__}."
         )
     if not isinstance(entity_table, str) or entity_table not in database.table_names:
         raise ValueError(

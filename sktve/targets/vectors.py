@@ -66,6 +66,23 @@ def window_label(window: pd.Timedelta) -> str:
     return f"{ns}ns"
 
 
+#: Aggregates whose value over no rows is 0 (the others are undefined: NaN, or None).
+ZERO_WHEN_EMPTY = ("count", "nunique", "sum")
+
+
+def empty_value(agg: str) -> float:
+    """An aggregate's value over no rows: 0 for counts and sums, else NaN."""
+    return 0.0 if agg in ZERO_WHEN_EMPTY else np.nan
+
+
+def block_names(plan: Sequence[AggregateSpec], windows: Sequence[pd.Timedelta]):
+    """Every aggregate column's name in block order, and those of the numeric ones."""
+    labels = [window_label(w) for w in windows]
+    names = [f"{label}|{spec.name}" for label in labels for spec in plan]
+    numeric = [f"{label}|{spec.name}" for label in labels for spec in plan if spec.agg != "mode"]
+    return names, numeric
+
+
 @dataclass
 class Blocks:
     """Raw aggregates for unique (entity, cutoff) pairs.
@@ -939,18 +956,13 @@ def _compute_blocks(
     edges = direct_edges(database, entity_table)
     plan, dropped = plan_aggregates(paths, max_columns)
     labels = [window_label(w) for w in windows]
-    names = [f"{label}|{spec.name}" for label in labels for spec in plan]
-    numeric_names = [
-        f"{label}|{spec.name}" for label in labels for spec in plan if spec.agg != "mode"
-    ]
+    names, numeric_names = block_names(plan, windows)
     row_of = {name: i for i, name in enumerate(numeric_names)}
     matrix = (buffers or _BufferPool()).take(len(numeric_names), n)
     for label in labels:
         for spec in plan:
             if spec.agg != "mode":
-                # Counts and sums over no rows are 0; other aggregates are undefined.
-                zero = spec.agg in ("count", "nunique", "sum")
-                matrix[row_of[f"{label}|{spec.name}"]] = 0.0 if zero else np.nan
+                matrix[row_of[f"{label}|{spec.name}"]] = empty_value(spec.agg)
     modes: dict[str, np.ndarray] = {}
     block_inactive: dict[str, np.ndarray] = {}
     all_dropped: list[str] = []
@@ -1019,7 +1031,7 @@ def _compute_blocks(
                 elif ids is None:
                     matrix[row_of[name]] = values
                 else:
-                    fill = 0.0 if agg in ("count", "nunique", "sum") else np.nan
+                    fill = empty_value(agg)
                     matrix[row_of[name], ids] = values.to_numpy(dtype=np.float64, na_value=fill)
 
             for path in paths:
@@ -1031,28 +1043,10 @@ def _compute_blocks(
                     for spec in specs:
                         store(f"{label}|{spec.name}", spec.agg, values.pop(spec.name))
                     continue
-                statements, partials = [], None
-                if path.kind == "sibling":
-                    lookback = int((path.lookback or window).value)
-                    key = (path.hops, lookback, tuple(path.columns))
-                    if key not in partials_done:
-                        partials_done[key] = f"__tve_sib{len(partials_done)}"
-                        statements.append(
-                            sibling_partials_sql(path, lookback, partials_done[key], dialect)
-                        )
-                    partials = partials_done[key]
-                second_temporal = path.n_hops > 1 and database.is_temporal(path.hops[1].table)
-                sql, aliases = path_query_sql(
-                    path,
-                    specs,
-                    lo=lo,
-                    hi=hi,
-                    strategy=strategy,
-                    second_temporal=second_temporal,
-                    partials=partials,
-                    dialect=dialect,
+                statements, aliases = path_statements(
+                    database, path, specs, window, lo, hi, strategy, dialect, partials_done
                 )
-                result = engine.execute([*statements, sql])
+                result = engine.execute(statements)
                 ids = result["pair_id"].to_numpy(dtype=np.int64)
                 for spec, alias in zip(specs, aliases):
                     store(f"{label}|{spec.name}", spec.agg, result[alias], ids)
@@ -1060,6 +1054,45 @@ def _compute_blocks(
     finally:
         if own_engine and engine is not None:
             engine.close()
+
+
+def path_statements(
+    database: Any,
+    path: PathSpec,
+    specs: Sequence[AggregateSpec],
+    window: pd.Timedelta,
+    lo: int,
+    hi: int,
+    strategy: str,
+    dialect: str,
+    partials_done: dict[tuple, str],
+) -> tuple[list[str], list[str]]:
+    """The statements computing one path's aggregates for one window, and their aliases.
+
+    The last statement is the ``GROUP BY pair_id`` query; a sibling path is preceded by
+    its partials table when ``partials_done`` (shared over the call, updated here) has
+    none for its (hops, lookback, columns) yet.
+    """
+    statements, partials = [], None
+    if path.kind == "sibling":
+        lookback = int((path.lookback or window).value)
+        key = (path.hops, lookback, tuple(path.columns))
+        if key not in partials_done:
+            partials_done[key] = f"__tve_sib{len(partials_done)}"
+            statements.append(sibling_partials_sql(path, lookback, partials_done[key], dialect))
+        partials = partials_done[key]
+    second_temporal = path.n_hops > 1 and database.is_temporal(path.hops[1].table)
+    sql, aliases = path_query_sql(
+        path,
+        specs,
+        lo=lo,
+        hi=hi,
+        strategy=strategy,
+        second_temporal=second_temporal,
+        partials=partials,
+        dialect=dialect,
+    )
+    return [*statements, sql], aliases
 
 
 def _register_sql_views(engine, database, entities, cutoffs_ns, sql_paths, horizon_ns, floors):
@@ -1201,7 +1234,10 @@ def task_vectors(
 
     Parameters
     ----------
-    database : Database
+    database : Database or SparkDatabase
+        A :class:`~sktve.targets.SparkDatabase` is computed in Spark from its sources (it
+        needs a Spark ``engine``; ``backend`` and ``chunk_size`` are then unused): see
+        :ref:`spark_database`.
     entity_table : str
     cutoffs : array-like of timestamps
         Prediction times (ignored, and may be None, when ``entities`` is a DataFrame).
@@ -1277,6 +1313,23 @@ def task_vectors(
        user_id  30D|orders|amount|sum  no_activity
     0        0                    8.0            0
     """
+    from sktve.targets.spark_source import SparkDatabase, spark_task_vectors
+
+    if isinstance(database, SparkDatabase):
+        return spark_task_vectors(
+            database,
+            engine,
+            max_columns,
+            entity_table=entity_table,
+            cutoffs=cutoffs,
+            window=window,
+            max_hops=max_hops,
+            entities=entities,
+            include=include,
+            exclude=exclude,
+            lookback=lookback,
+            backend=backend,
+        )
     job = _TaskVectorJob.prepare(
         database,
         entity_table,
@@ -1332,6 +1385,10 @@ def write_task_vectors(
     ----------
     path : str or path-like
         The parquet file to write (its folder must exist; an existing file is replaced).
+        For a :class:`~sktve.targets.SparkDatabase` (with a Spark ``engine``), Spark writes
+        a folder of part files there instead (replaced if it exists; at most
+        ``chunk_size`` rows per file, in output order; the cutoff as a naive microsecond
+        timestamp), and ``chunks`` in the result counts those files.
     database, entity_table, cutoffs, window, max_hops, entities, include, exclude, \
 lookback, max_columns, engine, backend
         As for :func:`task_vectors`. With ``entities`` a DataFrame, its rows are written
@@ -1357,8 +1414,27 @@ lookback, max_columns, engine, backend
     """
     import pyarrow.parquet as pq
 
+    from sktve.targets.spark_source import SparkDatabase, spark_write_task_vectors
+
     if chunk_size is None:
         raise ValueError("chunk_size must be a positive int: write_task_vectors writes chunks.")
+    if isinstance(database, SparkDatabase):
+        return spark_write_task_vectors(
+            path,
+            database,
+            engine,
+            max_columns,
+            chunk_size,
+            entity_table=entity_table,
+            cutoffs=cutoffs,
+            window=window,
+            max_hops=max_hops,
+            entities=entities,
+            include=include,
+            exclude=exclude,
+            lookback=lookback,
+            backend=backend,
+        )
     job = _TaskVectorJob.prepare(
         database,
         entity_table,
@@ -1494,7 +1570,10 @@ class _TaskVectorJob:
                 )
             cutoff_values = _parse_cutoffs(entities["cutoff"])
             keys = entities[pkey].to_numpy()
-            database.entity_positions(entity_table, keys)  # raises on unknown ids
+            if isinstance(database, Database):
+                database.entity_positions(entity_table, keys)  # raises on unknown ids
+            else:
+                database.check_keys(entity_table, keys)
             mode = "pairs"
         else:
             raise TypeError(
@@ -1561,19 +1640,34 @@ def _layout(
     take: Any,
 ) -> tuple[list[str], dict[str, np.ndarray]]:
     """The output's column names in order, and the values of the non-numeric ones."""
-    labels = [window_label(w) for w in windows]
-    order: list[str] = [pkey, "cutoff"]
+    order, inactive = output_columns(pkey, blocks.names, windows)
     extra: dict[str, np.ndarray] = {pkey: take(ent), "cutoff": take(cut).view(TIME_DTYPE)}
-    for label in labels:
-        order.extend(name for name in blocks.names if name.startswith(f"{label}|"))
-        if len(labels) > 1:
-            order.append(f"{label}|no_activity")
-            extra[f"{label}|no_activity"] = take(blocks.block_inactive[label])
-    largest = labels[int(np.argmax([w.value for w in windows]))]
-    order.append("no_activity")
-    extra["no_activity"] = take(blocks.block_inactive[largest])
+    for name, label in inactive.items():
+        extra[name] = take(blocks.block_inactive[label])
     extra.update({name: take(values) for name, values in blocks.modes.items()})
     return order, extra
+
+
+def output_columns(
+    pkey: str, names: Sequence[str], windows: Sequence[pd.Timedelta]
+) -> tuple[list[str], dict[str, str]]:
+    """The output's column names in order, and the window label of each activity flag.
+
+    ``[pkey, "cutoff", <block of window 1>, "<w1>|no_activity", ..., "no_activity"]``:
+    the per-window flags only with several windows; ``"no_activity"`` is the largest
+    window's.
+    """
+    labels = [window_label(w) for w in windows]
+    order: list[str] = [pkey, "cutoff"]
+    inactive: dict[str, str] = {}
+    for label in labels:
+        order.extend(name for name in names if name.startswith(f"{label}|"))
+        if len(labels) > 1:
+            order.append(f"{label}|no_activity")
+            inactive[f"{label}|no_activity"] = label
+    order.append("no_activity")
+    inactive["no_activity"] = labels[int(np.argmax([w.value for w in windows]))]
+    return order, inactive
 
 
 def _taker(inverse: np.ndarray | None) -> Any:
