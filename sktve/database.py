@@ -167,7 +167,43 @@ def _content_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-class Database:
+class SchemaAccess:
+    """Schema lookups shared by :class:`Database` and ``sktve.targets.SparkDatabase``.
+
+    The class using it holds ``_schema`` (table name -> :class:`TableSchema`) and a
+    ``_require_table(table)`` that raises a clear KeyError for an unknown table.
+    """
+
+    _schema: dict[str, TableSchema]
+
+    def _require_table(self, table: str) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def pkey(self, table: str) -> str | None:
+        self._require_table(table)
+        return self._schema[table].pkey
+
+    def time_col(self, table: str) -> str | None:
+        self._require_table(table)
+        return self._schema[table].time_col
+
+    def fkeys(self, table: str) -> dict[str, str]:
+        self._require_table(table)
+        return dict(self._schema[table].fkeys)
+
+    def is_temporal(self, table: str) -> bool:
+        return self.time_col(table) is not None
+
+    @property
+    def foreign_keys(self) -> list[ForeignKey]:
+        """Every foreign key, as schema-graph edges (source table -> referenced table)."""
+        schema = self._schema
+        return [
+            ForeignKey(src, col, dst) for src in schema for col, dst in schema[src].fkeys.items()
+        ]
+
+
+class Database(SchemaAccess):
     """A validated, read-only relational database with a schema graph.
 
     Build one with :func:`load_database`. The handle is light: ``copy.deepcopy`` and
@@ -480,29 +516,11 @@ class Database:
         self._require_table(name)
         return self._tables[name]
 
-    def pkey(self, table: str) -> str | None:
-        self._require_table(table)
-        return self._schema[table].pkey
-
-    def time_col(self, table: str) -> str | None:
-        self._require_table(table)
-        return self._schema[table].time_col
-
-    def fkeys(self, table: str) -> dict[str, str]:
-        self._require_table(table)
-        return dict(self._schema[table].fkeys)
-
-    def is_temporal(self, table: str) -> bool:
-        return self.time_col(table) is not None
-
     @property
     def foreign_keys(self) -> list[ForeignKey]:
         """Every foreign key, as schema-graph edges (source table -> referenced table)."""
         self._check_attached()
-        schema = self._schema
-        return [
-            ForeignKey(src, col, dst) for src in schema for col, dst in schema[src].fkeys.items()
-        ]
+        return super().foreign_keys
 
     def schema_graph(self) -> dict[str, list[tuple[str, str, str]]]:
         """Adjacency of the schema graph in both directions.

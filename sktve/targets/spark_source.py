@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sktve.database import ForeignKey, TableSchema, parse_schema, unknown_keys_error
+from sktve.database import SchemaAccess, TableSchema, parse_schema, unknown_keys_error
 from sktve.targets.engine import _to_arrow
 from sktve.targets.paths import (
     PROFILE_ROWS,
@@ -102,7 +102,7 @@ def _array_sql(columns: Sequence[str], kind: str) -> str:
     return "array(" + ", ".join(f"CAST({c} AS {kind})" for c in columns) + ")"
 
 
-class SparkDatabase:
+class SparkDatabase(SchemaAccess):
     """A relational database read by Spark where it lies, for task vectors at scale.
 
     The Spark counterpart of :class:`sktve.Database` for
@@ -266,30 +266,6 @@ class SparkDatabase:
             raise KeyError(
                 f"unknown table {table!r}; the database has tables {sorted(self._schema)}."
             )
-
-    def pkey(self, table: str) -> str | None:
-        self._require_table(table)
-        return self._schema[table].pkey
-
-    def time_col(self, table: str) -> str | None:
-        self._require_table(table)
-        return self._schema[table].time_col
-
-    def fkeys(self, table: str) -> dict[str, str]:
-        self._require_table(table)
-        return dict(self._schema[table].fkeys)
-
-    def is_temporal(self, table: str) -> bool:
-        return self.time_col(table) is not None
-
-    @property
-    def foreign_keys(self) -> list[ForeignKey]:
-        """Every foreign key, as schema-graph edges (source table -> referenced table)."""
-        return [
-            ForeignKey(src, col, dst)
-            for src, spec in self._schema.items()
-            for col, dst in spec.fkeys.items()
-        ]
 
     # ------------------------------------------------------------------ session
     @contextlib.contextmanager
