@@ -157,11 +157,15 @@ import hashlib
 
 dist.init_process_group("gloo")  # env:// from torchrun
 tve = TVEPretrainer(database=_database(), mask_rate=0.0, **FAST).fit(_X())
+from test_distributed import _finetuner, _labels
+clf = _finetuner().fit(_X(), _labels())  # fine-tuning over the same group
 # One file per rank: the ranks' stdout lines can interleave.
 pathlib.Path({out!r}, f"rank{{dist.get_rank()}}.json").write_text(json.dumps({{
     "rank": dist.get_rank(),
     "train_loss": [h["train_loss"] for h in tve.history_],
     "state": hashlib.sha1(tve.encoder_state_).hexdigest(),
+    "finetune_loss": [h["train_loss"] for h in clf.history_],
+    "finetune_state": hashlib.sha1(clf.encoder_state_ + clf.head_state_).hexdigest(),
 }}))
 dist.destroy_process_group()
 """
@@ -182,6 +186,11 @@ def test_fit_trains_over_a_torchrun_group(tmp_path):
     one = TVEPretrainer(database=_database(), mask_rate=0.0, **FAST).fit(_X())
     np.testing.assert_allclose(
         results[0]["train_loss"], [h["train_loss"] for h in one.history_], rtol=1e-3
+    )
+    assert results[0]["finetune_state"] == results[1]["finetune_state"]
+    alone = _finetuner().fit(_X(), _labels())
+    np.testing.assert_allclose(
+        results[0]["finetune_loss"], [h["train_loss"] for h in alone.history_], rtol=1e-3
     )
 
 
@@ -237,14 +246,16 @@ def test_run_data_parallel_rejects_an_unknown_backend():
         run_data_parallel(_fail_on_rank_one, (), n_workers=2, backend="mpi")
 
 
-def test_fine_tuning_on_two_ranks_matches_one_process():
-    """TVEClassifier(n_workers=2): batches sharded over 2 spawned ranks, same training."""
+def _labels():
+    return (_X()["customer_id"].to_numpy() % 3 == 0).astype(int)
+
+
+def _finetuner(database=None, **extra):
+    """A small TVEClassifier from random init, without dropout (ranks match one process)."""
     from sktve import TVEClassifier
 
-    database, X = _database(), _X()
-    y = (X["customer_id"].to_numpy() % 3 == 0).astype(int)
-    params = dict(
-        database=database,
+    return TVEClassifier(
+        database=_database() if database is None else database,
         entity_table="customers",
         init="random",
         pretrainer=TVEPretrainer(embedding_dim=16, fanouts=(8, 4), dropout=0.0),
@@ -253,9 +264,15 @@ def test_fine_tuning_on_two_ranks_matches_one_process():
         steps_per_epoch=3,
         batch_size=64,
         random_state=0,
+        **extra,
     )
-    one = TVEClassifier(**params).fit(X, y)
-    two = TVEClassifier(**params, n_workers=2).fit(X, y)
+
+
+def test_fine_tuning_on_two_ranks_matches_one_process():
+    """TVEClassifier(n_workers=2): batches sharded over 2 spawned ranks, same training."""
+    database, X, y = _database(), _X(), _labels()
+    one = _finetuner(database).fit(X, y)
+    two = _finetuner(database, n_workers=2).fit(X, y)
     assert two.n_workers == 2 and two.database_ is database
     for key in ("train_loss", "holdout_loss"):
         np.testing.assert_allclose(
