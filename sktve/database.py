@@ -170,7 +170,7 @@ def _content_hash(frame: pd.DataFrame) -> str:
 class SchemaAccess:
     """Schema lookups shared by :class:`Database` and ``sktve.targets.SparkDatabase``.
 
-    The class using it holds ``_schema`` (table name -> :class:`TableSchema`) and a
+    The class using it holds ``_schema`` (table name -> ``TableSchema``) and a
     ``_require_table(table)`` that raises a clear KeyError for an unknown table.
     """
 

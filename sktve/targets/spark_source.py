@@ -20,7 +20,7 @@ SQL, as temporary views dropped at the end of the call:
   these are joined by ``pair_id`` into one wide DataFrame.
 
 What comes to the driver: the manifest, per aggregated table the rows that decide its
-column kinds (at most :data:`~sktve.targets.paths.PROFILE_ROWS`, the same rows
+column kinds (at most ``sktve.targets.paths.PROFILE_ROWS``, the same rows
 :func:`~sktve.targets.paths.profile_table` takes from a pandas database), the database's
 time range, the cutoffs (and the given pairs), and the result when
 :func:`~sktve.targets.task_vectors` returns it as pandas;
@@ -142,7 +142,7 @@ class SparkDatabase(SchemaAccess):
     ``TIMESTAMP`` as its UTC instant, ``TIMESTAMP_NTZ`` as its wall clock, ``DATE`` at
     midnight); foreign key values that reference no row count as NULL; NaN in numeric
     columns counts as missing; column kinds are decided on the same rows (those up to the
-    horizon, at most :data:`~sktve.targets.paths.PROFILE_ROWS` equally spaced by
+    horizon, at most ``sktve.targets.paths.PROFILE_ROWS`` equally spaced by
     position). Positions are the row order of a parquet file (``_metadata.row_index``),
     and for DataFrames and session tables their partition order
     (``monotonically_increasing_id``), which is the pandas order when the DataFrame was
