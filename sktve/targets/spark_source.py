@@ -130,7 +130,8 @@ class SparkDatabase(SchemaAccess):
     ----------
     table_names : list of str
     schema : dict of str to TableSchema
-    foreign_keys : list of ForeignKey
+        Also read through the lookups of :class:`sktve.database.SchemaAccess` (``pkey``,
+        ``fkeys``, ``time_col``, the ``foreign_keys`` edges).
     val_timestamp, test_timestamp : Timestamp or None
         From the manifest (None for a dict).
     min_timestamp, max_timestamp : Timestamp
