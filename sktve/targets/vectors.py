@@ -1315,33 +1315,21 @@ def task_vectors(
     """
     from sktve.targets.spark_source import SparkDatabase, spark_task_vectors
 
-    if isinstance(database, SparkDatabase):
-        return spark_task_vectors(
-            database,
-            engine,
-            max_columns,
-            entity_table=entity_table,
-            cutoffs=cutoffs,
-            window=window,
-            max_hops=max_hops,
-            entities=entities,
-            include=include,
-            exclude=exclude,
-            lookback=lookback,
-            backend=backend,
-        )
-    job = _TaskVectorJob.prepare(
-        database,
-        entity_table,
-        cutoffs,
-        window,
-        max_hops,
-        entities,
-        include,
-        exclude,
-        lookback,
-        backend,
+    # What the job (or the Spark path) settles before computing: the same for both.
+    job_args = dict(
+        entity_table=entity_table,
+        cutoffs=cutoffs,
+        window=window,
+        max_hops=max_hops,
+        entities=entities,
+        include=include,
+        exclude=exclude,
+        lookback=lookback,
+        backend=backend,
     )
+    if isinstance(database, SparkDatabase):
+        return spark_task_vectors(database, engine, max_columns, **job_args)
+    job = _TaskVectorJob.prepare(database, **job_args)
     # One engine for both queries; one made here from a name is closed here.
     with engine_for_call(engine) as resolved:
         ent, cut = job.pairs(resolved)
@@ -1418,35 +1406,21 @@ lookback, max_columns, engine, backend
 
     if chunk_size is None:
         raise ValueError("chunk_size must be a positive int: write_task_vectors writes chunks.")
-    if isinstance(database, SparkDatabase):
-        return spark_write_task_vectors(
-            path,
-            database,
-            engine,
-            max_columns,
-            chunk_size,
-            entity_table=entity_table,
-            cutoffs=cutoffs,
-            window=window,
-            max_hops=max_hops,
-            entities=entities,
-            include=include,
-            exclude=exclude,
-            lookback=lookback,
-            backend=backend,
-        )
-    job = _TaskVectorJob.prepare(
-        database,
-        entity_table,
-        cutoffs,
-        window,
-        max_hops,
-        entities,
-        include,
-        exclude,
-        lookback,
-        backend,
+    # What the job (or the Spark path) settles before computing: the same for both.
+    job_args = dict(
+        entity_table=entity_table,
+        cutoffs=cutoffs,
+        window=window,
+        max_hops=max_hops,
+        entities=entities,
+        include=include,
+        exclude=exclude,
+        lookback=lookback,
+        backend=backend,
     )
+    if isinstance(database, SparkDatabase):
+        return spark_write_task_vectors(path, database, engine, max_columns, chunk_size, **job_args)
+    job = _TaskVectorJob.prepare(database, **job_args)
     writer = None
     rows = 0
     spans: list[tuple[int, int]] = []
