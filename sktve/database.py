@@ -627,6 +627,26 @@ class Database(SchemaAccess):
             raise unknown_keys_error(table, int(unknown.sum()), examples)
         return positions.astype(np.int64)
 
+    def check_keys(self, table: str, keys: Any) -> None:
+        """Raise listing ids that are not keys of ``table`` (see :meth:`entity_positions`)."""
+        self.entity_positions(table, keys)
+
+    def profile_sample(self, table: str, as_of: pd.Timestamp | None) -> pd.DataFrame:
+        """The rows that decide the table's column kinds (see ``targets.paths.profile_table``).
+
+        Rows up to ``as_of`` (a row after the horizon must not change what is computed:
+        the time-correctness contract), then at most ``PROFILE_ROWS`` of them equally
+        spaced by position.
+        """
+        from sktve.targets.paths import profile_positions
+
+        frame = self.table(table)
+        time_col = self.time_col(table)
+        if as_of is not None and time_col is not None:
+            frame = frame[frame[time_col] <= as_of]
+        positions = profile_positions(len(frame))
+        return frame if positions is None else frame.iloc[positions]
+
     # ------------------------------------------------------------------ identity
     @property
     def fingerprint(self) -> str:

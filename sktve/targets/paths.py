@@ -209,17 +209,8 @@ def profile_table(database: Database, table: str, as_of: pd.Timestamp | None) ->
     """
     schema = database.schema[table]
     skip = {schema.pkey, schema.time_col, *schema.fkeys}
-    if isinstance(database, Database):
-        frame = database.table(table)
-        if as_of is not None and schema.time_col is not None:
-            # Only rows up to the horizon decide kinds: a row from after the horizon must
-            # not change what is computed (time-correctness contract).
-            frame = frame[frame[schema.time_col] <= as_of]
-        positions = profile_positions(len(frame))
-        if positions is not None:
-            frame = frame.iloc[positions]
-    else:
-        frame = database.profile_sample(table, as_of)
+    # Only rows up to the horizon decide kinds (the time-correctness contract).
+    frame = database.profile_sample(table, as_of)
     out = []
     for col in frame.columns:
         if col in skip:

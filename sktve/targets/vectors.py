@@ -1544,10 +1544,7 @@ class _TaskVectorJob:
                 )
             cutoff_values = _parse_cutoffs(entities["cutoff"])
             keys = entities[pkey].to_numpy()
-            if isinstance(database, Database):
-                database.entity_positions(entity_table, keys)  # raises on unknown ids
-            else:
-                database.check_keys(entity_table, keys)
+            database.check_keys(entity_table, keys)  # raises on unknown ids
             mode = "pairs"
         else:
             raise TypeError(
