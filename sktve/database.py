@@ -777,6 +777,28 @@ class Database(SchemaAccess):
         return [line.replace("\xa0", " ") for line in wrapped]
 
 
+def ship_database(database: Database) -> tuple[Database, Any, Any]:
+    """A database and its data, for a spawned process (a handle pickles without its tables).
+
+    The receiving process calls :func:`attach_shipped` on the tuple.
+    """
+    database.table_names  # noqa: B018 - reloads a detached folder / RelBench handle
+    return database, database._tables, database._schema
+
+
+def attach_shipped(
+    database: Database, tables: dict[str, pd.DataFrame], schema: dict[str, Any]
+) -> Database:
+    """In a spawned process: give the unpickled handle its tables again (checked)."""
+    if not database.is_attached:
+        database._tables = tables
+        database._schema = schema
+        database._key_index_cache = {}
+        if database.fingerprint != database._expected_fingerprint:
+            raise RuntimeError("the database changed on its way to a worker process.")
+    return database
+
+
 def _mostly_dangling_text(
     fk: ForeignKey, pkey: str, example: Any, target_keys: pd.Series, n_bad: int, n_present: int
 ) -> str:

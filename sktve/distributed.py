@@ -57,6 +57,7 @@ __all__ = [
     "rank_seed",
     "run_data_parallel",
     "shard",
+    "spawn_in_group_error",
     "sharded_backward",
     "sharded_loss",
 ]
@@ -122,6 +123,15 @@ def collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def spawn_in_group_error() -> ValueError:
+    """The error for ``n_workers > 1`` inside an initialised process group."""
+    return ValueError(
+        "n_workers > 1 spawns its own processes; inside an initialised "
+        "torch.distributed group (torchrun) leave n_workers=1: fit then trains "
+        "over the group's ranks."
+    )
 
 
 def shard(rows: np.ndarray, rank: int, world: int) -> np.ndarray:

@@ -38,8 +38,15 @@ from sktve._as_of import clamp_times, parse_as_of
 from sktve._progress import progress, timed_step
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import TaskRows, raise_unknown_entities, resolve_task_table
-from sktve.database import Database, load_database
-from sktve.distributed import backend_for, context, rank_device, rank_seed, run_data_parallel
+from sktve.database import Database, attach_shipped, load_database, ship_database
+from sktve.distributed import (
+    backend_for,
+    context,
+    rank_device,
+    rank_seed,
+    run_data_parallel,
+    spawn_in_group_error,
+)
 from sktve.encoder_runtime import (
     EMBED_CHUNK,
     LONG_EMBEDDING_CHUNKS,
@@ -51,7 +58,7 @@ from sktve.encoder_runtime import (
     state_to_bytes,
 )
 from sktve.graph import GraphFeaturizer
-from sktve.pretrainer import TVEPretrainer, attach_shipped, ship_database
+from sktve.pretrainer import TVEPretrainer
 from sktve.training import TrainingConfig, resolve_device, train_loop
 
 __all__ = ["TVEClassifier", "TVERegressor"]
@@ -372,11 +379,7 @@ class _TVEFineTuner(BaseEstimator):
     def _fit_data_parallel(self, X: Any, y: Any, X_val: Any, y_val: Any) -> _TVEFineTuner:
         """``fit`` on ``n_workers`` spawned ranks; this estimator takes rank 0's result."""
         if context() is not None:
-            raise ValueError(
-                "n_workers > 1 spawns its own processes; inside an initialised "
-                "torch.distributed group (torchrun) leave n_workers=1: fit then trains "
-                "over the group's ranks."
-            )
+            raise spawn_in_group_error()
         n_workers = int(self.n_workers)
         database = load_database(self._database_param())
         # A shallow copy: a fitted pretrainer given as a parameter must stay fitted.

@@ -21,8 +21,14 @@ from sktve._validation import (
     raise_unknown_entities,
     resolve_task_table,
 )
-from sktve.database import Database, load_database
-from sktve.distributed import backend_for, context, rank_device, run_data_parallel
+from sktve.database import Database, attach_shipped, load_database, ship_database
+from sktve.distributed import (
+    backend_for,
+    context,
+    rank_device,
+    run_data_parallel,
+    spawn_in_group_error,
+)
 from sktve.encoder_runtime import (
     EncoderSpec,
     build_encoder,
@@ -191,28 +197,6 @@ def _pretrain_state_parallel(
         n_threads,
         backend_for(resolve_device(settings["device"])),
     )
-
-
-def ship_database(database: Database) -> tuple[Database, Any, Any]:
-    """A database and its data, for a spawned process (a handle pickles without its tables).
-
-    The receiving process calls :func:`attach_shipped` on the tuple.
-    """
-    database.table_names  # noqa: B018 - reloads a detached folder / RelBench handle
-    return database, database._tables, database._schema
-
-
-def attach_shipped(
-    database: Database, tables: dict[str, pd.DataFrame], schema: dict[str, Any]
-) -> Database:
-    """In a spawned process: give the unpickled handle its tables again (checked)."""
-    if not database.is_attached:
-        database._tables = tables
-        database._schema = schema
-        database._key_index_cache = {}
-        if database.fingerprint != database._expected_fingerprint:
-            raise RuntimeError("the database changed on its way to a worker process.")
-    return database
 
 
 def _pretrain_state_shipped(shipped: tuple, *args: Any) -> dict[str, Any]:
@@ -772,11 +756,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         group = context()
         if int(self.n_workers) > 1:
             if group is not None:
-                raise ValueError(
-                    "n_workers > 1 spawns its own processes; inside an initialised "
-                    "torch.distributed group (torchrun) leave n_workers=1: fit then trains "
-                    "over the group's ranks."
-                )
+                raise spawn_in_group_error()
             fit_fn = _pretrain_state_parallel
             # Threads, like n_jobs, change no result beyond float rounding: not in the key.
             extra = {"n_threads": max(1, resolve_n_threads(self.n_jobs) // int(self.n_workers))}
