@@ -526,6 +526,12 @@ def main() -> None:
     )
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument(
+        "--tve-params",
+        type=json.loads,
+        default={},
+        help="further TVEPretrainer parameters as JSON, e.g. '{\"history_counts\": false}'",
+    )
+    parser.add_argument(
         "--hgb-grid",
         choices=("full", "small"),
         default="full",
@@ -684,11 +690,15 @@ def main() -> None:
             if need_tve:
                 trained = {} if max_epochs is None else {"max_epochs": max_epochs}
                 encoders["trained"] = task_pretrainer(
-                    database, task, random_state=seed, as_of=as_of, **trained
+                    database, task, random_state=seed, as_of=as_of, **trained, **args.tve_params
                 )
             if need_untrained:
                 encoders["untrained"] = task_pretrainer(
-                    database, task, random_state=seed, max_epochs=0, as_of=as_of
+                    database,
+                    task,
+                    random_state=seed,
+                    as_of=as_of,
+                    **{**args.tve_params, "max_epochs": 0},
                 )
             feats, costs = {}, {}
             for kind, tve in encoders.items():
@@ -869,7 +879,8 @@ def write_protocol(
         "fit_check_cut_vs_all": fit_check,
         "settings": {
             "tve": "TVEPretrainer defaults, window = task.timedelta"
-            + ("" if max_epochs is None else f", max_epochs={max_epochs}"),
+            + ("" if max_epochs is None else f", max_epochs={max_epochs}")
+            + "".join(f", {k}={v!r}" for k, v in args.tve_params.items()),
             "untrained": "TVEPretrainer(max_epochs=0), same seed",
             "aggregate_windows": agg_windows,
             "aggregate_max_hops": args.agg_hops,

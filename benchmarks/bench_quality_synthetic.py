@@ -248,6 +248,12 @@ def main() -> None:
     parser.add_argument("--agg-windows", default="30D,90D,365D")
     parser.add_argument("--agg-hops", type=int, default=2, help="AggregateFeatures max_hops")
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument(
+        "--tve-params",
+        type=json.loads,
+        default={},
+        help="further TVEPretrainer parameters as JSON, e.g. '{\"history_counts\": false}'",
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, tiny data, 2 epochs")
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--name", default="quality_synthetic", help="output file stem")
@@ -379,7 +385,12 @@ def main() -> None:
                 tve = tve_feats = tve_cost = None
                 if need_tve:
                     tve = task_pretrainer(
-                        database, task, random_state=seed, as_of=as_of, **pretrain_epochs
+                        database,
+                        task,
+                        random_state=seed,
+                        as_of=as_of,
+                        **pretrain_epochs,
+                        **args.tve_params,
                     )
                     tve_feats, tve_cost = timed_features(tve.fit_transform, tve.transform, X)
                     pretrain_info.append(
@@ -462,7 +473,8 @@ def main() -> None:
             "data": "each seed draws a fresh database (random_state=seed) and seeds every "
             "model; the database is cut at the test timestamp with as_of there",
             "tve": "TVEPretrainer defaults, window = task.timedelta"
-            + (", max_epochs=2" if args.quick else ""),
+            + (", max_epochs=2" if args.quick else "")
+            + "".join(f", {k}={v!r}" for k, v in args.tve_params.items()),
             "aggregate_windows": agg_windows,
             "aggregate_max_hops": args.agg_hops,
             "heads": "sktve.heads.head_grid('hgb'): learning_rate in (0.03, 0.1) x "

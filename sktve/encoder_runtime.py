@@ -49,12 +49,15 @@ class EncoderSpec:
         Neighbours sampled per node at each hop; its length is the number of layers.
     dropout : float
     temporal_strategy : {"last", "uniform"}
+    history_counts : bool
+        Whole-history neighbour counts as encoder inputs (see RelationalEncoder).
     """
 
     embedding_dim: int = 128
     fanouts: tuple[int, ...] = (32, 16)
     dropout: float = 0.0
     temporal_strategy: str = "last"
+    history_counts: bool = False
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> EncoderSpec:
@@ -64,6 +67,7 @@ class EncoderSpec:
             fanouts=tuple(int(f) for f in params["fanouts"]),
             dropout=float(params["dropout"]),
             temporal_strategy=str(params["temporal_strategy"]),
+            history_counts=bool(params.get("history_counts", False)),
         )
 
 
@@ -86,6 +90,7 @@ def build_encoder(
         channels=spec.embedding_dim,
         num_layers=len(spec.fanouts),
         dropout=spec.dropout,
+        history_counts=spec.history_counts,
     )
     if state is not None:
         encoder.load_state_dict(state_from_bytes(state))

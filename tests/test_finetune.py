@@ -319,3 +319,15 @@ def test_soft_voting_blend_with_aggregates(db, X, y_binary):
         warnings.simplefilter("ignore")
         search.fit(X, y_binary)
     assert search.best_params_["weights"] in ([0.0, 1.0], [1.0, 0.0])
+
+
+@pytest.mark.parametrize("init", ["tve", "random"])
+def test_history_counts_reach_the_fine_tuned_encoder(db, X, y_binary, init):
+    # The pretrainer's history_counts decides the architecture for either init.
+    pretrainer = TVEPretrainer(**{**PRETRAIN, "history_counts": True})
+    clf = _classifier(db, pretrainer=pretrainer, init=init).fit(X, y_binary)
+    assert clf.encoder_spec_.history_counts
+    _, encoder, _ = clf._runtime_for(clf.database_)
+    assert len(encoder.history_encoders) > 0
+    again = _classifier(db, pretrainer=pretrainer, init=init).fit(X, y_binary)
+    np.testing.assert_array_equal(clf.predict_proba(X), again.predict_proba(X))

@@ -80,6 +80,7 @@ def test_future_perturbation_leaves_subgraphs_unchanged(seed, strategy):
             assert torch.equal(b1.x_cat[t], b2.x_cat[t])
         for et in b1.edge_index:
             assert torch.equal(b1.edge_index[et], b2.edge_index[et])
+        assert torch.equal(b1.seed_history, b2.seed_history)
 
 
 def _valid_children(db, child, col, parent_row, t):
@@ -89,6 +90,39 @@ def _valid_children(db, child, col, parent_row, t):
     if times is not None:
         ok &= times <= t
     return set(np.flatnonzero(ok).tolist())
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "last"])
+@pytest.mark.parametrize("seed", range(4))
+def test_history_counts_every_visible_referencing_row(seed, strategy):
+    # The counts cover the whole visible history, whatever the fan-out kept.
+    db, _, _ = random_database(seed)
+    graph = GraphFeaturizer().fit_transform(db)
+    children = graph.metadata.child_edge_types()
+    assert children, "the random schemas all have foreign keys"
+    rng = np.random.default_rng(seed)
+    for table in db.table_names:
+        pos, times = _seeds(db, table, 25, rng)
+        batch = TemporalNeighborSampler(
+            graph, [2, 1], random_state=seed, temporal_strategy=strategy
+        ).sample(table, pos, times)
+        edge_types = children.get(table, [])
+        assert batch.seed_history.shape == (len(pos), len(edge_types))
+        assert batch.seed_history.dtype == torch.float32
+        for j, (child, col, _) in enumerate(edge_types):
+            expected = [len(_valid_children(db, child, col, r, s)) for r, s in zip(pos, times)]
+            np.testing.assert_allclose(
+                np.expm1(batch.seed_history[:, j].numpy()), expected, rtol=1e-5, atol=1e-4
+            )
+
+
+def test_child_edge_types_are_the_referencing_tables(small_db):
+    children = GraphFeaturizer().fit(small_db).metadata_.child_edge_types()
+    for t, edge_types in children.items():
+        for src, rel, dst in edge_types:
+            assert dst == t and not rel.startswith("rev_")
+            assert small_db.fkeys(src)[rel] == t
+    assert "customers" in children and "reviews" not in children
 
 
 @pytest.mark.parametrize("fanout", [1, 3, 1000])

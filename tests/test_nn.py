@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 
 import numpy as np
@@ -92,12 +93,27 @@ def test_gradients_reach_every_encoder(setup):
     assert enc.layers[-1].lin_self[seed_idx].weight.grad.abs().sum() > 0
 
 
+def test_history_counts_enter_the_embedding(setup):
+    fz, _, sampler, pos, times = setup
+    batch = sampler.sample("customers", pos, times)
+    with_counts = _encoder(fz.metadata_, history_counts=True)
+    without = _encoder(fz.metadata_)
+    assert len(with_counts.history_encoders) == len(fz.metadata_.child_edge_types())
+    assert len(without.history_encoders) == 0
+    # Same seeds, counts doubled: only an encoder that reads them changes its output.
+    more = copy.copy(batch)
+    more.seed_history = torch.log1p(2 * torch.expm1(batch.seed_history))
+    assert not torch.allclose(with_counts(batch), with_counts(more))
+    assert torch.equal(without(batch), without(more))
+
+
+@pytest.mark.parametrize("history_counts", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_future_perturbation_leaves_embeddings_unchanged(seed):
+def test_future_perturbation_leaves_embeddings_unchanged(seed, history_counts):
     db, frames, schema = random_database(seed)
     cutoff = pd.Timestamp("2020-12-31")
     fz = GraphFeaturizer().fit(db, boundary=cutoff)
-    enc = _encoder(fz.metadata_, channels=16)
+    enc = _encoder(fz.metadata_, channels=16, history_counts=history_counts)
     perturbed = load_database(perturb_future(frames, schema, cutoff, seed + 7), schema=schema)
     g1, g2 = fz.transform(db), fz.transform(perturbed)
     rng = np.random.default_rng(seed)

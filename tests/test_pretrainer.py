@@ -555,3 +555,22 @@ def test_verbose_progress_is_plain_lines_off_a_terminal(db, X, capsys):
     assert len(epoch_lines) == len(tve.history_) == 3
     assert "task vectors computed" in out
     assert f"embedded {len(many):,} rows" in out
+
+
+def test_history_counts_are_time_correct_and_change_the_embedding(frames, X, db, fitted):
+    tables, schema = frames
+    boundary = X["timestamp"].max()
+    counted = TVEPretrainer(database=db, **{**FAST, "history_counts": True}).fit(X)
+    assert counted.encoder_state_ != fitted.encoder_state_
+    Z = counted.transform(X)
+    assert Z.dtype == np.float32 and not np.allclose(Z, fitted.transform(X))
+    # Rows referencing the entities later than every row of X (moved and added) change
+    # the whole-history counts only after X's times: the embeddings stay the same.
+    future = _add_rows_after(_perturb_after(tables, schema, boundary), schema, boundary)
+    est = clone(counted).set_params(database=load_database(future, schema=schema))
+    est.__dict__.update({k: v for k, v in counted.__dict__.items() if k.endswith("_")})
+    np.testing.assert_array_equal(est.transform(X), Z)
+    # ... while rows added inside it change them.
+    early = _add_rows_after(tables, schema, X["timestamp"].min() - pd.Timedelta("30D"))
+    est.set_params(database=load_database(early, schema=schema))
+    assert not np.allclose(est.transform(X), Z)

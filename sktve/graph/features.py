@@ -178,6 +178,21 @@ class GraphMetadata:
             tables={name: TableMeta(**meta) for name, meta in data["tables"].items()},
         )
 
+    def child_edge_types(self) -> dict[str, list[EdgeType]]:
+        """Per node type, the edge types that bring it the rows referencing it.
+
+        For a foreign key ``child.col -> parent`` that is ``(child, col, parent)``: the
+        parent's fact rows, whose visible number the sampler counts (see
+        ``SampledBatch.history``). Recognised as the edge types whose reverse
+        ``(parent, "rev_" + col, child)`` exists too. Node types without one are absent.
+        """
+        present = set(self.edge_types)
+        out: dict[str, list[EdgeType]] = {}
+        for src, rel, dst in self.edge_types:
+            if (dst, f"rev_{rel}", src) in present:
+                out.setdefault(dst, []).append((src, rel, dst))
+        return out
+
 
 def _is_id_like(name: str) -> bool:
     return name.lower() == "id" or name.endswith(("Id", "ID", "_id"))

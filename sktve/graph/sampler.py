@@ -372,6 +372,12 @@ class SampledBatch:
         that sampled it; messages flow from row 0 to row 1 (PyG convention).
     edge_ptr : dict of edge type to list of int
         Edges sampled at hop <= h are ``[0, edge_ptr[E][h + 1])``.
+    seed_history : FloatTensor (num_seeds, n_child_edge_types)
+        ``log1p`` of each seed's whole visible history: per edge type of
+        ``GraphMetadata.child_edge_types()`` into the seed table, the number of rows
+        referencing the seed with time <= the seed time (all of them from static tables),
+        not just the fan-out sampled. Mean aggregation cannot count; this carries the
+        counts. Zero columns when nothing references the seed table.
     """
 
     seed_table: str
@@ -387,6 +393,7 @@ class SampledBatch:
     node_time: dict[str, torch.Tensor]
     edge_index: dict[EdgeType, torch.Tensor]
     edge_ptr: dict[EdgeType, list[int]] = field(default_factory=dict)
+    seed_history: torch.Tensor | None = None
 
     @property
     def num_nodes(self) -> dict[str, int]:
@@ -490,6 +497,7 @@ class TemporalNeighborSampler:
             if graph.adj[et].direct is not None:
                 self._direct_into[et[2]].append(et)
         self._list_salts: dict[tuple[str, int], np.ndarray] = {}
+        self._child_edge_types = graph.metadata.child_edge_types()
 
     # ------------------------------------------------------------------ keys
     def _const(self, value: int) -> np.ndarray:
@@ -867,4 +875,20 @@ class TemporalNeighborSampler:
             node_time={t: torch.from_numpy(v) for t, v in abs_time.items()},
             edge_index={et: torch.from_numpy(v) for et, v in sub["edges"].items()},
             edge_ptr=sub["edge_ptr"],
+            seed_history=self._seed_history(seed_table, sub["positions"], times),
         )
+
+    def _seed_history(
+        self, seed_table: str, positions: np.ndarray, times: np.ndarray
+    ) -> torch.Tensor:
+        """``SampledBatch.seed_history``: each seed's visible referencing rows, all of them."""
+        edge_types = self._child_edge_types.get(seed_table, [])
+        counts = np.empty((len(positions), len(edge_types)), dtype=np.float32)
+        for j, et in enumerate(edge_types):
+            adj = self.graph.adj[et]
+            start = adj.indptr.take(positions, mode="clip")
+            stop = adj.indptr.take(positions + 1, mode="clip")
+            if adj.nbr_time is not None:
+                stop = _visible_ends(adj.nbr_time, start, stop, times)
+            counts[:, j] = stop - start
+        return torch.from_numpy(np.log1p(counts, out=counts))

@@ -102,6 +102,11 @@ class RelationalEncoder(nn.Module):
     num_layers : int, default=2
         Message-passing layers; match the number of sampler hops.
     dropout : float, default=0.0
+    history_counts : bool, default=False
+        Add a map of each seed's whole-history counts (``SampledBatch.seed_history``:
+        log1p of its visible referencing rows per edge type) to the seed's input
+        embedding. The sampler keeps only ``fanouts`` neighbours and the layers average
+        them, so without this an entity with 3 orders and one with 3,000 can look alike.
 
     Examples
     --------
@@ -115,6 +120,7 @@ class RelationalEncoder(nn.Module):
         channels: int = 128,
         num_layers: int = 2,
         dropout: float = 0.0,
+        history_counts: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(metadata, dict):
@@ -140,6 +146,18 @@ class RelationalEncoder(nn.Module):
             for _ in range(self.num_layers)
         )
         self.input_dropout = nn.Dropout(float(dropout))
+        self.history_counts = bool(history_counts)
+        # Keyed by node-type index: table names may hold dots, which module names may not.
+        self.history_encoders = nn.ModuleDict()
+        if self.history_counts:
+            for i, t in enumerate(self.node_types):
+                edge_types = metadata.child_edge_types().get(t, [])
+                if edge_types:
+                    # Normalised like the column encoders' output, so counts (log1p up
+                    # to ~15) cannot drown the row's own features.
+                    self.history_encoders[str(i)] = nn.Sequential(
+                        nn.Linear(len(edge_types), self.channels), nn.LayerNorm(self.channels)
+                    )
         for i, t in enumerate(self.node_types):
             groups = torch.tensor(metadata.tables[t].num_groups, dtype=torch.long)
             self.register_buffer(f"_groups_{i}", groups, persistent=False)
@@ -173,6 +191,10 @@ class RelationalEncoder(nn.Module):
                 groups = getattr(self, f"_groups_{i}")
                 x_num, x_cat = corrupt_features(batch, t, groups, corruption_rate, generator)
             x = self.table_encoders[i](x_num, x_cat)
+            if t == batch.seed_table and str(i) in self.history_encoders:
+                n = batch.num_seeds
+                counts = self.history_encoders[str(i)](batch.seed_history)
+                x = torch.cat([x[:n] + counts, x[n:]])
             if t in batch.rel_time:
                 x = x + self.time_encoder(batch.rel_time[t])
             h[t] = self.input_dropout(x)
