@@ -156,8 +156,15 @@ def child_task_vectors(n_orders: int, engine_name: str, output: str) -> dict:
         )
         info["write_source_seconds"] = round(time.perf_counter() - started, 2)
         db = SparkDatabase(source, upto_test_timestamp=False)
-        # Spark's default 1 GiB driver heap ran out at 200k orders (scale_out.json).
-        engine = SparkEngine(master="local[2]", config={"spark.driver.memory": "8g"})
+        # Spark's default 1 GiB driver heap ran out at 200k orders (scale_out.json). Direct
+        # (off-heap) buffers may otherwise grow as large as the heap before a GC frees them.
+        engine = SparkEngine(
+            master="local[2]",
+            config={
+                "spark.driver.memory": "8g",
+                "spark.driver.extraJavaOptions": "-XX:MaxDirectMemorySize=2g",
+            },
+        )
         kwargs = {"engine": engine}
     with PeakRSS() as rss, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -102,11 +102,15 @@ def _max_rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a[ok] - b[ok]) / np.abs(a[ok])))
 
 
-def assert_same_vectors(want: pd.DataFrame, got: pd.DataFrame, what: str) -> float:
+def assert_same_vectors(
+    want: pd.DataFrame, got: pd.DataFrame, what: str, scales: pd.DataFrame | None = None
+) -> float:
     """Equal to 1e-9 relative (modes exactly); returns the largest relative difference.
 
     Std over equal values is 0 in SQL and may keep ~1e-14 of prefix-sum rounding in
-    numpy, hence an absolute slack of 1e-9 of the column's scale.
+    numpy, hence an absolute slack of 1e-9 of the column's scale: its largest value in
+    ``want``, or in ``scales`` (a larger frame of the same columns) when a few rows give
+    no scale (a column of such rounding alone).
     """
     assert list(want.columns) == list(got.columns)
     pd.testing.assert_series_equal(want.iloc[:, 0], got.iloc[:, 0])
@@ -115,7 +119,8 @@ def assert_same_vectors(want: pd.DataFrame, got: pd.DataFrame, what: str) -> flo
     for col in want.columns[2:]:
         if want[col].dtype.kind in "fiu":
             a, b = want[col].to_numpy(float), got[col].to_numpy(float)
-            scale = float(np.nanmax(np.abs(a))) if np.isfinite(a).any() else 0.0
+            c = a if scales is None else scales[col].to_numpy(float)
+            scale = float(np.nanmax(np.abs(c))) if np.isfinite(c).any() else 0.0
             np.testing.assert_allclose(
                 b, a, rtol=1e-9, atol=1e-9 * scale, equal_nan=True, err_msg=f"{what}: {col}"
             )
@@ -523,6 +528,46 @@ def test_spark_database_synthetic_match_and_write(synthetic_folder, spark, tmp_p
         )
 
 
+def test_spark_database_bucket_join(synthetic_folder, spark, monkeypatch):
+    """The all-SQL bucket join (the "cutoff" order on a SparkDatabase, chosen when entities
+    have many cutoffs): parts keyed by (cutoff, entity), no join to the pairs per part;
+    active pairs, and given pairs (only those kept, duplicates in their order)."""
+    import sktve.targets.vectors as vectors
+
+    db = sktve.load_database(synthetic_folder)
+    sdb = SparkDatabase(synthetic_folder)
+    times = db.time_values("orders")
+    cutoffs = pd.to_datetime(np.quantile(times, np.linspace(0.2, 0.9, 8)).astype("int64"))
+    kwargs = dict(max_hops=2, max_columns=None)
+    want = active = task_vectors(db, "customers", cutoffs, WINDOWS, **kwargs)
+    chosen = []
+
+    def by_cutoff(*args):
+        chosen.append(args)
+        return "cutoff"
+
+    monkeypatch.setattr(vectors, "_join_strategy", by_cutoff)
+    got = task_vectors(sdb, "customers", cutoffs, WINDOWS, engine=SparkEngine(spark), **kwargs)
+    assert len(chosen) == len(WINDOWS)  # one choice per window
+    assert list(got.dtypes) == list(want.dtypes)
+    assert_same_vectors(want, got, "synthetic SparkDatabase, bucket join, vs numpy")
+
+    rng = np.random.default_rng(1)
+    keys = db.table("customers")["customer_id"].to_numpy()
+    pairs = pd.DataFrame({"customer_id": rng.choice(keys, 60), "cutoff": rng.choice(cutoffs, 60)})
+    pairs = pd.concat([pairs, pairs.iloc[:5]], ignore_index=True)
+    monkeypatch.undo()
+    want = task_vectors(db, "customers", None, WINDOWS, entities=pairs, **kwargs)
+    monkeypatch.setattr(vectors, "_join_strategy", by_cutoff)
+    got = task_vectors(
+        sdb, "customers", None, WINDOWS, entities=pairs, engine=SparkEngine(spark), **kwargs
+    )
+    assert len(got) == len(pairs)
+    assert_same_vectors(
+        want, got, "synthetic SparkDatabase, bucket join, given pairs vs numpy", scales=active
+    )
+
+
 def test_spark_database_of_dataframes(tiny_db, spark):
     """Spark DataFrames and session tables with a schema; pickled without them."""
     from sktve.targets.engine import _to_arrow
@@ -549,3 +594,26 @@ def test_spark_database_of_dataframes(tiny_db, spark):
     with pytest.raises(ValueError, match="no table or view"):
         SparkDatabase({**sources, "users": "absent_view"}, schema=schema).frame("users")
     spark.catalog.dropTempView("tiny_users")
+
+
+def test_views_store_parts_as_parquet_and_clean_up(spark):
+    """A call's stored parts: parquet in a folder deleted at the end (local master), else
+    checkpoints on the executors' disks."""
+    from urllib.parse import urlparse
+
+    from sktve.targets.spark_source import _Views
+
+    views = _Views(spark)
+    assert views.folder.startswith("file:")  # local, whatever the default file system
+    folder = Path(urlparse(views.folder).path)
+    stored = views.materialise(spark.range(7))
+    assert sorted(r.id for r in stored.collect()) == list(range(7))
+    assert any(folder.rglob("*.parquet"))
+    views.close()
+    assert not folder.exists()
+
+    views = _Views(spark)
+    Path(urlparse(views.folder).path).rmdir()
+    views.folder = None  # as on a cluster without a checkpoint directory
+    assert views.materialise(spark.range(3)).count() == 3
+    views.close()

@@ -467,6 +467,43 @@ def test_sql_backend_matches_numpy_range_engine(db_name, request):
             assert fast[col].astype(str).tolist() == portable[col].astype(str).tolist(), col
 
 
+@pytest.mark.parametrize("strategy", ["entity", "cutoff", "bucket"])
+def test_sql_join_strategies_match_numpy(_tiny_db, monkeypatch, strategy):
+    """Each order of the windowed join (pairs by entity, cutoff-id ranges, time buckets)
+    gives the numpy engine's result, rows exactly on window edges included."""
+    import sktve.targets.vectors as vectors
+
+    cutoffs = ["2023-12-20", "2024-01-01", "2024-01-02", "2024-01-15", "2024-02-01"]
+    kwargs = dict(max_hops=2, lookback="20D")
+    fast = task_vectors(_tiny_db, "users", cutoffs, ["1D", "7D", "30D"], **kwargs)
+    monkeypatch.setattr(vectors, "_join_strategy", lambda *args: strategy)
+    portable = task_vectors(
+        _tiny_db, "users", cutoffs, ["1D", "7D", "30D"], backend="sql", **kwargs
+    )
+    pd.testing.assert_frame_equal(fast, portable, check_exact=False, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_floor_division_in_sql_is_exact(dialect):
+    """Time buckets need floor division of nanoseconds, negative ones (before 1970) too."""
+    from sktve.targets.sql import _floor_div
+
+    values = [-(10**18) - 7, -86_400 * 10**9 - 1, -5, -1, 0, 1, 5, 1_700_000_000_123_456_789]
+    width = 30 * 86_400 * 10**9
+    expr = _floor_div("v", width, dialect)
+    if dialect == "duckdb":
+        import duckdb
+
+        got = [
+            duckdb.sql(f"SELECT {expr} FROM (SELECT CAST({v} AS BIGINT) AS v)").fetchall()[0][0]
+            for v in values
+        ]
+    else:
+        assert " DIV " in expr and "//" not in expr  # Spark's integer division
+        got = [eval(expr.replace(" DIV ", " // ").replace("v", str(v))) for v in values]
+    assert got == [v // width for v in values]
+
+
 def test_unknown_backend(_tiny_db):
     with pytest.raises(ValueError, match="backend"):
         task_vectors(_tiny_db, "users", ["2024-01-10"], "7D", backend="spark")

@@ -565,23 +565,48 @@ class SparkDatabase(SchemaAccess):
 
 
 # ---------------------------------------------------------------------- the call
-def _materialised(frame: Any) -> Any:
-    """``frame`` computed now, as a plan without lineage (``localCheckpoint``).
-
-    Views read by many queries are computed once. Not ``persist``: every cached plan is
-    compared with every later query's plan, and with one entry per path that comparison
-    came to dominate (each query slower than the last, then out of memory). The blocks
-    are freed by Spark's cleaner once the call's DataFrames are gone.
-    """
-    return frame.localCheckpoint(eager=True)
-
-
 class _Views:
-    """Temporary views of one call, dropped when it ends."""
+    """Temporary views of one call, and what they materialise, dropped when it ends.
+
+    Views read by several queries are computed once and stored without lineage. Not
+    ``persist``: every cached plan is compared with every later query's plan, and with one
+    entry per path that comparison came to dominate (each query slower than the last,
+    then out of memory). Where there is a folder every executor sees (the context's
+    checkpoint directory, ``SparkContext.setCheckpointDir``, or on a local master a
+    temporary folder) they are written there as parquet and read back: columnar and
+    compressed, read vectorised, and on disk. Otherwise ``localCheckpoint`` keeps them on
+    the executors' disks, row by row through the serializer: in the block store in memory
+    they held the heap, and each is read back a few times at most.
+    """
 
     def __init__(self, session: Any) -> None:
         self.session = session
         self.names: list[str] = []
+        self.folder: str | None = None
+        self._count = 0
+        context = session.sparkContext
+        checkpoints = context.getCheckpointDir()
+        if checkpoints:
+            import uuid
+
+            self.folder = f"{checkpoints.rstrip('/')}/sktve-{uuid.uuid4().hex}"
+        elif context.master.startswith("local"):
+            import tempfile
+
+            local = session.conf.get("spark.local.dir", None)
+            folder = tempfile.mkdtemp(prefix="sktve-", dir=local.split(",")[0] if local else None)
+            self.folder = Path(folder).as_uri()  # local even where the default FS is not
+
+    def materialise(self, frame: Any) -> Any:
+        """``frame`` computed now and read back from where it was stored."""
+        if self.folder is None:
+            from pyspark import StorageLevel
+
+            return frame.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
+        path = f"{self.folder}/part{self._count}"
+        self._count += 1
+        frame.write.parquet(path)
+        return self.session.read.parquet(path)
 
     def add(self, name: str, frame: Any) -> Any:
         frame.createOrReplaceTempView(name)
@@ -589,9 +614,8 @@ class _Views:
         return frame
 
     def sql(self, name: str, sql: str, materialise: bool = False) -> Any:
-        return self.add(
-            name, _materialised(self.session.sql(sql)) if materialise else self.session.sql(sql)
-        )
+        frame = self.session.sql(sql)
+        return self.add(name, self.materialise(frame) if materialise else frame)
 
     def pandas(self, name: str, frame: pd.DataFrame) -> Any:
         return self.add(name, self.session.createDataFrame(_to_arrow(frame)))
@@ -600,6 +624,13 @@ class _Views:
         for name in dict.fromkeys(self.names):
             try:
                 self.session.catalog.dropTempView(name)
+            except Exception:  # noqa: BLE001 - best effort on a stopping session
+                pass
+        if self.folder is not None:
+            try:  # through Hadoop's file system: a local folder or the checkpoint store
+                jvm = self.session._jvm
+                path = jvm.org.apache.hadoop.fs.Path(self.folder)
+                path.getFileSystem(self.session._jsc.hadoopConfiguration()).delete(path, True)
             except Exception:  # noqa: BLE001 - best effort on a stopping session
                 pass
 
@@ -644,6 +675,7 @@ class _SparkResult:
         from sktve.targets.paths import plan_aggregates
         from sktve.targets.vectors import (
             ZERO_WHEN_EMPTY,
+            _join_strategy,
             _row_floors,
             _unique_pairs,
             block_names,
@@ -704,9 +736,18 @@ class _SparkResult:
                     )
                 )
             )
-        pairs = _materialised(pairs)
+        pairs = views.materialise(pairs)
         views.add("__pairs", pairs)
-        self.n_pairs = pairs.count()
+        counted = pairs.agg(F.count("*"), F.countDistinct("entity")).first()
+        self.n_pairs = int(counted[0])
+        # The windowed join's order, chosen as for a pandas database; the cutoff-id ranges
+        # come from time buckets in SQL ("bucket") instead of a view made on the driver.
+        self.strategy = {
+            w: "bucket"
+            if _join_strategy(cutoffs, self.n_pairs, int(counted[1]), int(w.value)) == "cutoff"
+            else "entity"
+            for w in job.windows
+        }
 
         # The views the path queries read: rows in (floor, last cutoff + largest window].
         floors = _row_floors(db, job.paths, edges, int(cutoffs.min()), job.windows, "future")
@@ -726,11 +767,13 @@ class _SparkResult:
         mode_names = [name for name in self.names if name not in numeric_of]
         mode_of = {name: i for i, name in enumerate(mode_names)}
         self.mode_names = mode_names
-        # Each path and window gives one narrow part (pair_id, part number, its numeric and
-        # mode values as two arrays), computed and persisted one at a time; their union is
-        # grouped by pair_id once. (A join per part made a plan as wide as the result at
-        # every step, and one job over every part held all their hash tables in one task:
-        # Spark spent minutes planning the one and ran out of memory in the other.)
+        # Each path and window gives one narrow part ((cutoff_id, entity), part number, its
+        # numeric and mode values as two arrays), computed and persisted one at a time;
+        # their union is grouped once and joined to the pairs. Keyed by (cutoff_id, entity)
+        # rather than pair_id, the bucket join needs no join with the pairs per part. (A
+        # join per part made a plan as wide as the result at every step, and one job over
+        # every part held all their hash tables in one task: Spark spent minutes planning
+        # the one and ran out of memory in the other.)
         parts: list[str] = []
         values: dict[str, Any] = {}  # internal column -> expression over the grouped parts
         partials: dict[tuple, str] = {}
@@ -740,7 +783,7 @@ class _SparkResult:
             parts.append(f"__tve_part{k}")
             views.sql(
                 parts[-1],
-                f"SELECT pair_id, {k} AS __k, {_array_sql(numbers, 'DOUBLE')} AS __n, "
+                f"SELECT cutoff_id, entity, {k} AS __k, {_array_sql(numbers, 'DOUBLE')} AS __n, "
                 f"{_array_sql(strings, 'STRING')} AS __m FROM (\n{sql}\n) r{k}",
                 materialise=True,
             )
@@ -755,13 +798,19 @@ class _SparkResult:
             for i, (table, col) in enumerate(edges):
                 edge = PathSpec(f"__edge{i}", "direct", (Hop(table, col, "in"),), ())
                 sql, _ = path_query_sql(
-                    edge, [AggregateSpec(edge, None, "count")], lo=lo, hi=hi, dialect="spark"
+                    edge,
+                    [AggregateSpec(edge, None, "count")],
+                    lo=lo,
+                    hi=hi,
+                    strategy=self.strategy[window],
+                    dialect="spark",
+                    keys="cutoff_entity",
                 )
                 counts.append(sql)
             k = part(
-                "SELECT pair_id, sum(a0) AS n FROM (\n"
+                "SELECT cutoff_id, entity, sum(a0) AS n FROM (\n"
                 + "\nUNION ALL\n".join(counts)
-                + "\n) u GROUP BY pair_id",
+                + "\n) u GROUP BY cutoff_id, entity",
                 ["n"],
                 [],
             )
@@ -774,7 +823,16 @@ class _SparkResult:
                 if not specs:
                     continue
                 statements, aliases = path_statements(
-                    db, path, specs, window, lo, hi, "entity", "spark", partials
+                    db,
+                    path,
+                    specs,
+                    window,
+                    lo,
+                    hi,
+                    self.strategy[window],
+                    "spark",
+                    partials,
+                    keys="cutoff_entity",
                 )
                 for statement in statements[:-1]:
                     session.sql(statement)  # the sibling partials view
@@ -797,18 +855,18 @@ class _SparkResult:
                     values[internal] = F.expr(value)
         views.names.extend(partials.values())
         grouped = session.sql(
-            "SELECT pair_id, map_from_entries(collect_list(struct(__k, __n))) AS __n, "
+            "SELECT cutoff_id, entity, map_from_entries(collect_list(struct(__k, __n))) AS __n, "
             "map_from_entries(collect_list(struct(__k, __m))) AS __m FROM (\n"
             + "\nUNION ALL\n".join(f"SELECT * FROM {name}" for name in parts)
-            + "\n) u GROUP BY pair_id"
+            + "\n) u GROUP BY cutoff_id, entity"
         )
         self.internal = {
             **{name: f"n{i}" for i, name in enumerate(self.numeric_names)},
             **{name: f"m{i}" for i, name in enumerate(mode_names)},
         }
         self.wide = (
-            pairs.select("pair_id", "entity", "cutoff")
-            .join(grouped, "pair_id", "left")
+            pairs.select("pair_id", "entity", "cutoff", "cutoff_id")
+            .join(grouped, ["cutoff_id", "entity"], "left")
             .select("pair_id", "entity", "cutoff", *[e.alias(c) for c, e in values.items()])
         )
 

@@ -83,8 +83,38 @@ def mode_expression(value: str, dialect: str = "duckdb") -> str:
     )
 
 
-def _window_join(path: PathSpec, lo: int, hi: int, strategy: str, dialect: str) -> str:
-    """FROM clause joining the pairs to the first-hop rows in their window."""
+def _floor_div(value: str, divisor: int, dialect: str) -> str:
+    """Exact floor division of a BIGINT expression (both engines truncate toward zero)."""
+    remainder = f"((({value}) % {divisor}) + {divisor}) % {divisor}"
+    op = "DIV" if dialect == "spark" else "//"
+    return f"((({value}) - {remainder}) {op} {divisor})"
+
+
+def _cutoff_buckets(lo: int, hi: int, dialect: str) -> str:
+    """``__cutoffs`` with ``__b``, each bucket (of width ``hi - lo``) its window overlaps.
+
+    Row times ``t`` in ``(c + lo, c + hi]`` have ``t - 1`` in ``[c + lo, c + hi - 1]``,
+    whose buckets run from that of ``c + lo`` to that of ``c + hi - 1`` (one or two).
+    """
+    width = hi - lo
+    first = _floor_div(f"cutoff + ({lo})", width, dialect)
+    last = _floor_div(f"cutoff + ({hi - 1})", width, dialect)
+    buckets = (
+        f"explode(sequence({first}, {last}))"
+        if dialect == "spark"
+        else f"unnest(range({first}, {last} + 1))"
+    )
+    return f"(SELECT cutoff_id, cutoff, {buckets} AS __b FROM __cutoffs)"
+
+
+def _window_join(
+    path: PathSpec, lo: int, hi: int, strategy: str, dialect: str, pairs: bool = True
+) -> str:
+    """FROM clause joining the pairs to the first-hop rows in their window.
+
+    ``pairs=False`` (bucket join only) leaves out ``__pairs``: the cutoffs come in as ``p``
+    and each row's entity is its first-hop key.
+    """
     first = path.hops[0]
     fk = f"f.{quote(first.fkey, dialect)}"
     if strategy == "cutoff":
@@ -103,6 +133,27 @@ def _window_join(path: PathSpec, lo: int, hi: int, strategy: str, dialect: str) 
             f"FROM {view_name(first.table + '__w', dialect)} WHERE __i1 > __i0) f "
             f"JOIN __pairs p ON p.cutoff_id = f.__cid AND p.entity = {fk}"
         )
+    if strategy == "bucket":
+        # An equi-join on time buckets as wide as the window: a window (c + lo, c + hi]
+        # overlaps at most two buckets, so each row meets only the few cutoffs of its bucket
+        # (about twice those whose window holds it), whatever the number of cutoffs, and
+        # then the pairs on (cutoff_id, entity). Everything is in SQL, so it also serves
+        # engines where the caller cannot compute the ``__w`` view's cutoff-id ranges.
+        width = hi - lo
+        if width <= 0:
+            raise ValueError(f"the bucket join needs hi > lo, got lo={lo}, hi={hi}.")
+        c = "c" if pairs else "p"
+        sql = (
+            f"FROM {view_name(first.table, dialect)} f "
+            f"JOIN {_cutoff_buckets(lo, hi, dialect)} {c} "
+            f"ON {c}.__b = {_floor_div('f.__t - 1', width, dialect)} "
+            f"AND f.__t > {c}.cutoff + ({lo}) AND f.__t <= {c}.cutoff + ({hi})"
+        )
+        if not pairs:
+            return sql + f" AND {fk} IS NOT NULL"
+        return sql + f" JOIN __pairs p ON p.cutoff_id = c.cutoff_id AND p.entity = {fk}"
+    if not pairs:
+        raise ValueError(f"only the bucket join runs without __pairs, not {strategy!r}.")
     # Hash-join on the entity, then filter by time: cheap when each entity has few cutoffs.
     return (
         f"FROM __pairs p JOIN {view_name(first.table, dialect)} f "
@@ -175,6 +226,7 @@ def path_query_sql(
     second_temporal: bool = False,
     partials: str | None = None,
     dialect: str = "duckdb",
+    keys: str = "pair_id",
 ) -> tuple[str, list[str]]:
     """One ``GROUP BY pair_id`` query computing all aggregates of one path and window.
 
@@ -185,8 +237,10 @@ def path_query_sql(
         Aggregates of this path to compute (their order is the column order).
     lo, hi : int
         Window bounds relative to the cutoff, in nanoseconds: ``(cutoff+lo, cutoff+hi]``.
-    strategy : {"entity", "cutoff"}
-        Join order for the windowed first hop (see :func:`_window_join`).
+    strategy : {"entity", "cutoff", "bucket"}
+        Join order for the windowed first hop (see :func:`_window_join`): pairs by entity
+        then time, a caller-made ``__w`` view of cutoff-id ranges, or time buckets of the
+        window's width (all in SQL).
     second_temporal : bool
         Whether the second table of a 2-hop path has a time column (rows after
         ``cutoff + hi`` are then excluded).
@@ -194,6 +248,12 @@ def path_query_sql(
         Name of the sibling partials table (sibling paths).
     dialect : {"duckdb", "spark"}, default="duckdb"
         SQL dialect of the statement (see the module docstring).
+    keys : {"pair_id", "cutoff_entity"}, default="pair_id"
+        The group keys and first result columns: ``pair_id``, or ``cutoff_id, entity``.
+        With ``"cutoff_entity"`` the bucket join does not join ``__pairs`` at all: every
+        (entity, cutoff) with a row in its window is grouped, and the caller keeps the
+        pairs it wants (an active pair always has such rows, so with the active pairs
+        nothing is wasted, and a join as large as the rows is saved).
 
     Returns
     -------
@@ -202,6 +262,9 @@ def path_query_sql(
         Result column aliases, in the order of ``aggregates`` (``a0``, ``a1``, ...).
     """
     check_dialect(dialect)
+    if keys not in ("pair_id", "cutoff_entity"):
+        raise ValueError(f"keys must be 'pair_id' or 'cutoff_entity', got {keys!r}.")
+    pairs = not (keys == "cutoff_entity" and strategy == "bucket")
     aliases = [f"a{i}" for i in range(len(aggregates))]
     if path.kind == "sibling":
         index = {c.name: i for i, c in enumerate(path.columns)}
@@ -209,11 +272,18 @@ def path_query_sql(
     else:
         alias = "f" if path.kind == "direct" else "x"
         exprs = [_plain_aggregate(a, alias, dialect) for a in aggregates]
-    select = ",\n  ".join(f"{e} AS {a}" for e, a in zip(exprs, aliases))
-    select = ("p.pair_id,\n  " + select) if select else "p.pair_id"
+    if keys == "pair_id":
+        group = ["p.pair_id"]
+        names = ["p.pair_id"]
+    else:
+        entity = "p.entity" if pairs else f"f.{quote(path.hops[0].fkey, dialect)}"
+        group = ["p.cutoff_id", entity]
+        names = ["p.cutoff_id AS cutoff_id", f"{entity} AS entity"]
+    select = ",\n  ".join([*names, *(f"{e} AS {a}" for e, a in zip(exprs, aliases))])
     sql = (
-        f"SELECT {select}\n{_window_join(path, lo, hi, strategy, dialect)}\n"
-        f"{_second_join(path, hi, second_temporal, partials, dialect)}\nGROUP BY p.pair_id"
+        f"SELECT {select}\n{_window_join(path, lo, hi, strategy, dialect, pairs)}\n"
+        f"{_second_join(path, hi, second_temporal, partials, dialect)}\n"
+        f"GROUP BY {', '.join(group)}"
     )
     return sql, aliases
 

@@ -744,12 +744,14 @@ class _BufferPool:
 
 
 # ---------------------------------------------------------------------- core
-def _join_strategy(pair_cutoffs: np.ndarray, pair_entities_unique: int, span: int) -> str:
-    """Pick the join order that produces fewer intermediate rows (see sql._window_join)."""
-    cutoffs = np.unique(pair_cutoffs)
+def _join_strategy(cutoffs: np.ndarray, n_pairs: int, pair_entities_unique: int, span: int) -> str:
+    """Pick the join order that produces fewer intermediate rows (see sql._window_join).
+
+    ``cutoffs`` are the distinct cutoffs (sorted), ``n_pairs`` the number of pairs.
+    """
     per_span = np.searchsorted(cutoffs, cutoffs + span, side="right") - np.arange(len(cutoffs))
     cutoffs_per_row = float(per_span.mean())
-    pairs_per_entity = len(pair_cutoffs) / max(pair_entities_unique, 1)
+    pairs_per_entity = n_pairs / max(pair_entities_unique, 1)
     # Unnesting cutoff ranges costs a few times more per row than a hash probe.
     return "cutoff" if 4 * cutoffs_per_row < pairs_per_entity else "entity"
 
@@ -1007,7 +1009,7 @@ def _compute_blocks(
                 activity += b - a
             block_inactive[label] = (activity == 0).astype(np.int8)
             if sql_paths:
-                strategy = _join_strategy(cutoffs_ns, n_entities, w)
+                strategy = _join_strategy(unique_cutoffs, len(cutoffs_ns), n_entities, w)
                 if strategy == "cutoff":
                     for table in first_tables:
                         times = views[table]["__t"].to_numpy()
@@ -1066,12 +1068,14 @@ def path_statements(
     strategy: str,
     dialect: str,
     partials_done: dict[tuple, str],
+    keys: str = "pair_id",
 ) -> tuple[list[str], list[str]]:
     """The statements computing one path's aggregates for one window, and their aliases.
 
-    The last statement is the ``GROUP BY pair_id`` query; a sibling path is preceded by
-    its partials table when ``partials_done`` (shared over the call, updated here) has
-    none for its (hops, lookback, columns) yet.
+    The last statement is the ``GROUP BY`` query (by ``keys``, see
+    :func:`~sktve.targets.sql.path_query_sql`); a sibling path is preceded by its partials
+    table when ``partials_done`` (shared over the call, updated here) has none for its
+    (hops, lookback, columns) yet.
     """
     statements, partials = [], None
     if path.kind == "sibling":
@@ -1091,6 +1095,7 @@ def path_statements(
         second_temporal=second_temporal,
         partials=partials,
         dialect=dialect,
+        keys=keys,
     )
     return [*statements, sql], aliases
 
