@@ -134,6 +134,14 @@ def assert_same_vectors(
     return worst
 
 
+def _given_pairs(db, cutoffs, n: int, seed: int) -> pd.DataFrame:
+    """``n`` random (customer, cutoff) pairs, then their first five again (duplicates)."""
+    rng = np.random.default_rng(seed)
+    keys = db.table("customers")["customer_id"].to_numpy()
+    pairs = pd.DataFrame({"customer_id": rng.choice(keys, n), "cutoff": rng.choice(cutoffs, n)})
+    return pd.concat([pairs, pairs.iloc[:5]], ignore_index=True)
+
+
 def _tied_modes(db, frame: pd.DataFrame, window: str) -> int:
     """(entity, cutoff) pairs whose orders.channel counts in the window tie at the top."""
     orders = db.table("orders")
@@ -497,10 +505,7 @@ def test_spark_database_synthetic_match_and_write(synthetic_folder, spark, tmp_p
     assert_same_vectors(want, got, "synthetic SparkDatabase vs numpy")
 
     # Given pairs (duplicates kept, in their order), written by Spark to a parquet folder.
-    rng = np.random.default_rng(0)
-    keys = db.table("customers")["customer_id"].to_numpy()
-    pairs = pd.DataFrame({"customer_id": rng.choice(keys, 50), "cutoff": rng.choice(cutoffs, 50)})
-    pairs = pd.concat([pairs, pairs.iloc[:5]], ignore_index=True)
+    pairs = _given_pairs(db, cutoffs, 50, seed=0)
     want = task_vectors(db, "customers", None, WINDOWS, entities=pairs, **kwargs)
     info = write_task_vectors(
         tmp_path / "tv",
@@ -552,10 +557,7 @@ def test_spark_database_bucket_join(synthetic_folder, spark, monkeypatch):
     assert list(got.dtypes) == list(want.dtypes)
     assert_same_vectors(want, got, "synthetic SparkDatabase, bucket join, vs numpy")
 
-    rng = np.random.default_rng(1)
-    keys = db.table("customers")["customer_id"].to_numpy()
-    pairs = pd.DataFrame({"customer_id": rng.choice(keys, 60), "cutoff": rng.choice(cutoffs, 60)})
-    pairs = pd.concat([pairs, pairs.iloc[:5]], ignore_index=True)
+    pairs = _given_pairs(db, cutoffs, 60, seed=1)
     monkeypatch.undo()
     want = task_vectors(db, "customers", None, WINDOWS, entities=pairs, **kwargs)
     monkeypatch.setattr(vectors, "_join_strategy", by_cutoff)

@@ -183,7 +183,7 @@ class GraphMetadata:
 
         For a foreign key ``child.col -> parent`` that is ``(child, col, parent)``: the
         parent's fact rows, whose visible number the sampler counts (see
-        ``SampledBatch.history``). Recognised as the edge types whose reverse
+        ``SampledBatch.seed_history``). Recognised as the edge types whose reverse
         ``(parent, "rev_" + col, child)`` exists too. Node types without one are absent.
         """
         present = set(self.edge_types)

@@ -150,8 +150,9 @@ class RelationalEncoder(nn.Module):
         # Keyed by node-type index: table names may hold dots, which module names may not.
         self.history_encoders = nn.ModuleDict()
         if self.history_counts:
+            children = metadata.child_edge_types()
             for i, t in enumerate(self.node_types):
-                edge_types = metadata.child_edge_types().get(t, [])
+                edge_types = children.get(t, [])
                 if edge_types:
                     # Normalised like the column encoders' output, so counts (log1p up
                     # to ~15) cannot drown the row's own features.
