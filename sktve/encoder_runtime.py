@@ -11,13 +11,16 @@ random weights is the same network, with the same budget, as one started from TV
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from sktve._progress import progress, timed_step
+from sktve._validation import parse_windows
 from sktve.database import Database
 from sktve.graph import GraphFeaturizer, TemporalNeighborSampler
 from sktve.nn import RelationalEncoder
@@ -27,10 +30,13 @@ __all__ = [
     "build_encoder",
     "build_sampler",
     "embed_rows",
+    "history_windows",
     "state_from_bytes",
     "state_to_bytes",
 ]
 
+# history_counts=True: the long baseline window is this many of the longest target window.
+LONG_HISTORY_WINDOWS = 12
 # Seeds embedded per forward pass at inference: bounds the sampled subgraph's memory.
 EMBED_CHUNK = 1024
 # From this many chunks on (about 8k rows, seconds on a laptop) embedding reports progress.
@@ -50,7 +56,9 @@ class EncoderSpec:
     dropout : float
     temporal_strategy : {"last", "uniform"}
     history_counts : bool
-        Whole-history neighbour counts as encoder inputs (see RelationalEncoder).
+        The seed's history as counts, as encoder inputs (see RelationalEncoder).
+    history_windows : tuple of int
+        Recent windows (nanoseconds) of those counts (see ``history_windows``).
     """
 
     embedding_dim: int = 128
@@ -58,6 +66,7 @@ class EncoderSpec:
     dropout: float = 0.0
     temporal_strategy: str = "last"
     history_counts: bool = False
+    history_windows: tuple[int, ...] = ()
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> EncoderSpec:
@@ -67,8 +76,27 @@ class EncoderSpec:
             fanouts=tuple(int(f) for f in params["fanouts"]),
             dropout=float(params["dropout"]),
             temporal_strategy=str(params["temporal_strategy"]),
-            history_counts=bool(params.get("history_counts", False)),
+            history_counts=params.get("history_counts") not in (None, False),
+            history_windows=tuple(int(w) for w in params.get("history_windows", ())),
         )
+
+
+def history_windows(history_counts: Any, target_windows: Sequence[pd.Timedelta]) -> tuple[int, ...]:
+    """The recent windows (ns, ascending) of a ``history_counts`` setting.
+
+    ``True`` counts over each pre-training target window and over
+    ``LONG_HISTORY_WINDOWS`` times the longest: what happened in the last window, next
+    to a longer baseline to read it against (a customer fading away orders less in the
+    last month than their yearly rate says). A list of windows is taken as given;
+    ``False`` has none.
+    """
+    if history_counts is None or history_counts is False:
+        return ()
+    if history_counts is True:
+        chosen = [*target_windows, LONG_HISTORY_WINDOWS * max(target_windows)]
+    else:
+        chosen = parse_windows(history_counts, "history_counts")
+    return tuple(sorted({int(pd.Timedelta(w).value) for w in chosen}))
 
 
 def build_sampler(graph: Any, spec: EncoderSpec, random_state: int) -> TemporalNeighborSampler:
@@ -78,6 +106,7 @@ def build_sampler(graph: Any, spec: EncoderSpec, random_state: int) -> TemporalN
         fanouts=list(spec.fanouts),
         random_state=random_state,
         temporal_strategy=spec.temporal_strategy,
+        history_windows=spec.history_windows,
     )
 
 
@@ -91,6 +120,7 @@ def build_encoder(
         num_layers=len(spec.fanouts),
         dropout=spec.dropout,
         history_counts=spec.history_counts,
+        history_windows=len(spec.history_windows),
     )
     if state is not None:
         encoder.load_state_dict(state_from_bytes(state))

@@ -54,11 +54,12 @@ from sktve.encoder_runtime import (
     build_encoder,
     build_graph,
     build_sampler,
+    history_windows,
     state_from_bytes,
     state_to_bytes,
 )
 from sktve.graph import GraphFeaturizer
-from sktve.pretrainer import TVEPretrainer
+from sktve.pretrainer import TVEPretrainer, target_windows
 from sktve.training import TrainingConfig, resolve_device, train_loop
 
 __all__ = ["TVEClassifier", "TVERegressor"]
@@ -424,15 +425,20 @@ class _TVEFineTuner(BaseEstimator):
         fitted = hasattr(pretrainer, "encoder_state_")
         if not fitted:
             pretrainer = self._with_shared(pretrainer, database, random_state)
-        spec = EncoderSpec.from_params(pretrainer.get_params())
         if self.init == "tve":
             if not fitted:
                 say("[sktve] pre-training the encoder (TVE)", flush=True)
                 pretrainer.fit(X)
+            spec = pretrainer._encoder_spec()
             featurizer = pretrainer.featurizer_
             encoder_state = pretrainer.encoder_state_
             self.pretrainer_ = pretrainer
         else:
+            # The same history inputs the pretrainer would give its encoder on these rows.
+            windows = history_windows(
+                pretrainer.history_counts, target_windows(pretrainer.window, rows.times)
+            )
+            spec = EncoderSpec.from_params({**pretrainer.get_params(), "history_windows": windows})
             boundary = pd.Timestamp(rows.times.max())
             featurizer = GraphFeaturizer().fit(database, boundary=boundary)
             encoder_state = None

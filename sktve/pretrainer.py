@@ -35,6 +35,7 @@ from sktve.encoder_runtime import (
     build_graph,
     build_sampler,
     embed_rows,
+    history_windows,
     state_to_bytes,
 )
 from sktve.graph import GraphFeaturizer
@@ -45,6 +46,11 @@ from sktve.targets.engine import resolve_engine
 from sktve.training import TrainingConfig, pretrain, resolve_device
 
 __all__ = ["TVEPretrainer", "default_cutoffs", "infer_window"]
+
+
+def target_windows(window: Any, times: np.ndarray) -> list[pd.Timedelta]:
+    """The pre-training windows: ``window`` parsed, or inferred from X's ``times``."""
+    return parse_windows(window) if window is not None else [infer_window(times)]
 
 
 def infer_window(times: np.ndarray) -> pd.Timedelta:
@@ -414,13 +420,16 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         0.729 to 0.770 on driver-dnf, and lowered val MAE from 3.199 to 3.055 on
         driver-position: with 32 of a long career's results, a uniform draw sees little
         of the recent form.
-    history_counts : bool, default=False
-        Give the encoder each seed entity's whole visible history as counts: per table
-        that references the entity, how many of its rows do so at or before the seed's
-        time (``log1p``), not only the ``fanouts`` sampled. Averaging messages cannot
-        count, so without them a long and a short history can embed alike. Measured
-        effects, which differ between frozen embeddings and fine-tuning, are on the
-        docs' benchmarks page.
+    history_counts : bool or list of str, default=False
+        Give the encoder each seed entity's visible history as counts, not only the
+        ``fanouts`` sampled: per table that references the entity, how many of its rows
+        do so at or before the seed's time, how many of them within each recent window,
+        and how many days ago the latest one was (all ``log1p``). ``True`` takes the
+        pre-training windows and 12 times the longest as the recent windows (a last
+        window, and a baseline to read it against); a list such as ``["30D", "365D"]``
+        sets them. Averaging messages cannot count, so without these a long and a short
+        history, or a steady and a fading one, can embed alike. Measured effects are on
+        the docs' benchmarks page.
     dropout : float, default=0.0
     mask_rate : float, default=0.15
         Probability that a feature cell is replaced by another row's value in training.
@@ -497,6 +506,8 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     Attributes
     ----------
     database_ : Database
+    history_windows_ : list of Timedelta
+        Recent windows of the ``history_counts`` inputs (empty when off).
     windows_ : list of Timedelta
     cutoffs_ : ndarray of datetime64[ns]
     boundary_ : Timestamp
@@ -547,7 +558,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         embedding_dim: int = 128,
         fanouts: tuple[int, ...] = (32, 16),
         temporal_strategy: str = "last",
-        history_counts: bool = False,
+        history_counts: bool | list[str] = False,
         dropout: float = 0.0,
         mask_rate: float = 0.15,
         inactive_weight: float = 0.1,
@@ -653,7 +664,15 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if not float(self.learning_rate) > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
         parse_as_of(self.as_of)
+        if not isinstance(self.history_counts, bool):
+            parse_windows(self.history_counts, "history_counts")
         self._check_output()
+
+    def _encoder_spec(self) -> EncoderSpec:
+        """The sampler + encoder settings of the fitted encoder (for fine-tuning it)."""
+        check_is_fitted(self, "encoder_state_")
+        windows = [int(w.value) for w in getattr(self, "history_windows_", [])]
+        return EncoderSpec.from_params({**self.get_params(), "history_windows": windows})
 
     def _check_output(self) -> None:
         if not isinstance(self.output, str) or self.output not in OUTPUTS:
@@ -700,11 +719,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 "no row of X names a known entity; nothing to pre-train on. Give X ids of "
                 f"{self.entity_table!r}'s primary key."
             )
-        windows = (
-            parse_windows(self.window)
-            if self.window is not None
-            else [infer_window(rows.times[known])]
-        )
+        windows = target_windows(self.window, rows.times[known])
         span = database.max_timestamp - database.min_timestamp
         if max(windows) > span:
             warnings.warn(
@@ -743,7 +758,8 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             "embedding_dim": int(self.embedding_dim),
             "fanouts": tuple(int(f) for f in self.fanouts),
             "temporal_strategy": self.temporal_strategy,
-            "history_counts": bool(self.history_counts),
+            "history_counts": self.history_counts not in (None, False),
+            "history_windows": history_windows(self.history_counts, windows),
             "dropout": float(self.dropout),
             "mask_rate": float(self.mask_rate),
             "inactive_weight": float(self.inactive_weight),
@@ -792,6 +808,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         # The parameter as given (a path, say): transform reuses database_ while it is unchanged.
         self._fitted_database_param = self.database
         self.windows_ = windows
+        self.history_windows_ = [pd.Timedelta(w) for w in settings["history_windows"]]
         self.as_of_ = as_of
         self.cutoffs_ = state["cutoffs"]
         self.boundary_ = state["boundary"]
@@ -823,7 +840,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         runtime = getattr(self, "_runtime", None)
         if runtime is not None and runtime[0] is database:
             return runtime[1], runtime[2], runtime[3]
-        spec = EncoderSpec.from_params(self.get_params())
+        spec = self._encoder_spec()
         graph = build_graph(self.featurizer_, database)
         sampler = build_sampler(graph, spec, self.random_state_)
         encoder = build_encoder(self.featurizer_, spec, self.encoder_state_)

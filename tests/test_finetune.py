@@ -327,6 +327,9 @@ def test_history_counts_reach_the_fine_tuned_encoder(db, X, y_binary, init):
     pretrainer = TVEPretrainer(**{**PRETRAIN, "history_counts": True})
     clf = _classifier(db, pretrainer=pretrainer, init=init).fit(X, y_binary)
     assert clf.encoder_spec_.history_counts
+    # Recent windows as the pretrainer resolves them (window and 12 times it), either init.
+    window = pd.Timedelta(clf.encoder_spec_.history_windows[0])
+    assert clf.encoder_spec_.history_windows == (window.value, 12 * window.value)
     _, encoder, _ = clf._runtime_for(clf.database_)
     assert len(encoder.history_encoders) > 0
     again = _classifier(db, pretrainer=pretrainer, init=init).fit(X, y_binary)

@@ -10,7 +10,13 @@ from _graph_dbs import perturb_future, random_database
 
 from sktve import load_database
 from sktve.graph import GraphFeaturizer, SampledBatch, TemporalNeighborSampler
-from sktve.graph.sampler import _choose_offsets, _mix, _smallest, _visible_ends
+from sktve.graph.sampler import (
+    HISTORY_RECENCY_CAP_DAYS,
+    _choose_offsets,
+    _mix,
+    _smallest,
+    _visible_ends,
+)
 
 
 def _seeds(db, table, n, rng, lo="2020-01-01", hi="2021-12-31"):
@@ -70,7 +76,7 @@ def test_future_perturbation_leaves_subgraphs_unchanged(seed, strategy):
     rng = np.random.default_rng(seed)
     for table in db.table_names:
         pos, times = _seeds(db, table, 30, rng, hi="2020-12-31")
-        kw = dict(random_state=1, temporal_strategy=strategy)
+        kw = dict(random_state=1, temporal_strategy=strategy, history_windows=[20 * 86_400 * 10**9])
         b1 = TemporalNeighborSampler(g1, [4, 3], **kw).sample(table, pos, times)
         b2 = TemporalNeighborSampler(g2, [4, 3], **kw).sample(table, pos, times)
         assert b1.num_nodes == b2.num_nodes
@@ -83,37 +89,64 @@ def test_future_perturbation_leaves_subgraphs_unchanged(seed, strategy):
         assert torch.equal(b1.seed_history, b2.seed_history)
 
 
-def _valid_children(db, child, col, parent_row, t):
+def _valid_children(db, child, col, parent_row, t, after=None):
     fk = db.fkey_positions(child, col)
     times = db.time_values(child)
     ok = fk == parent_row
     if times is not None:
         ok &= times <= t
+        if after is not None:
+            ok &= times > after
     return set(np.flatnonzero(ok).tolist())
 
 
 @pytest.mark.parametrize("strategy", ["uniform", "last"])
 @pytest.mark.parametrize("seed", range(4))
 def test_history_counts_every_visible_referencing_row(seed, strategy):
-    # The counts cover the whole visible history, whatever the fan-out kept.
+    # The counts cover the whole visible history, whatever the fan-out kept: all of it,
+    # each recent window (t - w, t], and the age of the latest row, against brute force.
     db, _, _ = random_database(seed)
     graph = GraphFeaturizer().fit_transform(db)
     children = graph.metadata.child_edge_types()
     assert children, "the random schemas all have foreign keys"
+    windows = [pd.Timedelta("20D"), pd.Timedelta("200D")]
     rng = np.random.default_rng(seed)
     for table in db.table_names:
         pos, times = _seeds(db, table, 25, rng)
         batch = TemporalNeighborSampler(
-            graph, [2, 1], random_state=seed, temporal_strategy=strategy
+            graph,
+            [2, 1],
+            random_state=seed,
+            temporal_strategy=strategy,
+            history_windows=[w.value for w in windows],
         ).sample(table, pos, times)
         edge_types = children.get(table, [])
-        assert batch.seed_history.shape == (len(pos), len(edge_types))
+        width = 2 + len(windows)
+        assert batch.seed_history.shape == (len(pos), len(edge_types) * width)
         assert batch.seed_history.dtype == torch.float32
+        got = np.expm1(batch.seed_history.numpy().astype(np.float64))
         for j, (child, col, _) in enumerate(edge_types):
-            expected = [len(_valid_children(db, child, col, r, s)) for r, s in zip(pos, times)]
-            np.testing.assert_allclose(
-                np.expm1(batch.seed_history[:, j].numpy()), expected, rtol=1e-5, atol=1e-4
-            )
+            block = got[:, j * width : (j + 1) * width]
+            visible = [_valid_children(db, child, col, r, s) for r, s in zip(pos, times)]
+            np.testing.assert_allclose(block[:, 0], [len(v) for v in visible], rtol=1e-5, atol=1e-4)
+            child_times = db.time_values(child)
+            for k, w in enumerate(windows):
+                expected = [
+                    len(_valid_children(db, child, col, r, s, after=s - w.value))
+                    for r, s in zip(pos, times)
+                ]
+                if child_times is None:
+                    expected = [len(v) for v in visible]
+                np.testing.assert_allclose(block[:, 1 + k], expected, rtol=1e-5, atol=1e-4)
+            if child_times is None:
+                np.testing.assert_array_equal(block[:, -1], 0.0)
+                continue
+            cap = HISTORY_RECENCY_CAP_DAYS
+            ages = [
+                min((s - child_times[sorted(v)].max()) / 86_400e9, cap) if v else cap
+                for v, s in zip(visible, times)
+            ]
+            np.testing.assert_allclose(block[:, -1], ages, rtol=1e-4, atol=1e-3)
 
 
 def test_child_edge_types_are_the_referencing_tables(small_db):

@@ -113,15 +113,22 @@ def test_future_perturbation_leaves_embeddings_unchanged(seed, history_counts):
     db, frames, schema = random_database(seed)
     cutoff = pd.Timestamp("2020-12-31")
     fz = GraphFeaturizer().fit(db, boundary=cutoff)
-    enc = _encoder(fz.metadata_, channels=16, history_counts=history_counts)
+    windows = [30 * 86_400 * 10**9] if history_counts else []
+    enc = _encoder(
+        fz.metadata_, channels=16, history_counts=history_counts, history_windows=len(windows)
+    )
     perturbed = load_database(perturb_future(frames, schema, cutoff, seed + 7), schema=schema)
     g1, g2 = fz.transform(db), fz.transform(perturbed)
     rng = np.random.default_rng(seed)
     for table in db.table_names:
         pos = rng.integers(0, db.num_rows(table), 20)
         times = cutoff.value - rng.integers(0, 300, 20) * 86_400 * 10**9
-        e1 = enc(TemporalNeighborSampler(g1, [4, 3]).sample(table, pos, times))
-        e2 = enc(TemporalNeighborSampler(g2, [4, 3]).sample(table, pos, times))
+        e1 = enc(
+            TemporalNeighborSampler(g1, [4, 3], history_windows=windows).sample(table, pos, times)
+        )
+        e2 = enc(
+            TemporalNeighborSampler(g2, [4, 3], history_windows=windows).sample(table, pos, times)
+        )
         torch.testing.assert_close(e1, e2, atol=1e-6, rtol=1e-6)
 
 

@@ -557,6 +557,23 @@ def test_verbose_progress_is_plain_lines_off_a_terminal(db, X, capsys):
     assert f"embedded {len(many):,} rows" in out
 
 
+def test_history_counts_windows(X, db):
+    # True: the pre-training windows and a baseline 12 times the longest; a list: as given.
+    fast = {**FAST, "max_epochs": 0}
+    auto = TVEPretrainer(database=db, **{**fast, "window": "10D", "history_counts": True}).fit(X)
+    assert auto.history_windows_ == [pd.Timedelta("10D"), pd.Timedelta("120D")]
+    given = TVEPretrainer(database=db, history_counts=["90D", "7D"], **fast).fit(X)
+    assert given.history_windows_ == [pd.Timedelta("7D"), pd.Timedelta("90D")]
+    assert TVEPretrainer(database=db, **fast).fit(X).history_windows_ == []
+    # The encoder reads one block of (all, each window, age) per referencing table.
+    _, _, encoder = given._runtime_for(given.database_)
+    module = encoder.history_encoders[str(encoder.node_types.index("customers"))]
+    n_children = len(given.featurizer_.metadata_.child_edge_types()["customers"])
+    assert module[0].in_features == n_children * 4
+    with pytest.raises(ValueError, match="history_counts"):
+        TVEPretrainer(database=db, history_counts=["30"], **fast).fit(X)
+
+
 def test_history_counts_are_time_correct_and_change_the_embedding(frames, X, db, fitted):
     tables, schema = frames
     boundary = X["timestamp"].max()

@@ -51,6 +51,10 @@ def check_temporal_strategy(value: Any) -> None:
 
 _NS_PER_DAY = 86400.0 * 1e9
 _INT64_MAX = np.iinfo(np.int64).max
+_NS_PER_DAY = 86_400 * 10**9
+# Age (days) of the latest referencing row, as a history input, at most this: also the
+# value when there is none. Ten years: older than that reads as "never".
+HISTORY_RECENCY_CAP_DAYS = 3650.0
 _U = np.uint64
 _GOLDEN = 0x9E3779B97F4A7C15
 _ROUNDS = 4
@@ -372,12 +376,15 @@ class SampledBatch:
         that sampled it; messages flow from row 0 to row 1 (PyG convention).
     edge_ptr : dict of edge type to list of int
         Edges sampled at hop <= h are ``[0, edge_ptr[E][h + 1])``.
-    seed_history : FloatTensor (num_seeds, n_child_edge_types)
-        ``log1p`` of each seed's whole visible history: per edge type of
-        ``GraphMetadata.child_edge_types()`` into the seed table, the number of rows
-        referencing the seed with time <= the seed time (all of them from static tables),
-        not just the fan-out sampled. Mean aggregation cannot count; this carries the
-        counts. Zero columns when nothing references the seed table.
+    seed_history : FloatTensor (num_seeds, n_child_edge_types * (2 + n_windows))
+        Each seed's whole visible history, not just the fan-out sampled: per edge type
+        of ``GraphMetadata.child_edge_types()`` into the seed table, a block of
+        ``log1p`` of the number of rows referencing the seed with time <= the seed time
+        (all of them from static tables), ``log1p`` of those within each of the
+        sampler's ``history_windows`` before the seed time, and ``log1p`` of the days
+        since the latest of them (capped at ``HISTORY_RECENCY_CAP_DAYS``, the cap when
+        there is none; 0 from static tables). Mean aggregation cannot count; this
+        carries the counts. Zero columns when nothing references the seed table.
     """
 
     seed_table: str
@@ -460,6 +467,8 @@ class TemporalNeighborSampler:
         ``"uniform"`` draws them without replacement (keyed as above); ``"last"`` keeps
         the most recent ones (for timestamped neighbours; the last ones in table order
         for static ones), as PyG's ``temporal_strategy="last"``.
+    history_windows : sequence of int, default=()
+        Windows (nanoseconds) of the recent counts in ``SampledBatch.seed_history``.
 
     Examples
     --------
@@ -473,6 +482,7 @@ class TemporalNeighborSampler:
         fanouts: Sequence[int] = (128, 64),
         random_state: int = 0,
         temporal_strategy: str = "uniform",
+        history_windows: Sequence[int] = (),
     ) -> None:
         if not isinstance(graph, TemporalGraph):
             raise TypeError(
@@ -487,6 +497,9 @@ class TemporalNeighborSampler:
         self.fanouts = fanouts
         self.temporal_strategy = temporal_strategy
         self.random_state = int(random_state)
+        self.history_windows = tuple(int(w) for w in history_windows)
+        if any(w <= 0 for w in self.history_windows):
+            raise ValueError(f"history_windows must be positive, got {self.history_windows}.")
         self._edge_type_id = {et: i for i, et in enumerate(graph.metadata.edge_types)}
         self._table_id = {t: i for i, t in enumerate(graph.metadata.node_types)}
         self._direct: dict[EdgeType, tuple[bool, np.ndarray | None]] = {}
@@ -883,12 +896,26 @@ class TemporalNeighborSampler:
     ) -> torch.Tensor:
         """``SampledBatch.seed_history``: each seed's visible referencing rows, all of them."""
         edge_types = self._child_edge_types.get(seed_table, [])
-        counts = np.empty((len(positions), len(edge_types)), dtype=np.float32)
+        windows = self.history_windows
+        width = 2 + len(windows)
+        out = np.zeros((len(positions), len(edge_types) * width), dtype=np.float32)
         for j, et in enumerate(edge_types):
+            block = out[:, j * width : (j + 1) * width]
             adj = self.graph.adj[et]
             start = adj.indptr.take(positions, mode="clip")
             stop = adj.indptr.take(positions + 1, mode="clip")
-            if adj.nbr_time is not None:
-                stop = _visible_ends(adj.nbr_time, start, stop, times)
-            counts[:, j] = stop - start
-        return torch.from_numpy(np.log1p(counts, out=counts))
+            if adj.nbr_time is None:  # static rows: all visible, all "recent", no age
+                block[:, : 1 + len(windows)] = (stop - start)[:, None]
+                continue
+            stop = _visible_ends(adj.nbr_time, start, stop, times)
+            block[:, 0] = stop - start
+            for k, window in enumerate(windows):
+                # Rows at or before t - window are not in the window (t - window, t].
+                older = _visible_ends(adj.nbr_time, start, stop, times - window)
+                block[:, 1 + k] = stop - older
+            latest = adj.nbr_time.take(np.maximum(stop - 1, 0), mode="clip")
+            days = (times - latest) / _NS_PER_DAY
+            block[:, -1] = np.where(
+                stop > start, np.minimum(days, HISTORY_RECENCY_CAP_DAYS), HISTORY_RECENCY_CAP_DAYS
+            )
+        return torch.from_numpy(np.log1p(out, out=out))

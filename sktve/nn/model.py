@@ -103,10 +103,13 @@ class RelationalEncoder(nn.Module):
         Message-passing layers; match the number of sampler hops.
     dropout : float, default=0.0
     history_counts : bool, default=False
-        Add a map of each seed's whole-history counts (``SampledBatch.seed_history``:
-        log1p of its visible referencing rows per edge type) to the seed's input
-        embedding. The sampler keeps only ``fanouts`` neighbours and the layers average
-        them, so without this an entity with 3 orders and one with 3,000 can look alike.
+        Add a map of each seed's history counts (``SampledBatch.seed_history``: per
+        referencing edge type, log1p of its visible rows, of those in each recent
+        window, and of the latest one's age) to the seed's input embedding. The sampler
+        keeps only ``fanouts`` neighbours and the layers average them, so without this
+        an entity with 3 orders and one with 3,000 can look alike.
+    history_windows : int, default=0
+        Number of recent windows in those counts (the sampler's ``history_windows``).
 
     Examples
     --------
@@ -121,6 +124,7 @@ class RelationalEncoder(nn.Module):
         num_layers: int = 2,
         dropout: float = 0.0,
         history_counts: bool = False,
+        history_windows: int = 0,
     ) -> None:
         super().__init__()
         if isinstance(metadata, dict):
@@ -157,7 +161,8 @@ class RelationalEncoder(nn.Module):
                     # Normalised like the column encoders' output, so counts (log1p up
                     # to ~15) cannot drown the row's own features.
                     self.history_encoders[str(i)] = nn.Sequential(
-                        nn.Linear(len(edge_types), self.channels), nn.LayerNorm(self.channels)
+                        nn.Linear(len(edge_types) * (2 + int(history_windows)), self.channels),
+                        nn.LayerNorm(self.channels),
                     )
         for i, t in enumerate(self.node_types):
             groups = torch.tensor(metadata.tables[t].num_groups, dtype=torch.long)
