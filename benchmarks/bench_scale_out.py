@@ -41,8 +41,25 @@ TARGETS = {
 }
 
 
+def _tree_memory(process, proportional: bool) -> int:
+    """Memory of ``process`` and its children: summed RSS, or summed PSS.
+
+    RSS counts a page once per process mapping it, so a forked child (Hadoop's local
+    file system forks the JVM for file operations) doubles the JVM's figure until it
+    execs. PSS divides each shared page among its processes: the machine's real use.
+    """
+    total = 0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            total += proc.memory_full_info().pss if proportional else proc.memory_info().rss
+        except Exception:  # noqa: BLE001 - a child may exit between listing and reading
+            pass
+    return total
+
+
 class PeakRSS:
-    """Sample the process RSS (plus children's) every few milliseconds while the block runs."""
+    """Sample the process tree's memory while the block runs: summed RSS every few
+    milliseconds, and summed PSS (shared pages counted once) every tenth sample."""
 
     def __init__(self, interval: float = 0.02) -> None:
         import psutil
@@ -50,31 +67,28 @@ class PeakRSS:
         self.interval = interval
         self.process = psutil.Process()
 
-    def _rss(self) -> int:
-        rss = self.process.memory_info().rss
-        for child in self.process.children(recursive=True):
-            try:
-                rss += child.memory_info().rss
-            except Exception:  # noqa: BLE001 - a child may exit between listing and reading
-                pass
-        return rss
-
     def __enter__(self) -> PeakRSS:
-        self.start = self.peak = self._rss()
+        self.start = self.peak = _tree_memory(self.process, proportional=False)
+        self.peak_pss = _tree_memory(self.process, proportional=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
+        tick = 0
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
+            self.peak = max(self.peak, _tree_memory(self.process, proportional=False))
+            if tick % 10 == 0:
+                self.peak_pss = max(self.peak_pss, _tree_memory(self.process, proportional=True))
+            tick += 1
             time.sleep(self.interval)
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._rss())
+        self.peak = max(self.peak, _tree_memory(self.process, proportional=False))
+        self.peak_pss = max(self.peak_pss, _tree_memory(self.process, proportional=True))
 
 
 def _max_rss_gib() -> float:
@@ -209,6 +223,7 @@ def child_task_vectors(n_orders: int, engine_name: str, output: str) -> dict:
         "output_rows_per_second": round(rows_out / seconds, 1),
         "peak_rss_gib": round(rss.peak / GIB, 3),
         "peak_rss_above_start_gib": round((rss.peak - rss.start) / GIB, 3),
+        "peak_pss_gib": round(rss.peak_pss / GIB, 3),
         "max_rss_gib": round(_max_rss_gib(), 3),
     }
 
@@ -260,6 +275,7 @@ def child_fit(n_orders: int, n_workers: int | None, transform_rows: int) -> dict
         "steps_per_second": round(float(tve.steps_per_second_), 2),
         "pretrain_rows": int(tve.n_pretrain_rows_),
         "peak_rss_gib": round(rss.peak / GIB, 3),
+        "peak_pss_gib": round(rss.peak_pss / GIB, 3),
         "max_rss_gib": round(_max_rss_gib(), 3),
         "history": history,
     }
@@ -297,20 +313,19 @@ def run_child(args: list[str], timeout: float, rss_cap_gib: float) -> dict:
     def watch() -> None:
         nonlocal peak, killed
         while proc.poll() is None:
+            # The cap reads PSS: summed RSS would count a forked JVM twice.
             try:
-                rss = watched.memory_info().rss + sum(
-                    c.memory_info().rss for c in watched.children(recursive=True)
-                )
+                used = _tree_memory(watched, proportional=True)
             except psutil.Error:
-                rss = 0
-            peak = max(peak, rss)
-            if rss > rss_cap_gib * GIB:
-                killed = f"killed by the benchmark at RSS {rss / GIB:.1f} GiB > cap {rss_cap_gib}"
+                used = 0
+            peak = max(peak, used)
+            if used > rss_cap_gib * GIB:
+                killed = f"killed by the benchmark at PSS {used / GIB:.1f} GiB > cap {rss_cap_gib}"
                 proc.kill()
             elif time.perf_counter() - started > timeout:
                 killed = f"timeout after {timeout:.0f}s"
                 proc.kill()
-            time.sleep(0.05)
+            time.sleep(0.2)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -333,7 +348,7 @@ def run_child(args: list[str], timeout: float, rss_cap_gib: float) -> dict:
         ][:20],
         "stderr_tail": stderr[-3000:],
         "wall_seconds": wall,
-        "parent_sampled_peak_rss_gib": round(peak / GIB, 3),
+        "parent_sampled_peak_pss_gib": round(peak / GIB, 3),
         **load,
     }
 
