@@ -90,9 +90,9 @@ def history_windows(history_counts: Any, target_windows: Sequence[pd.Timedelta])
     last month than their yearly rate says). A list of windows is taken as given;
     ``False`` has none.
     """
-    if history_counts is None or history_counts is False:
-        return ()
-    if history_counts is True:
+    if isinstance(history_counts, (bool, np.bool_)) or history_counts is None:
+        if not history_counts:
+            return ()
         chosen = [*target_windows, LONG_HISTORY_WINDOWS * max(target_windows)]
     else:
         chosen = parse_windows(history_counts, "history_counts")

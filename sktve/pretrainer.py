@@ -420,7 +420,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         0.729 to 0.770 on driver-dnf, and lowered val MAE from 3.199 to 3.055 on
         driver-position: with 32 of a long career's results, a uniform draw sees little
         of the recent form.
-    history_counts : bool or list of str, default=False
+    history_counts : bool or list of str, default=True
         Give the encoder each seed entity's visible history as counts, not only the
         ``fanouts`` sampled: per table that references the entity, how many of its rows
         do so at or before the seed's time, how many of them within each recent window,
@@ -428,8 +428,9 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         pre-training windows and 12 times the longest as the recent windows (a last
         window, and a baseline to read it against); a list such as ``["30D", "365D"]``
         sets them. Averaging messages cannot count, so without these a long and a short
-        history, or a steady and a fading one, can embed alike. Measured effects are on
-        the docs' benchmarks page.
+        history, or a steady and a fading one, can embed alike. ``False`` leaves the
+        encoder to the sampled rows alone. Measured effects are on the docs' benchmarks
+        page.
     dropout : float, default=0.0
     mask_rate : float, default=0.15
         Probability that a feature cell is replaced by another row's value in training.
@@ -558,7 +559,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         embedding_dim: int = 128,
         fanouts: tuple[int, ...] = (32, 16),
         temporal_strategy: str = "last",
-        history_counts: bool | list[str] = False,
+        history_counts: bool | list[str] = True,
         dropout: float = 0.0,
         mask_rate: float = 0.15,
         inactive_weight: float = 0.1,
@@ -664,7 +665,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if not float(self.learning_rate) > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
         parse_as_of(self.as_of)
-        if not isinstance(self.history_counts, bool):
+        if not isinstance(self.history_counts, (bool, np.bool_)):
             parse_windows(self.history_counts, "history_counts")
         self._check_output()
 

@@ -557,6 +557,12 @@ def test_verbose_progress_is_plain_lines_off_a_terminal(db, X, capsys):
     assert f"embedded {len(many):,} rows" in out
 
 
+def _default_windows_30d(params):
+    # The default (True) with FAST's 30-day window.
+    assert params["window"] == "30D"
+    return [pd.Timedelta("30D"), pd.Timedelta("360D")]
+
+
 def test_history_counts_windows(X, db):
     # True: the pre-training windows and a baseline 12 times the longest; a list: as given.
     fast = {**FAST, "max_epochs": 0}
@@ -564,7 +570,11 @@ def test_history_counts_windows(X, db):
     assert auto.history_windows_ == [pd.Timedelta("10D"), pd.Timedelta("120D")]
     given = TVEPretrainer(database=db, history_counts=["90D", "7D"], **fast).fit(X)
     assert given.history_windows_ == [pd.Timedelta("7D"), pd.Timedelta("90D")]
-    assert TVEPretrainer(database=db, **fast).fit(X).history_windows_ == []
+    assert TVEPretrainer(database=db, **fast).fit(X).history_windows_ == _default_windows_30d(fast)
+    off = TVEPretrainer(database=db, **{**fast, "history_counts": False}).fit(X)
+    assert off.history_windows_ == []
+    _, _, encoder = off._runtime_for(off.database_)
+    assert len(encoder.history_encoders) == 0
     # The encoder reads one block of (all, each window, age) per referencing table.
     _, _, encoder = given._runtime_for(given.database_)
     module = encoder.history_encoders[str(encoder.node_types.index("customers"))]
@@ -577,10 +587,12 @@ def test_history_counts_windows(X, db):
 def test_history_counts_are_time_correct_and_change_the_embedding(frames, X, db, fitted):
     tables, schema = frames
     boundary = X["timestamp"].max()
-    counted = TVEPretrainer(database=db, **{**FAST, "history_counts": True}).fit(X)
-    assert counted.encoder_state_ != fitted.encoder_state_
+    # The default counts (fitted has them): against an encoder without them.
+    counted = fitted
+    plain = TVEPretrainer(database=db, **{**FAST, "history_counts": False}).fit(X)
+    assert counted.encoder_state_ != plain.encoder_state_
     Z = counted.transform(X)
-    assert Z.dtype == np.float32 and not np.allclose(Z, fitted.transform(X))
+    assert Z.dtype == np.float32 and not np.allclose(Z, plain.transform(X))
     # Rows referencing the entities later than every row of X (moved and added) change
     # the whole-history counts only after X's times: the embeddings stay the same.
     future = _add_rows_after(_perturb_after(tables, schema, boundary), schema, boundary)

@@ -913,6 +913,9 @@ class TemporalNeighborSampler:
                 # Rows at or before t - window are not in the window (t - window, t].
                 older = _visible_ends(adj.nbr_time, start, stop, times - window)
                 block[:, 1 + k] = stop - older
+            if len(adj.nbr_time) == 0:  # an empty table: no rows, no age
+                block[:, -1] = HISTORY_RECENCY_CAP_DAYS
+                continue
             latest = adj.nbr_time.take(np.maximum(stop - 1, 0), mode="clip")
             days = (times - latest) / _NS_PER_DAY
             block[:, -1] = np.where(
