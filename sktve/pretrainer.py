@@ -672,8 +672,11 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _encoder_spec(self) -> EncoderSpec:
         """The sampler + encoder settings of the fitted encoder (for fine-tuning it)."""
         check_is_fitted(self, "encoder_state_")
-        windows = [int(w.value) for w in getattr(self, "history_windows_", [])]
-        return EncoderSpec.from_params({**self.get_params(), "history_windows": windows})
+        # From what fit resolved, so a later set_params cannot mismatch the weights.
+        windows = [int(w.value) for w in self.history_windows_]
+        return EncoderSpec.from_params(
+            {**self.get_params(), "history_counts": bool(windows), "history_windows": windows}
+        )
 
     def _check_output(self) -> None:
         if not isinstance(self.output, str) or self.output not in OUTPUTS:

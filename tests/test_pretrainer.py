@@ -580,6 +580,10 @@ def test_history_counts_windows(X, db):
     module = encoder.history_encoders[str(encoder.node_types.index("customers"))]
     n_children = len(given.featurizer_.metadata_.child_edge_types()["customers"])
     assert module[0].in_features == n_children * 4
+    # The fitted windows, not the current parameter, rebuild the encoder.
+    Z = given.transform(X)
+    given._runtime = None
+    np.testing.assert_array_equal(given.set_params(history_counts=False).transform(X), Z)
     with pytest.raises(ValueError, match="history_counts"):
         TVEPretrainer(database=db, history_counts=["30"], **fast).fit(X)
 

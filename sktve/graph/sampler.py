@@ -51,7 +51,6 @@ def check_temporal_strategy(value: Any) -> None:
 
 _NS_PER_DAY = 86400.0 * 1e9
 _INT64_MAX = np.iinfo(np.int64).max
-_NS_PER_DAY = 86_400 * 10**9
 # Age (days) of the latest referencing row, as a history input, at most this: also the
 # value when there is none. Ten years: older than that reads as "never".
 HISTORY_RECENCY_CAP_DAYS = 3650.0
