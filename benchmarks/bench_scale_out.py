@@ -432,7 +432,12 @@ def main() -> None:
     parser.add_argument("--transform-rows", type=int, default=100_000)
     parser.add_argument("--only", default=None, help="comma list of measurements")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per child")
-    parser.add_argument("--rss-cap-gib", type=float, default=20.0, help="kill a child above")
+    parser.add_argument(
+        "--rss-cap-gib",
+        type=float,
+        default=20.0,
+        help="kill a child above this PSS (shared pages counted once)",
+    )
     parser.add_argument("--out", default=str(HERE / "results" / "scale_out.json"))
     parser.add_argument("--plot", action="store_true", help="only redraw the plot from --out")
     parser.add_argument("--child", nargs="*", default=None, help=argparse.SUPPRESS)

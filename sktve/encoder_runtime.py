@@ -55,18 +55,21 @@ class EncoderSpec:
         Neighbours sampled per node at each hop; its length is the number of layers.
     dropout : float
     temporal_strategy : {"last", "uniform"}
-    history_counts : bool
-        The seed's history as counts, as encoder inputs (see RelationalEncoder).
     history_windows : tuple of int
-        Recent windows (nanoseconds) of those counts (see ``history_windows``).
+        Recent windows (nanoseconds) of the seed's history counts (see
+        ``history_windows``); empty when the encoder reads no counts.
     """
 
     embedding_dim: int = 128
     fanouts: tuple[int, ...] = (32, 16)
     dropout: float = 0.0
     temporal_strategy: str = "last"
-    history_counts: bool = False
     history_windows: tuple[int, ...] = ()
+
+    @property
+    def history_counts(self) -> bool:
+        """Whether the encoder reads history counts: every setting that has them has windows."""
+        return bool(self.history_windows)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> EncoderSpec:
@@ -76,7 +79,6 @@ class EncoderSpec:
             fanouts=tuple(int(f) for f in params["fanouts"]),
             dropout=float(params["dropout"]),
             temporal_strategy=str(params["temporal_strategy"]),
-            history_counts=params.get("history_counts") not in (None, False),
             history_windows=tuple(int(w) for w in params.get("history_windows", ())),
         )
 
@@ -120,7 +122,7 @@ def build_encoder(
         num_layers=len(spec.fanouts),
         dropout=spec.dropout,
         history_counts=spec.history_counts,
-        history_windows=len(spec.history_windows),
+        n_history_windows=len(spec.history_windows),
     )
     if state is not None:
         encoder.load_state_dict(state_from_bytes(state))

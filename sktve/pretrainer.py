@@ -674,9 +674,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         check_is_fitted(self, "encoder_state_")
         # From what fit resolved, so a later set_params cannot mismatch the weights.
         windows = [int(w.value) for w in self.history_windows_]
-        return EncoderSpec.from_params(
-            {**self.get_params(), "history_counts": bool(windows), "history_windows": windows}
-        )
+        return EncoderSpec.from_params({**self.get_params(), "history_windows": windows})
 
     def _check_output(self) -> None:
         if not isinstance(self.output, str) or self.output not in OUTPUTS:
@@ -762,7 +760,6 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             "embedding_dim": int(self.embedding_dim),
             "fanouts": tuple(int(f) for f in self.fanouts),
             "temporal_strategy": self.temporal_strategy,
-            "history_counts": self.history_counts not in (None, False),
             "history_windows": history_windows(self.history_counts, windows),
             "dropout": float(self.dropout),
             "mask_rate": float(self.mask_rate),

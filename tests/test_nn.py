@@ -115,7 +115,7 @@ def test_future_perturbation_leaves_embeddings_unchanged(seed, history_counts):
     fz = GraphFeaturizer().fit(db, boundary=cutoff)
     windows = [30 * 86_400 * 10**9] if history_counts else []
     enc = _encoder(
-        fz.metadata_, channels=16, history_counts=history_counts, history_windows=len(windows)
+        fz.metadata_, channels=16, history_counts=history_counts, n_history_windows=len(windows)
     )
     perturbed = load_database(perturb_future(frames, schema, cutoff, seed + 7), schema=schema)
     g1, g2 = fz.transform(db), fz.transform(perturbed)

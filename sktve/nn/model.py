@@ -108,7 +108,7 @@ class RelationalEncoder(nn.Module):
         window, and of the latest one's age) to the seed's input embedding. The sampler
         keeps only ``fanouts`` neighbours and the layers average them, so without this
         an entity with 3 orders and one with 3,000 can look alike.
-    history_windows : int, default=0
+    n_history_windows : int, default=0
         Number of recent windows in those counts (the sampler's ``history_windows``).
 
     Examples
@@ -124,7 +124,7 @@ class RelationalEncoder(nn.Module):
         num_layers: int = 2,
         dropout: float = 0.0,
         history_counts: bool = False,
-        history_windows: int = 0,
+        n_history_windows: int = 0,
     ) -> None:
         super().__init__()
         if isinstance(metadata, dict):
@@ -161,7 +161,7 @@ class RelationalEncoder(nn.Module):
                     # Normalised like the column encoders' output, so counts (log1p up
                     # to ~15) cannot drown the row's own features.
                     self.history_encoders[str(i)] = nn.Sequential(
-                        nn.Linear(len(edge_types) * (2 + int(history_windows)), self.channels),
+                        nn.Linear(len(edge_types) * (2 + int(n_history_windows)), self.channels),
                         nn.LayerNorm(self.channels),
                     )
         for i, t in enumerate(self.node_types):
