@@ -180,6 +180,15 @@ def child_task_vectors(n_orders: int, engine_name: str, output: str) -> dict:
             },
         )
         kwargs = {"engine": engine}
+        # Each step of the plan on stderr as it ends: a run stopped at its time limit keeps
+        # them in the entry's stderr tail.
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        spark_log = logging.getLogger("sktve.targets.spark")
+        spark_log.addHandler(handler)
+        spark_log.setLevel(logging.INFO)
     with PeakRSS() as rss, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         started = time.perf_counter()
@@ -207,6 +216,8 @@ def child_task_vectors(n_orders: int, engine_name: str, output: str) -> dict:
             "chunks": written["chunks"],
             "parquet_gib": round(_size(Path(folder.name) / "tv.parquet") / GIB, 3),
         }
+        if "step_seconds" in written:
+            extra["step_seconds"] = written["step_seconds"]
     folder.cleanup()
     return {
         **info,
@@ -347,6 +358,10 @@ def run_child(args: list[str], timeout: float, rss_cap_gib: float) -> dict:
             if ("Error" in line or "Exception" in line) and not line.strip().startswith("at ")
         ][:20],
         "stderr_tail": stderr[-3000:],
+        # The steps that ended before the stop (Spark logs each one; see _tv).
+        "steps_logged": [
+            line for line in stderr.splitlines() if "sktve.targets.spark step" in line
+        ],
         "wall_seconds": wall,
         "parent_sampled_peak_pss_gib": round(peak / GIB, 3),
         **load,

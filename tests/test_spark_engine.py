@@ -11,6 +11,7 @@ share one local[1] session per module (starting one takes about 15 s).
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import pickle
 import shutil
@@ -486,8 +487,9 @@ def test_spark_database_relf1_match(relf1_path, relf1_db, spark):
     assert not [n for n in left if n.startswith(("__tve_cut_", "__tve_part"))], left
 
 
-def test_spark_database_synthetic_match_and_write(synthetic_folder, spark, tmp_path):
-    """The synthetic folder: active pairs, modes with ties; given pairs written to parquet."""
+def test_spark_database_synthetic_match_and_write(synthetic_folder, spark, tmp_path, caplog):
+    """The synthetic folder: active pairs, modes with ties; given pairs written to parquet,
+    with each step of the plan timed and logged."""
     db = sktve.load_database(synthetic_folder)
     sdb = SparkDatabase(synthetic_folder)
     times = db.time_values("orders")
@@ -507,6 +509,7 @@ def test_spark_database_synthetic_match_and_write(synthetic_folder, spark, tmp_p
     # Given pairs (duplicates kept, in their order), written by Spark to a parquet folder.
     pairs = _given_pairs(db, cutoffs, 50, seed=0)
     want = task_vectors(db, "customers", None, WINDOWS, entities=pairs, **kwargs)
+    caplog.set_level(logging.INFO, logger="sktve.targets.spark")
     info = write_task_vectors(
         tmp_path / "tv",
         sdb,
@@ -520,6 +523,15 @@ def test_spark_database_synthetic_match_and_write(synthetic_folder, spark, tmp_p
     back = pd.read_parquet(info["path"])
     assert info["rows"] == len(back) == len(pairs) and info["columns"] == list(want.columns)
     assert info["chunks"] >= 1 and info["paths"] == want.attrs["paths"]
+    # One step for the pairs, one per table read, one per window and path, then the write.
+    steps = [step for step, _ in info["step_seconds"]]
+    n_parts = len(WINDOWS) * (1 + len(info["paths"]))
+    assert steps[0] == "(entity, cutoff) pairs"
+    assert steps[-1] == "group the parts and write the result"
+    assert sum(" path " in step or " activity " in step for step in steps) == n_parts
+    assert all(seconds >= 0 for _, seconds in info["step_seconds"])
+    logged = [r.getMessage() for r in caplog.records if r.name == "sktve.targets.spark"]
+    assert len(logged) == len(steps) and logged[-1].startswith(f"step {len(steps)} (group")
     back["cutoff"] = back["cutoff"].astype("datetime64[ns]")  # written as microseconds
     assert_same_vectors(want, back, "synthetic SparkDatabase to parquet vs numpy")
     with pytest.raises(ValueError, match="ids are not keys"):
@@ -608,8 +620,9 @@ def test_views_store_parts_as_parquet_and_clean_up(spark):
     views = _Views(spark)
     assert views.folder.startswith("file:")  # local, whatever the default file system
     folder = Path(urlparse(views.folder).path)
-    stored = views.materialise(spark.range(7))
+    stored = views.materialise(spark.range(7), "seven ids")
     assert sorted(r.id for r in stored.collect()) == list(range(7))
+    assert [step for step, _ in views.step_seconds] == ["seven ids"]
     assert any(folder.rglob("*.parquet"))
     views.close()
     assert not folder.exists()
@@ -617,5 +630,5 @@ def test_views_store_parts_as_parquet_and_clean_up(spark):
     views = _Views(spark)
     Path(urlparse(views.folder).path).rmdir()
     views.folder = None  # as on a cluster without a checkpoint directory
-    assert views.materialise(spark.range(3)).count() == 3
+    assert views.materialise(spark.range(3), "three ids").count() == 3
     views.close()

@@ -30,6 +30,8 @@ time range, the cutoffs (and the given pairs), and the result when
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,11 @@ from sktve.targets.paths import (
     profile_positions,
 )
 from sktve.targets.sql import first_time_sql, path_query_sql, quote
+
+# Each materialised step of a Spark call is logged here at INFO as it finishes: on a large
+# database the steps take minutes each, and the log is where a long or stopped run shows
+# which one (``logging.getLogger("sktve.targets.spark").setLevel(logging.INFO)``).
+logger = logging.getLogger("sktve.targets.spark")
 
 __all__ = ["SparkDatabase"]
 
@@ -584,6 +591,9 @@ class _Views:
         self.names: list[str] = []
         self.folder: str | None = None
         self._count = 0
+        # (step, seconds) of each materialised view, in order; the final write is added by
+        # the caller.
+        self.step_seconds: list[tuple[str, float]] = []
         context = session.sparkContext
         checkpoints = context.getCheckpointDir()
         if checkpoints:
@@ -597,25 +607,36 @@ class _Views:
             folder = tempfile.mkdtemp(prefix="sktve-", dir=local.split(",")[0] if local else None)
             self.folder = Path(folder).as_uri()  # local even where the default FS is not
 
-    def materialise(self, frame: Any) -> Any:
-        """``frame`` computed now and read back from where it was stored."""
-        if self.folder is None:
-            from pyspark import StorageLevel
+    def materialise(self, frame: Any, step: str) -> Any:
+        """``frame`` computed now and read back from where it was stored; ``step`` is timed."""
+        with self.timed(step):
+            if self.folder is None:
+                from pyspark import StorageLevel
 
-            return frame.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
-        path = f"{self.folder}/part{self._count}"
-        self._count += 1
-        frame.write.parquet(path)
-        return self.session.read.parquet(path)
+                return frame.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
+            path = f"{self.folder}/part{self._count}"
+            self._count += 1
+            frame.write.parquet(path)
+            return self.session.read.parquet(path)
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Record and log how long ``step`` takes."""
+        started = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - started
+        self.step_seconds.append((step, round(seconds, 2)))
+        logger.info("step %d (%s) done in %.1f s", len(self.step_seconds), step, seconds)
 
     def add(self, name: str, frame: Any) -> Any:
         frame.createOrReplaceTempView(name)
         self.names.append(name)
         return frame
 
-    def sql(self, name: str, sql: str, materialise: bool = False) -> Any:
+    def sql(self, name: str, sql: str, materialise: str | None = None) -> Any:
+        """A view of ``sql``; materialised (and timed as that step) when ``materialise``."""
         frame = self.session.sql(sql)
-        return self.add(name, self.materialise(frame) if materialise else frame)
+        return self.add(name, self.materialise(frame, materialise) if materialise else frame)
 
     def pandas(self, name: str, frame: pd.DataFrame) -> Any:
         return self.add(name, self.session.createDataFrame(_to_arrow(frame)))
@@ -685,6 +706,7 @@ class _SparkResult:
 
         db, session = job.database, views.session
         self.job = job
+        self.views = views
         plan, dropped = plan_aggregates(job.paths, max_columns)
         self.names, self.numeric_names = block_names(plan, job.windows)
         self.labels = [window_label(w) for w in job.windows]
@@ -736,7 +758,7 @@ class _SparkResult:
                     )
                 )
             )
-        pairs = views.materialise(pairs)
+        pairs = views.materialise(pairs, "(entity, cutoff) pairs")
         views.add("__pairs", pairs)
         counted = pairs.agg(F.count("*"), F.countDistinct("entity")).first()
         self.n_pairs = int(counted[0])
@@ -758,7 +780,11 @@ class _SparkResult:
                 if path.last_table == table:
                     kinds.update({c.name: c.kind for c in path.columns})
             floor = floors.get(table) if db.is_temporal(table) else None
-            views.sql(f"__tve_{table}", db.view_sql(table, kinds, horizon, floor), materialise=True)
+            views.sql(
+                f"__tve_{table}",
+                db.view_sql(table, kinds, horizon, floor),
+                materialise=f"rows of {table}",
+            )
 
         by_path: dict[str, list[AggregateSpec]] = {}
         for spec in plan:
@@ -778,14 +804,14 @@ class _SparkResult:
         values: dict[str, Any] = {}  # internal column -> expression over the grouped parts
         partials: dict[tuple, str] = {}
 
-        def part(sql: str, numbers: list[str], strings: list[str]) -> int:
+        def part(sql: str, numbers: list[str], strings: list[str], step: str) -> int:
             k = len(parts)
             parts.append(f"__tve_part{k}")
             views.sql(
                 parts[-1],
                 f"SELECT cutoff_id, entity, {k} AS __k, {_array_sql(numbers, 'DOUBLE')} AS __n, "
                 f"{_array_sql(strings, 'STRING')} AS __m FROM (\n{sql}\n) r{k}",
-                materialise=True,
+                materialise=f"{step}, {len(numbers) + len(strings)} aggregates",
             )
             return k
 
@@ -813,6 +839,7 @@ class _SparkResult:
                 + "\n) u GROUP BY cutoff_id, entity",
                 ["n"],
                 [],
+                f"{label} activity over {len(edges)} tables",
             )
             active = f"coalesce({element('__n', k, 0)}, 0) > 0"
             values[f"i{self.labels.index(label)}"] = F.expr(
@@ -847,7 +874,7 @@ class _SparkResult:
                     else:
                         where.append((f"n{numeric_of[name]}", "__n", len(numbers)))
                         numbers.append(alias)
-                k = part(statements[-1], numbers, strings)
+                k = part(statements[-1], numbers, strings, f"{label} path {path.name}")
                 for spec, (internal, arrays, i) in zip(specs, where):
                     value = element(arrays, k, i)
                     if spec.agg in ZERO_WHEN_EMPTY:
@@ -920,7 +947,8 @@ def spark_task_vectors(
     from sktve.targets.vectors import _assemble, _warn_dropped
 
     with _spark_call(database, engine, prepare, max_columns) as result:
-        table = result.wide.orderBy("pair_id").toArrow()
+        with result.views.timed("group the parts and fetch the result"):
+            table = result.wide.orderBy("pair_id").toArrow()
         if result.ent is None:
             ent = table.column("entity").to_numpy(zero_copy_only=False)
             cut = table.column("cutoff").to_numpy(zero_copy_only=False).astype(np.int64)
@@ -969,7 +997,8 @@ def spark_write_task_vectors(
         writer = wide.orderBy(order_by).select(*selected).write.mode("overwrite")
         if chunk_size is not None:
             writer = writer.option("maxRecordsPerFile", int(chunk_size))
-        writer.parquet(str(path))
+        with result.views.timed("group the parts and write the result"):
+            writer.parquet(str(path))
         written = wide.sparkSession.read.parquet(str(path))
         rows, files = written.count(), written.inputFiles()
     _warn_dropped(result.dropped, max_columns)
@@ -980,4 +1009,5 @@ def spark_write_task_vectors(
         "chunks": len(files),
         "paths": [p.name for p in job.paths],
         "dropped_columns": list(result.dropped),
+        "step_seconds": [list(step) for step in result.views.step_seconds],
     }

@@ -1397,6 +1397,9 @@ lookback, max_columns, engine, backend
     dict
         ``path``, ``rows``, ``columns`` (names), ``chunks``, ``paths`` and
         ``dropped_columns``, as ``frame.attrs`` holds them for :func:`task_vectors`.
+        With a :class:`~sktve.targets.SparkDatabase` also ``step_seconds``: each
+        materialised step of the Spark plan and its wall time, ``[step, seconds]``, in
+        order (each is logged at INFO on the ``sktve.targets.spark`` logger as it ends).
 
     Examples
     --------
