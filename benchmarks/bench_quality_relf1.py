@@ -302,6 +302,35 @@ def blend_and_test(
     return outcome
 
 
+class ScoreLog:
+    """Per-row scores of every (task, seed, method) and the labels, for offline study.
+
+    Combining methods (blend weights, stacking) can then be compared on val without
+    refitting anything; ``--save-scores PATH`` writes one ``.npz`` with keys
+    ``"{task}|{seed}|{method}|{split}"`` for scores and ``"{task}|y|{split}"`` for labels.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = None if path is None else Path(path)
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def labels(self, task: str, tables: dict, target_col: str) -> None:
+        if self.path is not None:
+            for split in ("val", "test"):
+                self.arrays[f"{task}|y|{split}"] = tables[split].df[target_col].to_numpy()
+
+    def add(self, task: str, seed: int, method: str, outcome: dict[str, Any]) -> None:
+        if self.path is not None:
+            for split, scores in outcome.get("scores", {}).items():
+                self.arrays[f"{task}|{seed}|{method}|{split}"] = np.asarray(scores)
+
+    def write(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(self.path, **self.arrays)
+            print(f"wrote {len(self.arrays)} score arrays to {self.path}", flush=True)
+
+
 def entity_features(drivers: pd.DataFrame, X: pd.DataFrame, entity_col: str) -> pd.DataFrame:
     """The drivers table's own columns joined to each task row (RelBench LightGBM protocol)."""
     table = pd.DataFrame(
@@ -553,6 +582,9 @@ def main() -> None:
     parser.add_argument(
         "--head-threads", type=int, default=1, help="OpenMP threads of the HGB heads"
     )
+    parser.add_argument(
+        "--save-scores", default=None, help="write every method's val/test scores to this .npz"
+    )
     args = parser.parse_args()
     if args.merge:
         out_dir = Path(args.out_dir or HERE / "results")
@@ -611,6 +643,7 @@ def main() -> None:
     fit_check: dict[str, Any] = {}
     drivers = dataset.get_db().table_dict["drivers"].df
     runs: list[dict[str, Any]] = []
+    score_log = ScoreLog(args.save_scores)
     embeddings: dict[str, dict[str, Any]] = {}
     pretrain_info: list[dict[str, Any]] = []
     agg_info: dict[str, Any] = {}
@@ -619,6 +652,7 @@ def main() -> None:
         print(f"[{time.perf_counter() - started_all:7.1f}s] {message}", flush=True)
 
     def record(task_name, seed, method, cost, outcome, **extra):
+        score_log.add(task_name, seed, method, outcome)
         outcome = {k: v for k, v in outcome.items() if k not in ("model", "scores")}
         run = {"task": task_name, "seed": seed, "method": method, **outcome, **cost, **extra}
         runs.append(run)
@@ -634,6 +668,7 @@ def main() -> None:
         task = dataset.load_task(task_name)
         binary = task.task_type.value == "binary_classification"
         tables = {s: task.get_table(s, mask_input_cols=False) for s in ("train", "val", "test")}
+        score_log.labels(task_name, tables, task.target_col)
         cols = [task.entity_col, task.time_col]
         X = {s: t.df[cols].reset_index(drop=True) for s, t in tables.items()}
         y_train = tables["train"].df[task.target_col].to_numpy()
@@ -819,6 +854,7 @@ def main() -> None:
                 }
                 record(task_name, seed, method, cost, outcome)
 
+    score_log.write()
     protocols = {args.rows: runs}
     if cut is not None:
         protocols = {

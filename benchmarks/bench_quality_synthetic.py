@@ -54,6 +54,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_pretrainer_relf1 import machine, timed_features  # noqa: E402
 from bench_quality_relf1 import (  # noqa: E402
+    ScoreLog,
     _cell,
     blend_and_test,
     finetune_and_test,
@@ -258,6 +259,9 @@ def main() -> None:
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--name", default="quality_synthetic", help="output file stem")
     parser.add_argument(
+        "--save-scores", default=None, help="write every method's val/test scores to this .npz"
+    )
+    parser.add_argument(
         "--render",
         default=None,
         help="rewrite the summary, verdicts and markdown of a results JSON from its runs "
@@ -312,7 +316,10 @@ def main() -> None:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started_all:7.1f}s] {message}", flush=True)
 
+    score_log = ScoreLog(args.save_scores)
+
     def record(key, schema, task_name, seed, method, cost, outcome):
+        score_log.add(key, seed, method, outcome)
         outcome = {k: v for k, v in outcome.items() if k not in ("model", "scores")}
         runs.append(
             {"task": key, "schema": schema, "task_name": task_name, "seed": seed,
@@ -360,6 +367,7 @@ def main() -> None:
                 cols = [task.entity_col, task.time_col]
                 X = {s: t.df[cols].reset_index(drop=True) for s, t in tables.items()}
                 y_train = tables["train"].df[task.target_col].to_numpy()
+                score_log.labels(f"{key}|{seed}", tables, task.target_col)
                 log(
                     f"{key} seed {seed}: {len(X['train'])} train / {len(X['val'])} val / "
                     f"{len(X['test'])} test rows, window {task.timedelta}"
@@ -499,6 +507,7 @@ def main() -> None:
     }
     (out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
     (out_dir / f"{args.name}.md").write_text(markdown(result))
+    score_log.write()
     print(markdown(result))
     print(f"wrote {out_dir / args.name}.json and .md", flush=True)
 

@@ -2,8 +2,9 @@
 
 - ``_generated/benchmark_tables.rst``: every ``benchmarks/results/*.json`` rendered as a
   table (or a note that there are no results yet), except the files in ``DEDICATED``;
-- ``_generated/quality_relf1.rst`` and ``finetune_relf1.rst``: the downstream-quality
-  comparisons (frozen embeddings; fine-tuning and blends) written by
+- ``_generated/quality_relf1.rst``, ``finetune_relf1.rst`` and
+  ``finetune_relf1_default.rst``: the downstream-quality comparisons (frozen embeddings;
+  fine-tuning and blends, before and with ``history_counts=True``) written by
   ``benchmarks/bench_quality_relf1.py`` (mean ± std per method and task beside the published
   numbers, timings, machine) with its plots, copied to ``_generated/``;
 - ``_generated/<name>.txt``: the output of each ``user_guide/_scripts/<name>.py``
@@ -29,7 +30,12 @@ META_SECTIONS = ("machine", "args", "config", "environment", "settings")
 # Bulky fields that do not belong in a summary table.
 SKIPPED = {"history", "head_params"}
 # Results files with a section of their own (name -> function rendering it).
-DEDICATED = {"quality_relf1.json", "quality_relf1_cut.json", "quality_synthetic.json"}
+DEDICATED = {
+    "quality_relf1.json",
+    "quality_relf1_cut.json",
+    "quality_synthetic.json",
+    "blend_rules.json",  # its Markdown is included in the synthetic section
+}
 # Per-task runs of the fine-tuning benchmark (merged into finetune_relf1*.json, which has
 # its own section too).
 DEDICATED_PREFIXES = ("finetune_relf1", "blend_relf1")
@@ -397,7 +403,7 @@ def write_all(out_dir: Path, root: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     _write(out_dir / "benchmark_tables.rst", benchmark_tables(root / "benchmarks" / "results"))
     _write(out_dir / "quality_synthetic.rst", synthetic_section(root / "benchmarks" / "results"))
-    for name in ("quality_relf1", "finetune_relf1"):
+    for name in ("quality_relf1", "finetune_relf1", "finetune_relf1_default"):
         _write(
             out_dir / f"{name}.rst", quality_section(root / "benchmarks" / "results", out_dir, name)
         )
