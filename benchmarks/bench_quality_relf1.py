@@ -274,19 +274,36 @@ def finetune_and_test(
     return outcome, cost
 
 
+def blend_weights(spec: str) -> np.ndarray:
+    """``--blend-weights``: ``"grid"`` (0, 0.1, ..., 1, picked on val) or one fixed weight."""
+    if spec == "grid":
+        return BLEND_WEIGHTS
+    try:
+        weight = float(spec)
+    except ValueError:
+        weight = -1.0
+    if not 0.0 <= weight <= 1.0:
+        raise SystemExit(f"--blend-weights must be 'grid' or a weight in [0, 1]; got {spec!r}")
+    return np.array([weight])
+
+
 def blend_and_test(
-    first: dict[str, Any], second: dict[str, Any], task: Any, tables: dict
+    first: dict[str, Any],
+    second: dict[str, Any],
+    task: Any,
+    tables: dict,
+    weights: np.ndarray = BLEND_WEIGHTS,
 ) -> dict[str, Any]:
-    """w * first + (1 - w) * second, with w chosen on val; test scored once with that w."""
+    """w * first + (1 - w) * second, with w the best of ``weights`` on val; test scored once."""
     from sktve.run import task_metric
 
     a, b = first["scores"], second["scores"]
     val_values = []
-    for w in BLEND_WEIGHTS:
+    for w in weights:
         metric, value, higher = task_metric(task, w * a["val"] + (1 - w) * b["val"], tables["val"])
         val_values.append(value if higher else -value)
     best = int(np.argmax(val_values))  # first of ties: the smallest weight on ``first``
-    w = float(BLEND_WEIGHTS[best])
+    w = float(weights[best])
     outcome = {
         "metric": metric,
         "val": abs(val_values[best]),
@@ -585,7 +602,14 @@ def main() -> None:
     parser.add_argument(
         "--save-scores", default=None, help="write every method's val/test scores to this .npz"
     )
+    parser.add_argument(
+        "--blend-weights",
+        default="grid",
+        help="blend weight on the fine-tuned network: 'grid' (0, 0.1, ..., 1, best on val) or "
+        "a fixed weight such as 0.3 (bench_blend_rules.py chose 0.3 by CV inside val)",
+    )
     args = parser.parse_args()
+    blend_weights(args.blend_weights)  # a bad value fails now, not after the fits
     if args.merge:
         out_dir = Path(args.out_dir or HERE / "results")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -844,7 +868,9 @@ def main() -> None:
                 if method not in methods:
                     continue
                 ft_outcome, ft_cost = finetuned[ft_method]
-                outcome = blend_and_test(ft_outcome, agg_outcome, task, tables)
+                outcome = blend_and_test(
+                    ft_outcome, agg_outcome, task, tables, blend_weights(args.blend_weights)
+                )
                 cost = {
                     "fit_seconds": round(ft_cost["fit_seconds"] + agg_cost["fit_seconds"], 2),
                     "transform_seconds": round(
@@ -935,6 +961,7 @@ def write_protocol(
             + "; chosen on val, test predicted once",
             "entity_columns": "drivers: dob year, dob month, nationality (category), has code",
             "head_threads": args.head_threads,
+            "blend_weights": args.blend_weights,
             "deterministic_methods": "entity-hgb and agg-hgb have no seed-dependent step; "
             "they are fitted once per task and repeated for each seed",
             "timing": "fit_seconds = feature fit on train (TVE: pre-training; shared by the "

@@ -57,6 +57,7 @@ from bench_quality_relf1 import (  # noqa: E402
     ScoreLog,
     _cell,
     blend_and_test,
+    blend_weights,
     finetune_and_test,
     heads,
     select_and_test,
@@ -262,12 +263,18 @@ def main() -> None:
         "--save-scores", default=None, help="write every method's val/test scores to this .npz"
     )
     parser.add_argument(
+        "--blend-weights",
+        default="grid",
+        help="blend weight on ft-tve: 'grid' (0, 0.1, ..., 1, best on val) or a fixed weight",
+    )
+    parser.add_argument(
         "--render",
         default=None,
         help="rewrite the summary, verdicts and markdown of a results JSON from its runs "
         "(nothing is refitted)",
     )
     args = parser.parse_args()
+    blend_weights(args.blend_weights)  # a bad value fails now, not after the fits
     if args.render:
         render(Path(args.render))
         return
@@ -459,7 +466,9 @@ def main() -> None:
                     finetuned[method] = (outcome, cost)
                 if "ft-tve|agg-hgb" in methods:
                     ft_outcome, ft_cost = finetuned["ft-tve"]
-                    outcome = blend_and_test(ft_outcome, agg_outcome, task, tables)
+                    outcome = blend_and_test(
+                        ft_outcome, agg_outcome, task, tables, blend_weights(args.blend_weights)
+                    )
                     cost = {
                         k: round(ft_cost[k] + agg_cost[k], 2)
                         for k in ("fit_seconds", "transform_seconds")
@@ -496,6 +505,7 @@ def main() -> None:
             "with agg-hgb's test mean",
             "torch_threads": args.torch_threads,
             "head_threads": 1,
+            "blend_weights": args.blend_weights,
         },
         "machine": {**machine(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "summary": summary,
