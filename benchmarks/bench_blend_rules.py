@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ import numpy as np
 from sklearn.metrics import mean_absolute_error, roc_auc_score
 
 HERE = Path(__file__).resolve().parent
-GRID = np.round(np.linspace(0.0, 1.0, 11), 2)
+sys.path.insert(0, str(HERE))
+from bench_quality_relf1 import BLEND_WEIGHTS as GRID  # noqa: E402  (the benchmarks' grid)
 
 
 def score(metric: str, y: np.ndarray, pred: np.ndarray) -> float:
@@ -202,8 +204,9 @@ def main() -> None:
         "| task | " + " | ".join(RULES) + " |",
         "|---" * (len(RULES) + 1) + "|",
     ]
+    scale_of = {c["task"]: 100 if c["metric"] == "roc_auc" else 1 for c in cases}
     for task, row in summary.items():
-        scale = 100 if next(c for c in cases if c["task"] == task)["metric"] == "roc_auc" else 1
+        scale = scale_of[task]
         lines.append(f"| {task} | " + " | ".join(f"{scale * row[n]:+.3f}" for n in RULES) + " |")
     if args.test:
         lines += [
@@ -215,8 +218,7 @@ def main() -> None:
             "|---|---|---|---|---|",
         ]
         for task, entries in result["test"]["per_task"].items():
-            metric = next(c for c in cases if c["task"] == task)["metric"]
-            scale = 100 if metric == "roc_auc" else 1
+            scale = scale_of[task]
             gains = scale * np.array([e["blend"] - e["second"] for e in entries])
             spread = f" ± {gains.std(ddof=1):.3f}" if len(gains) > 1 else ""
             weights = ", ".join(f"{e['weight']:.2f}" for e in entries)

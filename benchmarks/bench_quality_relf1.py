@@ -609,7 +609,7 @@ def main() -> None:
         "a fixed weight such as 0.3 (bench_blend_rules.py chose 0.3 by CV inside val)",
     )
     args = parser.parse_args()
-    blend_weights(args.blend_weights)  # a bad value fails now, not after the fits
+    weights = blend_weights(args.blend_weights)  # a bad value fails now, not after fits
     if args.merge:
         out_dir = Path(args.out_dir or HERE / "results")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -868,9 +868,7 @@ def main() -> None:
                 if method not in methods:
                     continue
                 ft_outcome, ft_cost = finetuned[ft_method]
-                outcome = blend_and_test(
-                    ft_outcome, agg_outcome, task, tables, blend_weights(args.blend_weights)
-                )
+                outcome = blend_and_test(ft_outcome, agg_outcome, task, tables, weights)
                 cost = {
                     "fit_seconds": round(ft_cost["fit_seconds"] + agg_cost["fit_seconds"], 2),
                     "transform_seconds": round(

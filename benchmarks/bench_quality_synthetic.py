@@ -274,7 +274,7 @@ def main() -> None:
         "(nothing is refitted)",
     )
     args = parser.parse_args()
-    blend_weights(args.blend_weights)  # a bad value fails now, not after the fits
+    weights = blend_weights(args.blend_weights)  # a bad value fails now, not after fits
     if args.render:
         render(Path(args.render))
         return
@@ -466,9 +466,7 @@ def main() -> None:
                     finetuned[method] = (outcome, cost)
                 if "ft-tve|agg-hgb" in methods:
                     ft_outcome, ft_cost = finetuned["ft-tve"]
-                    outcome = blend_and_test(
-                        ft_outcome, agg_outcome, task, tables, blend_weights(args.blend_weights)
-                    )
+                    outcome = blend_and_test(ft_outcome, agg_outcome, task, tables, weights)
                     cost = {
                         k: round(ft_cost[k] + agg_cost[k], 2)
                         for k in ("fit_seconds", "transform_seconds")

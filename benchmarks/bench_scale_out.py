@@ -358,7 +358,7 @@ def run_child(args: list[str], timeout: float, rss_cap_gib: float) -> dict:
             if ("Error" in line or "Exception" in line) and not line.strip().startswith("at ")
         ][:20],
         "stderr_tail": stderr[-3000:],
-        # The steps that ended before the stop (Spark logs each one; see _tv).
+        # The steps that ended before the stop (Spark logs each one; see child_task_vectors).
         "steps_logged": [
             line for line in stderr.splitlines() if "sktve.targets.spark step" in line
         ],
