@@ -35,6 +35,7 @@ DEDICATED = {
     "quality_relf1_cut.json",
     "quality_synthetic.json",
     "blend_rules.json",  # its Markdown is included in the synthetic section
+    "stale_training.json",  # quoted in the fine-tuning section's "tried" subsection
 }
 # Per-task runs of the fine-tuning benchmark (merged into finetune_relf1*.json, which has
 # its own section too).
