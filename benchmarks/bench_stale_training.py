@@ -73,7 +73,11 @@ def main() -> None:
     parser.add_argument("--relf1", default=os.environ.get("SKTVE_RELF1", "../shared/data/rel-f1"))
     parser.add_argument("--tasks", default="driver-dnf,driver-top3,driver-position")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--test", action="store_true", help="also score test (cut and all rows)")
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="also score test: cut (features as of the test timestamp) and all rows",
+    )
     parser.add_argument("--out-dir", default=str(HERE / "results"))
     parser.add_argument("--name", default="stale_training")
     args = parser.parse_args()
@@ -85,7 +89,9 @@ def main() -> None:
     from sktve.heads import head_grid
 
     dataset = relbench.load_dataset(args.relf1)
-    database = load_database(dataset)
+    # Every row: val and the cut read only rows at or before their (clipped) times, and
+    # ``--test`` also scores the all-rows protocol.
+    database = load_database(dataset, upto_test_timestamp=False)
     val_cut = pd.Timestamp(dataset.val_timestamp)
     test_cut = pd.Timestamp(dataset.test_timestamp)
     results: dict[str, Any] = {}
@@ -138,7 +144,7 @@ def main() -> None:
                     y["test"],
                     best[2](featurise(agg, X["test"], task.time_col, 0.0, test_cut, lag_col)),
                 )
-                entry["test"] = metric(
+                entry["test_all_rows"] = metric(
                     y["test"], best[2](featurise(agg, X["test"], task.time_col, 0.0, None, lag_col))
                 )
             entry["seconds"] = round(time.perf_counter() - started, 1)
