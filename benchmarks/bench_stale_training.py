@@ -26,14 +26,11 @@ import json
 import os
 import platform
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
-from sklearn.metrics import mean_absolute_error, roc_auc_score
 
 HERE = Path(__file__).resolve().parent
 YEAR = pd.Timedelta(days=365)
@@ -58,14 +55,71 @@ def featurise(agg: Any, X: pd.DataFrame, time_col: str, lag_years: float, clip, 
     return features
 
 
-def task_metric(binary: bool, truth: np.ndarray, pred: np.ndarray) -> float:
-    """AUROC x 100 (higher is better) or MAE (lower is better)."""
-    return 100 * roc_auc_score(truth, pred) if binary else mean_absolute_error(truth, pred)
+def measure_task(dataset: Any, database: Any, task_name: str, variants: list[str], test: bool):
+    """Each variant's val-cut, val (and test) scores on one task, head chosen on the val cut."""
+    from sktve import AggregateFeatures
+    from sktve.heads import head_grid
+    from sktve.run import predict_scores, select_on_val, task_metric
 
+    task = dataset.load_task(task_name)
+    binary = task.task_type.value == "binary_classification"
+    tables = {s: task.get_table(s, mask_input_cols=False) for s in ("train", "val", "test")}
+    X = {
+        s: t.df[[task.entity_col, task.time_col]].reset_index(drop=True) for s, t in tables.items()
+    }
+    y_train = tables["train"].df[task.target_col].to_numpy()
+    cut = {"val": pd.Timestamp(dataset.val_timestamp), "test": pd.Timestamp(dataset.test_timestamp)}
+    agg = AggregateFeatures(
+        database=database,
+        entity_table=task.entity_table,
+        entity_col=task.entity_col,
+        time_col=task.time_col,
+        window=["30D", "365D", "3650D"],
+        max_hops=1,
+    ).fit(X["train"])
 
-def scorer(model: Any, binary: bool):
-    """The model's score per row: positive-class probability or prediction."""
-    return (lambda F: model.predict_proba(F)[:, 1]) if binary else model.predict
+    def metric(model: Any, features: pd.DataFrame, split: str) -> float:
+        """The task's metric on ``split``, AUROC x 100."""
+        value = task_metric(task, predict_scores(model, features, binary), tables[split])[1]
+        return 100 * value if binary else value
+
+    results = {}
+    for name in variants:
+        lags, lag_col = VARIANTS[name]
+        started = time.perf_counter()
+        F_train = pd.concat(
+            [featurise(agg, X["train"], task.time_col, lag, None, lag_col) for lag in lags],
+            ignore_index=True,
+        )
+        F_val_cut = featurise(agg, X["val"], task.time_col, 0.0, cut["val"], lag_col)
+        # The head is chosen on the val cut: the protocol the variants are compared on.
+        model = select_on_val(
+            head_grid("hgb", binary=binary, random_state=0),
+            F_train,
+            np.concatenate([y_train] * len(lags)),
+            F_val_cut,
+            task,
+            tables["val"],
+            binary,
+        )[0]
+        entry = {
+            "lags_years": lags,
+            "lag_column": lag_col,
+            "train_rows": len(F_train),
+            "val_cut": metric(model, F_val_cut, "val"),
+            "val": metric(
+                model, featurise(agg, X["val"], task.time_col, 0.0, None, lag_col), "val"
+            ),
+            "head": repr(model),
+        }
+        if test:
+            for key, clip in (("test_cut", cut["test"]), ("test_all_rows", None)):
+                features = featurise(agg, X["test"], task.time_col, 0.0, clip, lag_col)
+                entry[key] = metric(model, features, "test")
+        entry["seconds"] = round(time.perf_counter() - started, 1)
+        results[name] = entry
+        print(task_name, name, {k: v for k, v in entry.items() if k != "head"}, flush=True)
+    return results
 
 
 def main() -> None:
@@ -84,72 +138,17 @@ def main() -> None:
 
     import relbench
 
-    from sktve import AggregateFeatures
     from sktve.database import load_database
-    from sktve.heads import head_grid
 
     dataset = relbench.load_dataset(args.relf1)
     # Every row: val and the cut read only rows at or before their (clipped) times, and
     # ``--test`` also scores the all-rows protocol.
     database = load_database(dataset, upto_test_timestamp=False)
-    val_cut = pd.Timestamp(dataset.val_timestamp)
-    test_cut = pd.Timestamp(dataset.test_timestamp)
-    results: dict[str, Any] = {}
-    for task_name in args.tasks.split(","):
-        task = dataset.load_task(task_name)
-        binary = task.task_type.value == "binary_classification"
-        tables = {s: task.get_table(s, mask_input_cols=False).df for s in ("train", "val", "test")}
-        cols = [task.entity_col, task.time_col]
-        X = {s: t[cols].reset_index(drop=True) for s, t in tables.items()}
-        y = {s: t[task.target_col].to_numpy() for s, t in tables.items()}
-        agg = AggregateFeatures(
-            database=database,
-            entity_table=task.entity_table,
-            entity_col=task.entity_col,
-            time_col=task.time_col,
-            window=["30D", "365D", "3650D"],
-            max_hops=1,
-        ).fit(X["train"])
-
-        metric = partial(task_metric, binary)
-
-        results[task_name] = {}
-        for name in args.variants.split(","):
-            lags, lag_col = VARIANTS[name]
-            started = time.perf_counter()
-            F_train = pd.concat(
-                [featurise(agg, X["train"], task.time_col, lag, None, lag_col) for lag in lags],
-                ignore_index=True,
-            )
-            y_train = np.concatenate([y["train"]] * len(lags))
-            F_val = featurise(agg, X["val"], task.time_col, 0.0, None, lag_col)
-            F_val_cut = featurise(agg, X["val"], task.time_col, 0.0, val_cut, lag_col)
-            best = None
-            for head in head_grid("hgb", binary=binary, random_state=0):
-                model = clone(head).fit(F_train, y_train)
-                predict = scorer(model, binary)
-                on_cut = metric(y["val"], predict(F_val_cut))
-                if best is None or (on_cut > best[0] if binary else on_cut < best[0]):
-                    best = (on_cut, metric(y["val"], predict(F_val)), predict, repr(head))
-            entry = {
-                "lags_years": lags,
-                "lag_column": lag_col,
-                "train_rows": len(F_train),
-                "val_cut": best[0],
-                "val": best[1],
-                "head": best[3],
-            }
-            if args.test:
-                entry["test_cut"] = metric(
-                    y["test"],
-                    best[2](featurise(agg, X["test"], task.time_col, 0.0, test_cut, lag_col)),
-                )
-                entry["test_all_rows"] = metric(
-                    y["test"], best[2](featurise(agg, X["test"], task.time_col, 0.0, None, lag_col))
-                )
-            entry["seconds"] = round(time.perf_counter() - started, 1)
-            results[task_name][name] = entry
-            print(task_name, name, {k: v for k, v in entry.items() if k != "head"}, flush=True)
+    variants = args.variants.split(",")
+    results = {
+        task_name: measure_task(dataset, database, task_name, variants, args.test)
+        for task_name in args.tasks.split(",")
+    }
 
     out = Path(args.out_dir) / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
