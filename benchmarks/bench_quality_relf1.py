@@ -578,6 +578,13 @@ def main() -> None:
         help="further TVEPretrainer parameters as JSON, e.g. '{\"history_counts\": false}'",
     )
     parser.add_argument(
+        "--ft-params",
+        type=json.loads,
+        default={},
+        help="further TVEClassifier / TVERegressor parameters of the ft-* methods as JSON, "
+        "e.g. '{\"encoder_lr_scale\": 0.1}'",
+    )
+    parser.add_argument(
         "--hgb-grid",
         choices=("full", "small"),
         default="full",
@@ -852,6 +859,7 @@ def main() -> None:
                     "pretrainer": encoders["trained"],
                     "as_of": as_of,
                     "random_state": seed,
+                    **args.ft_params,
                 }
                 if not binary:
                     params["loss"] = "absolute_error"
@@ -948,7 +956,8 @@ def write_protocol(
             "as_of": "the test timestamp" if rows_kind == "cut" else None,
             "finetune": "TVEClassifier / TVERegressor defaults (regression loss "
             "absolute_error), started from the seed's TVE encoder or at random; +agg: "
-            "AggregateFeatures side features and agg-hgb's val-chosen HGB as side estimator",
+            "AggregateFeatures side features and agg-hgb's val-chosen HGB as side estimator"
+            + "".join(f", {k}={v!r}" for k, v in args.ft_params.items()),
             "heads": "sktve.heads.head_grid: logistic C in (0.01, 0.1, 1) / ridge alpha in "
             "(1, 10, 100); HGB "
             + (

@@ -11,10 +11,14 @@ at predict time: the row's time minus the cut).
 Nothing here looks at test unless ``--test``: the val rows are cut the same way at the
 val timestamp (features as of ``min(t, val_timestamp)``, as the cut database would give
 them), the head is chosen there, and variants are compared on that "val cut" score.
-Features: AggregateFeatures (30D, 365D, 3650D windows, 1 hop, as the quality benchmark);
-heads: sktve's HGB grid.
+Models (``--models``): AggregateFeatures (30D, 365D, 3650D windows, 1 hop, as the
+quality benchmark) with sktve's HGB grid (``agg-hgb``, the default), and the fine-tuned
+networks (``ft-tve``, ``ft-random``, ``ft-tve+agg``; one run per ``--seeds`` seed, plus
+the metric of their scores averaged over the seeds).
 
     python benchmarks/bench_stale_training.py --relf1 ../shared/data/rel-f1 --tasks driver-dnf
+    python benchmarks/bench_stale_training.py --relf1 ../shared/data/rel-f1 \
+        --tasks driver-position --variants fresh,stale --models ft-tve,ft-random --test
 
 Writes ``<out-dir>/<name>.json``.
 """
@@ -55,11 +59,37 @@ def featurise(agg: Any, X: pd.DataFrame, time_col: str, lag_years: float, clip, 
     return features
 
 
-def measure_task(dataset: Any, database: Any, task_name: str, variants: list[str], test: bool):
-    """Each variant's val-cut, val (and test) scores on one task, head chosen on the val cut."""
-    from sktve import AggregateFeatures
+def stale_copies(X: pd.DataFrame, time_col: str, lags_years: list[float]) -> pd.DataFrame:
+    """One copy of ``X`` per lag, its times moved back by the lag: features as of ``t - lag``."""
+    return pd.concat(
+        [X.assign(**{time_col: X[time_col] - lag * YEAR}) for lag in lags_years],
+        ignore_index=True,
+    )
+
+
+def measure_task(
+    dataset: Any,
+    database: Any,
+    task_name: str,
+    variants: list[str],
+    models: list[str],
+    seeds: list[int],
+    test: bool,
+) -> dict[str, Any]:
+    """Each (model, variant)'s val-cut, val (and test) scores on one task.
+
+    ``agg-hgb``: AggregateFeatures + an HGB head chosen on the val cut (deterministic: one
+    run). ``ft-tve`` / ``ft-random`` / ``ft-tve+agg``: the fine-tuned estimators (from TVE,
+    from random init, from TVE with side features and the variant's val-cut-chosen HGB as
+    start), one run per seed, the TVE encoder pre-trained once per seed on the fresh
+    training rows; they fit on the stale copies of X with the
+    label unchanged. Their early stopping holds out the latest 15% of the training rows'
+    own timestamps, every copy of them, so that it sees the same mix of staleness.
+    """
+    from sktve import AggregateFeatures, TVEClassifier, TVERegressor
+    from sktve.finetune import time_ordered_split
     from sktve.heads import head_grid
-    from sktve.run import predict_scores, select_on_val, task_metric
+    from sktve.run import predict_scores, select_on_val, task_metric, task_pretrainer
 
     task = dataset.load_task(task_name)
     binary = task.task_type.value == "binary_classification"
@@ -69,22 +99,46 @@ def measure_task(dataset: Any, database: Any, task_name: str, variants: list[str
     }
     y_train = tables["train"].df[task.target_col].to_numpy()
     cut = {"val": pd.Timestamp(dataset.val_timestamp), "test": pd.Timestamp(dataset.test_timestamp)}
+    windows = ["30D", "365D", "3650D"]
     agg = AggregateFeatures(
         database=database,
         entity_table=task.entity_table,
         entity_col=task.entity_col,
         time_col=task.time_col,
-        window=["30D", "365D", "3650D"],
+        window=windows,
         max_hops=1,
     ).fit(X["train"])
 
-    def metric(model: Any, features: pd.DataFrame, split: str) -> float:
-        """The task's metric on ``split``, AUROC x 100."""
-        value = task_metric(task, predict_scores(model, features, binary), tables[split])[1]
+    def metric(scores: np.ndarray, split: str) -> float:
+        """The task's metric of ``scores`` on ``split``, AUROC x 100."""
+        value = task_metric(task, scores, tables[split])[1]
         return 100 * value if binary else value
 
-    results = {}
-    for name in variants:
+    def clipped(split: str, clip: Any) -> pd.DataFrame:
+        rows = X[split].copy()
+        if clip is not None:
+            rows[task.time_col] = rows[task.time_col].where(rows[task.time_col] <= clip, clip)
+        return rows
+
+    # (result key, split, clip): the val cut, val, and with ``test`` the test cut and all rows.
+    views = [("val_cut", "val", cut["val"]), ("val", "val", None)]
+    if test:
+        views += [("test_cut", "test", cut["test"]), ("test_all_rows", "test", None)]
+
+    def scored(predict: Any, entry: dict[str, Any], kept: dict | None = None) -> dict[str, Any]:
+        """``entry`` with each view's metric of ``predict(split, clip)``; the per-row scores
+        are appended to ``kept[view]`` for the mean over seeds."""
+        for view, split, clip in views:
+            scores = predict(split, clip)
+            entry[view] = metric(scores, split)
+            if kept is not None:
+                kept.setdefault(view, []).append(scores)
+        return entry
+
+    results: dict[str, Any] = {}
+    agg_heads = {}
+    # The aggregates' heads: agg-hgb's results, and ft-tve+agg's starting point.
+    for name in variants if {"agg-hgb", "ft-tve+agg"} & set(models) else []:
         lags, lag_col = VARIANTS[name]
         started = time.perf_counter()
         F_train = pd.concat(
@@ -102,23 +156,80 @@ def measure_task(dataset: Any, database: Any, task_name: str, variants: list[str
             tables["val"],
             binary,
         )[0]
-        entry = {
-            "lags_years": lags,
-            "lag_column": lag_col,
-            "train_rows": len(F_train),
-            "val_cut": metric(model, F_val_cut, "val"),
-            "val": metric(
-                model, featurise(agg, X["val"], task.time_col, 0.0, None, lag_col), "val"
+        agg_heads[name] = model
+        if "agg-hgb" not in models:
+            continue
+        entry = scored(
+            lambda split, clip, head=model, lag_col=lag_col: predict_scores(
+                head, featurise(agg, X[split], task.time_col, 0.0, clip, lag_col), binary
             ),
-            "head": repr(model),
-        }
-        if test:
-            for key, clip in (("test_cut", cut["test"]), ("test_all_rows", None)):
-                features = featurise(agg, X["test"], task.time_col, 0.0, clip, lag_col)
-                entry[key] = metric(model, features, "test")
+            {"lags_years": lags, "lag_column": lag_col, "train_rows": len(F_train)},
+        )
+        entry["head"] = repr(model)
         entry["seconds"] = round(time.perf_counter() - started, 1)
-        results[name] = entry
-        print(task_name, name, {k: v for k, v in entry.items() if k != "head"}, flush=True)
+        results[f"agg-hgb/{name}"] = entry
+        print(task_name, "agg-hgb", name, {k: v for k, v in entry.items() if k != "head"})
+
+    # The early-stopping rows: the latest timestamps of the (unshifted) training rows.
+    held_out = time_ordered_split(X["train"][task.time_col].to_numpy().astype("int64"), 0.15)
+    seed_scores: dict[str, dict[str, list[np.ndarray]]] = {}
+    for seed in seeds:
+        if not any(m.startswith("ft-") for m in models):
+            break
+        started = time.perf_counter()
+        pretrainer = task_pretrainer(database, task, random_state=seed).fit(X["train"])
+        pretrain_seconds = round(time.perf_counter() - started, 1)
+        for model_name in (m for m in models if m.startswith("ft-")):
+            for name in variants:
+                lags, lag_col = VARIANTS[name]
+                if lag_col:
+                    continue  # the network has no column for the lag
+                started = time.perf_counter()
+                params: dict[str, Any] = {
+                    "init": "random" if model_name == "ft-random" else "tve",
+                    "pretrainer": pretrainer,
+                }
+                if not binary:
+                    params["loss"] = "absolute_error"
+                if model_name == "ft-tve+agg":
+                    params["side_features"] = AggregateFeatures(window=windows, max_hops=1)
+                    params["side_estimator"] = agg_heads[name]
+                estimator = (TVEClassifier if binary else TVERegressor)(
+                    database=database,
+                    entity_table=task.entity_table,
+                    entity_col=task.entity_col,
+                    time_col=task.time_col,
+                    random_state=seed,
+                    **params,
+                )
+
+                estimator.fit(
+                    stale_copies(X["train"][~held_out], task.time_col, lags),
+                    np.concatenate([y_train[~held_out]] * len(lags)),
+                    X_val=stale_copies(X["train"][held_out], task.time_col, lags),
+                    y_val=np.concatenate([y_train[held_out]] * len(lags)),
+                )
+                entry = scored(
+                    lambda split, clip, est=estimator: predict_scores(
+                        est, clipped(split, clip), binary
+                    ),
+                    kept=seed_scores.setdefault(f"{model_name}/{name}", {}),
+                    entry={
+                        "seed": seed,
+                        "lags_years": lags,
+                        "pretrain_seconds": pretrain_seconds,
+                        "best_epoch": estimator.best_epoch_,
+                    },
+                )
+                entry["seconds"] = round(time.perf_counter() - started, 1)
+                results.setdefault(f"{model_name}/{name}", []).append(entry)
+                print(task_name, model_name, name, entry, flush=True)
+    # The networks' scores averaged over the seeds: what an ensemble of them would give.
+    for key, kept in seed_scores.items():
+        results[f"{key}/seed-mean"] = {
+            view: metric(np.mean(kept[view], axis=0), split) for view, split, _ in views
+        }
+        print(task_name, key, "seed-mean", results[f"{key}/seed-mean"], flush=True)
     return results
 
 
@@ -127,6 +238,12 @@ def main() -> None:
     parser.add_argument("--relf1", default=os.environ.get("SKTVE_RELF1", "../shared/data/rel-f1"))
     parser.add_argument("--tasks", default="driver-dnf,driver-top3,driver-position")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--models",
+        default="agg-hgb",
+        help="comma-separated: agg-hgb, ft-tve, ft-random, ft-tve+agg (networks skip stale+lag)",
+    )
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the fine-tuned networks")
     parser.add_argument(
         "--test",
         action="store_true",
@@ -146,7 +263,15 @@ def main() -> None:
     database = load_database(dataset, upto_test_timestamp=False)
     variants = args.variants.split(",")
     results = {
-        task_name: measure_task(dataset, database, task_name, variants, args.test)
+        task_name: measure_task(
+            dataset,
+            database,
+            task_name,
+            variants,
+            args.models.split(","),
+            [int(s) for s in args.seeds.split(",")],
+            args.test,
+        )
         for task_name in args.tasks.split(",")
     }
 
