@@ -75,6 +75,7 @@ def measure_task(
     models: list[str],
     seeds: list[int],
     test: bool,
+    scores_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Each (model, variant)'s val-cut, val (and test) scores on one task.
 
@@ -82,9 +83,11 @@ def measure_task(
     run). ``ft-tve`` / ``ft-random`` / ``ft-tve+agg``: the fine-tuned estimators (from TVE,
     from random init, from TVE with side features and the variant's val-cut-chosen HGB as
     start), one run per seed, the TVE encoder pre-trained once per seed on the fresh
-    training rows; they fit on the stale copies of X with the
-    label unchanged. Their early stopping holds out the latest 15% of the training rows'
-    own timestamps, every copy of them, so that it sees the same mix of staleness.
+    training rows; they fit on the stale copies of X with the label unchanged. Their early
+    stopping holds out the latest 15% of the training rows' own timestamps, every copy of
+    them, so that it sees the same mix of staleness. With ``scores_out``, every run's
+    per-row scores go there under ``"{task}|{model}/{variant}|{seed}|{view}"`` (seed 0 for
+    agg-hgb), the labels under ``"{task}|y|{split}"``.
     """
     from sktve import AggregateFeatures, TVEClassifier, TVERegressor
     from sktve.finetune import time_ordered_split
@@ -137,6 +140,9 @@ def measure_task(
 
     results: dict[str, Any] = {}
     agg_heads = {}
+    # Per-row scores, (model/variant) -> view -> one array per run, for --save-scores and
+    # the networks' mean over seeds.
+    seed_scores: dict[str, dict[str, list[np.ndarray]]] = {}
     # The aggregates' heads: agg-hgb's results, and ft-tve+agg's starting point.
     for name in variants if {"agg-hgb", "ft-tve+agg"} & set(models) else []:
         lags, lag_col = VARIANTS[name]
@@ -164,6 +170,7 @@ def measure_task(
                 head, featurise(agg, X[split], task.time_col, 0.0, clip, lag_col), binary
             ),
             {"lags_years": lags, "lag_column": lag_col, "train_rows": len(F_train)},
+            kept=seed_scores.setdefault(f"agg-hgb/{name}", {}),
         )
         entry["head"] = repr(model)
         entry["seconds"] = round(time.perf_counter() - started, 1)
@@ -172,7 +179,6 @@ def measure_task(
 
     # The early-stopping rows: the latest timestamps of the (unshifted) training rows.
     held_out = time_ordered_split(X["train"][task.time_col].to_numpy().astype("int64"), 0.15)
-    seed_scores: dict[str, dict[str, list[np.ndarray]]] = {}
     for seed in seeds:
         if not any(m.startswith("ft-") for m in models):
             break
@@ -226,11 +232,74 @@ def measure_task(
                 print(task_name, model_name, name, entry, flush=True)
     # The networks' scores averaged over the seeds: what an ensemble of them would give.
     for key, kept in seed_scores.items():
+        if key.startswith("agg-hgb"):
+            continue  # deterministic: one run
         results[f"{key}/seed-mean"] = {
             view: metric(np.mean(kept[view], axis=0), split) for view, split, _ in views
         }
         print(task_name, key, "seed-mean", results[f"{key}/seed-mean"], flush=True)
+    if scores_out is not None:
+        for split in ("val", "test"):
+            scores_out[f"{task_name}|y|{split}"] = tables[split].df[task.target_col].to_numpy()
+        for key, kept in seed_scores.items():
+            for view, runs in kept.items():
+                for run, scores in zip(seeds if key.startswith("ft-") else [0], runs):
+                    scores_out[f"{task_name}|{key}|{run}|{view}"] = scores
     return results
+
+
+def blend_on_val_cut(
+    scores: dict[str, np.ndarray], task_name: str, binary: bool, weight: float = 0.3
+) -> dict[str, Any]:
+    """``weight`` x ft-tve + (1 - weight) x agg-hgb, each in the variant its val cut chose.
+
+    ``scores`` as ``measure_task``'s ``scores_out``: agg-hgb's variant is the one with the
+    best val-cut score, the network's the one with the best val-cut mean over its seeds;
+    0.3 is the weight rule of the quality benchmarks (``bench_blend_rules.py``). Every view
+    of every seed is blended; test views only where the scores hold them.
+    """
+    from sklearn.metrics import mean_absolute_error, roc_auc_score
+
+    labels = {split: scores[f"{task_name}|y|{split}"] for split in ("val", "test")}
+
+    def metric(values: np.ndarray, view: str) -> float:
+        y = labels["val" if view.startswith("val") else "test"]
+        if binary:
+            return float(100 * roc_auc_score(y, values))
+        return float(mean_absolute_error(y, values))
+
+    sign = 1.0 if binary else -1.0
+    runs: dict[str, dict[str, dict[int, np.ndarray]]] = {}  # key -> view -> seed -> scores
+    for name, values in scores.items():
+        task, key, *rest = name.split("|")
+        if task == task_name and key != "y":
+            runs.setdefault(key, {}).setdefault(rest[1], {})[int(rest[0])] = values
+
+    def chosen(model: str) -> str:
+        keys = [k for k in runs if k.split("/")[0] == model]
+        return max(
+            keys,
+            key=lambda k: (
+                sign * np.mean([metric(v, "val_cut") for v in runs[k]["val_cut"].values()])
+            ),
+        )
+
+    agg_key, ft_key = chosen("agg-hgb"), chosen("ft-tve")
+    per_seed = []
+    for seed in sorted(runs[ft_key]["val_cut"]):
+        entry: dict[str, Any] = {"seed": seed}
+        for view, by_seed in runs[ft_key].items():
+            blended = weight * by_seed[seed] + (1 - weight) * runs[agg_key][view][0]
+            entry[view] = metric(blended, view)
+        per_seed.append(entry)
+    views = [v for v in per_seed[0] if v != "seed"]
+    return {
+        "agg_hgb": agg_key,
+        "ft_tve": ft_key,
+        "weight_on_ft_tve": weight,
+        "runs": per_seed,
+        "mean": {v: float(np.mean([e[v] for e in per_seed])) for v in views},
+    }
 
 
 def main() -> None:
@@ -249,6 +318,15 @@ def main() -> None:
         action="store_true",
         help="also score test: cut (features as of the test timestamp) and all rows",
     )
+    parser.add_argument(
+        "--save-scores", metavar="PATH", help="also write every run's per-row scores (.npz)"
+    )
+    parser.add_argument(
+        "--blend-from",
+        metavar="PATH",
+        help="fit nothing: blend ft-tve with agg-hgb (weight 0.3, variants chosen on the val "
+        "cut) from scores saved by --save-scores with both models",
+    )
     parser.add_argument("--out-dir", default=str(HERE / "results"))
     parser.add_argument("--name", default="stale_training")
     args = parser.parse_args()
@@ -262,18 +340,23 @@ def main() -> None:
     # ``--test`` also scores the all-rows protocol.
     database = load_database(dataset, upto_test_timestamp=False)
     variants = args.variants.split(",")
-    results = {
-        task_name: measure_task(
-            dataset,
-            database,
-            task_name,
-            variants,
-            args.models.split(","),
-            [int(s) for s in args.seeds.split(",")],
-            args.test,
-        )
-        for task_name in args.tasks.split(",")
-    }
+    models = args.models.split(",")
+    scores: dict[str, np.ndarray] = {}
+    results: dict[str, dict[str, Any]] = {}
+    if args.blend_from:
+        scores.update(np.load(args.blend_from))
+    else:
+        for task_name in args.tasks.split(","):
+            seeds = [int(s) for s in args.seeds.split(",")]
+            results[task_name] = measure_task(
+                dataset, database, task_name, variants, models, seeds, args.test, scores
+            )
+    if args.blend_from or {"agg-hgb", "ft-tve"} <= set(models):
+        for task_name in args.tasks.split(","):
+            binary = dataset.load_task(task_name).task_type.value == "binary_classification"
+            blend = blend_on_val_cut(scores, task_name, binary)
+            results.setdefault(task_name, {})["ft-tve|agg-hgb"] = blend
+            print(task_name, "ft-tve|agg-hgb", {k: v for k, v in blend.items() if k != "runs"})
 
     out = Path(args.out_dir) / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -290,6 +373,9 @@ def main() -> None:
         )
     )
     print(f"wrote {out}")
+    if args.save_scores:
+        np.savez_compressed(args.save_scores, **scores)
+        print(f"wrote {args.save_scores}")
 
 
 if __name__ == "__main__":
