@@ -256,7 +256,8 @@ def blend_on_val_cut(
     ``scores`` as ``measure_task``'s ``scores_out``: agg-hgb's variant is the one with the
     best val-cut score, the network's the one with the best val-cut mean over its seeds;
     0.3 is the weight rule of the quality benchmarks (``bench_blend_rules.py``). Every view
-    of every seed is blended; test views only where the scores hold them.
+    of every seed is blended (test views only where the scores hold them), and so is the
+    average of the seeds' networks.
     """
     from sklearn.metrics import mean_absolute_error, roc_auc_score
 
@@ -299,6 +300,18 @@ def blend_on_val_cut(
         "weight_on_ft_tve": weight,
         "runs": per_seed,
         "mean": {v: float(np.mean([e[v] for e in per_seed])) for v in views},
+        # The seeds' networks averaged into one (3x the fine-tuning), alone and blended.
+        "seed_mean_network": {
+            v: metric(np.mean(list(runs[ft_key][v].values()), axis=0), v) for v in views
+        },
+        "seed_mean_blend": {
+            v: metric(
+                weight * np.mean(list(runs[ft_key][v].values()), axis=0)
+                + (1 - weight) * runs[agg_key][v][0],
+                v,
+            )
+            for v in views
+        },
     }
 
 
