@@ -859,10 +859,10 @@ def main() -> None:
                     "pretrainer": encoders["trained"],
                     "as_of": as_of,
                     "random_state": seed,
-                    **args.ft_params,
                 }
                 if not binary:
                     params["loss"] = "absolute_error"
+                params.update(args.ft_params)  # last: --ft-params may override any of these
                 if with_agg:
                     params["side_features"] = AggregateFeatures(
                         window=agg_windows, max_hops=args.agg_hops

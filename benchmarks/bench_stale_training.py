@@ -46,17 +46,39 @@ VARIANTS: dict[str, tuple[list[float], bool]] = {
 }
 
 
-def featurise(agg: Any, X: pd.DataFrame, time_col: str, lag_years: float, clip, lag_col: bool):
+def featurise(
+    agg: Any,
+    X: pd.DataFrame,
+    time_col: str,
+    lag_years: float,
+    clip: pd.Timestamp | None,
+    lag_col: bool,
+) -> pd.DataFrame:
     """Features of ``X``'s rows as of ``min(t - lag, clip)``; the row times are untouched."""
+    from sktve._as_of import clamp_times
+
     shifted = X.copy()
-    feature_time = X[time_col] - lag_years * YEAR
-    if clip is not None:
-        feature_time = feature_time.where(feature_time <= clip, clip)
+    feature_time = pd.Series(clamp_times(X[time_col] - lag_years * YEAR, clip), index=X.index)
     shifted[time_col] = feature_time
     features = pd.DataFrame(np.asarray(agg.transform(shifted)), columns=agg.get_feature_names_out())
     if lag_col:
         features["stale_days"] = (X[time_col] - feature_time).dt.days.to_numpy()
     return features
+
+
+def featurise_rows(X: pd.DataFrame, time_col: str, clip: pd.Timestamp | None) -> pd.DataFrame:
+    """``X`` with its times clamped to ``clip``: what ``as_of=clip`` does to a row."""
+    from sktve._as_of import clamp_times
+
+    return X.assign(**{time_col: clamp_times(X[time_col], clip)})
+
+
+def task_score(task: Any, split_table: Any, scores: np.ndarray) -> float:
+    """The task's metric (``sktve.run.task_metric``) of ``scores``: AUROC x 100, or MAE."""
+    from sktve.run import task_metric
+
+    _, value, higher = task_metric(task, scores, split_table)
+    return 100 * value if higher else value
 
 
 def stale_copies(X: pd.DataFrame, time_col: str, lags_years: list[float]) -> pd.DataFrame:
@@ -92,7 +114,7 @@ def measure_task(
     from sktve import AggregateFeatures, TVEClassifier, TVERegressor
     from sktve.finetune import time_ordered_split
     from sktve.heads import head_grid
-    from sktve.run import predict_scores, select_on_val, task_metric, task_pretrainer
+    from sktve.run import predict_scores, select_on_val, task_pretrainer
 
     task = dataset.load_task(task_name)
     binary = task.task_type.value == "binary_classification"
@@ -113,15 +135,7 @@ def measure_task(
     ).fit(X["train"])
 
     def metric(scores: np.ndarray, split: str) -> float:
-        """The task's metric of ``scores`` on ``split``, AUROC x 100."""
-        value = task_metric(task, scores, tables[split])[1]
-        return 100 * value if binary else value
-
-    def clipped(split: str, clip: Any) -> pd.DataFrame:
-        rows = X[split].copy()
-        if clip is not None:
-            rows[task.time_col] = rows[task.time_col].where(rows[task.time_col] <= clip, clip)
-        return rows
+        return task_score(task, tables[split], scores)
 
     # (result key, split, clip): the val cut, val, and with ``test`` the test cut and all rows.
     views = [("val_cut", "val", cut["val"]), ("val", "val", None)]
@@ -179,13 +193,12 @@ def measure_task(
 
     # The early-stopping rows: the latest timestamps of the (unshifted) training rows.
     held_out = time_ordered_split(X["train"][task.time_col].to_numpy().astype("int64"), 0.15)
-    for seed in seeds:
-        if not any(m.startswith("ft-") for m in models):
-            break
+    networks = [m for m in models if m.startswith("ft-")]
+    for seed in seeds if networks else []:
         started = time.perf_counter()
         pretrainer = task_pretrainer(database, task, random_state=seed).fit(X["train"])
         pretrain_seconds = round(time.perf_counter() - started, 1)
-        for model_name in (m for m in models if m.startswith("ft-")):
+        for model_name in networks:
             for name in variants:
                 lags, lag_col = VARIANTS[name]
                 if lag_col:
@@ -217,7 +230,7 @@ def measure_task(
                 )
                 entry = scored(
                     lambda split, clip, est=estimator: predict_scores(
-                        est, clipped(split, clip), binary
+                        est, featurise_rows(X[split], task.time_col, clip), binary
                     ),
                     kept=seed_scores.setdefault(f"{model_name}/{name}", {}),
                     entry={
@@ -249,7 +262,7 @@ def measure_task(
 
 
 def blend_on_val_cut(
-    scores: dict[str, np.ndarray], task_name: str, binary: bool, weight: float = 0.3
+    scores: dict[str, np.ndarray], task: Any, weight: float = 0.3
 ) -> dict[str, Any]:
     """``weight`` x ft-tve + (1 - weight) x agg-hgb, each in the variant its val cut chose.
 
@@ -259,21 +272,18 @@ def blend_on_val_cut(
     of every seed is blended (test views only where the scores hold them), and so is the
     average of the seeds' networks.
     """
-    from sklearn.metrics import mean_absolute_error, roc_auc_score
-
-    labels = {split: scores[f"{task_name}|y|{split}"] for split in ("val", "test")}
+    task_name = task.name
+    tables = {s: task.get_table(s, mask_input_cols=False) for s in ("val", "test")}
+    binary = task.task_type.value == "binary_classification"
 
     def metric(values: np.ndarray, view: str) -> float:
-        y = labels["val" if view.startswith("val") else "test"]
-        if binary:
-            return float(100 * roc_auc_score(y, values))
-        return float(mean_absolute_error(y, values))
+        return task_score(task, tables["val" if view.startswith("val") else "test"], values)
 
     sign = 1.0 if binary else -1.0
     runs: dict[str, dict[str, dict[int, np.ndarray]]] = {}  # key -> view -> seed -> scores
     for name, values in scores.items():
-        task, key, *rest = name.split("|")
-        if task == task_name and key != "y":
+        of_task, key, *rest = name.split("|")
+        if of_task == task_name and key != "y":
             runs.setdefault(key, {}).setdefault(rest[1], {})[int(rest[0])] = values
 
     def chosen(model: str) -> str:
@@ -359,15 +369,14 @@ def main() -> None:
     if args.blend_from:
         scores.update(np.load(args.blend_from))
     else:
+        seeds = [int(s) for s in args.seeds.split(",")]
         for task_name in args.tasks.split(","):
-            seeds = [int(s) for s in args.seeds.split(",")]
             results[task_name] = measure_task(
                 dataset, database, task_name, variants, models, seeds, args.test, scores
             )
     if args.blend_from or {"agg-hgb", "ft-tve"} <= set(models):
         for task_name in args.tasks.split(","):
-            binary = dataset.load_task(task_name).task_type.value == "binary_classification"
-            blend = blend_on_val_cut(scores, task_name, binary)
+            blend = blend_on_val_cut(scores, dataset.load_task(task_name))
             results.setdefault(task_name, {})["ft-tve|agg-hgb"] = blend
             print(task_name, "ft-tve|agg-hgb", {k: v for k, v in blend.items() if k != "runs"})
 
