@@ -651,6 +651,8 @@ def main() -> None:
     need_untrained = any(m.startswith("untrained") for m in methods)
     need_agg = any("agg" in m for m in methods)
     need_tve = need_tve or any(m.startswith(("tv", "ft-")) for m in methods)
+    # ft-random alone takes the pretrainer's settings, not its weights: no pre-training.
+    need_fitted_tve = any(m.startswith(("tv", "ft-tve")) for m in methods)
     if (
         any(m.endswith("+agg") and m.startswith("ft-") for m in methods)
         and "agg-hgb" not in methods
@@ -768,6 +770,8 @@ def main() -> None:
                 )
             feats, costs = {}, {}
             for kind, tve in encoders.items():
+                if kind == "trained" and not need_fitted_tve:
+                    continue
                 feats[kind], costs[kind] = timed_features(tve.fit_transform, tve.transform, X)
                 feats[kind] = with_cut_test(feats[kind], tve.transform, tve, X["test"], cut)
                 if cut is not None and kind == "trained" and not fit_check:

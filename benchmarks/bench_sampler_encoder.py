@@ -13,7 +13,9 @@ synthetic database at ``--synthetic-orders`` fact rows:
   the sampler has to. Sampler and bounds are timed in paired rounds (see
   ``bench_sampler``) and a ratio is the median over rounds;
 - encoder forward + backward throughput (seeds/s) at width 128, 2 layers, on CPU with
-  ``torch.set_num_threads(2)``;
+  ``torch.set_num_threads(2)``; and the cost of ``recency_means`` (recency-weighted means at
+  30 and 360 days beside the plain mean), as the ratio of the encoder's time with them to
+  its time without, both timed in alternating rounds in the same process;
 - peak resident memory.
 
 Usage::
@@ -21,6 +23,8 @@ Usage::
     python benchmarks/bench_sampler_encoder.py --relf1 ../shared/data/rel-f1 \\
         --synthetic-orders 10000000
     python benchmarks/bench_sampler_encoder.py --quick
+    python benchmarks/bench_sampler_encoder.py --cases relf1 \
+        --out benchmarks/results/encoder_recency.json   # rel-f1 only
 """
 
 from __future__ import annotations
@@ -181,6 +185,33 @@ def bench_encoder(encoder, sampler, table, positions, times, batch_size, n_batch
     return {"seeds_per_s": seeds / timed, "seconds": timed, "mean_nodes_per_batch": nodes}
 
 
+def recency_cost(featurizer, sampler, table, positions, times, args, rounds=3):
+    """Encoder time with recency means over time without, alternating rounds, median ratio."""
+
+    def encoder(recency_days):
+        torch.manual_seed(0)
+        return RelationalEncoder(
+            featurizer.metadata_, channels=128, num_layers=2, recency_days=recency_days
+        )
+
+    plain, recent = encoder(()), encoder((30.0, 360.0))
+    ratios, speeds = [], {"plain": [], "recency": []}
+    for _ in range(rounds):
+        pair = {}
+        for key, model in (("plain", plain), ("recency", recent)):
+            pair[key] = bench_encoder(
+                model, sampler, table, positions, times, args.batch_size, args.encoder_batches
+            )["seeds_per_s"]
+            speeds[key].append(pair[key])
+        ratios.append(pair["plain"] / pair["recency"])
+    return {
+        "plain_seeds_per_s": float(np.median(speeds["plain"])),
+        "recency_seeds_per_s": float(np.median(speeds["recency"])),
+        "time_ratio_median": float(np.median(ratios)),
+        "time_ratios": ratios,
+    }
+
+
 def run_case(name, db, table, positions, times, args, boundary=None):
     print(f"[{name}] {db.num_rows():,} rows, {len(positions):,} seeds", flush=True)
     t0 = time.perf_counter()
@@ -197,6 +228,7 @@ def run_case(name, db, table, positions, times, args, boundary=None):
     enc = bench_encoder(
         encoder, sampler, table, positions, times, args.batch_size, args.encoder_batches
     )
+    recency = recency_cost(featurizer, sampler, table, positions, times, args)
     result = {
         "rows": db.num_rows(),
         "seeds": int(len(positions)),
@@ -206,6 +238,7 @@ def run_case(name, db, table, positions, times, args, boundary=None):
         "graph_build_s": t2 - t1,
         "sampler": sampled,
         "encoder_fwd_bwd_width128_2layers": enc,
+        "encoder_recency_cost": recency,
         "peak_rss_gib": peak_rss_gib(),
     }
     print(json.dumps(result, indent=2), flush=True)
@@ -262,6 +295,7 @@ def main(argv=None):
     parser.add_argument("--encoder-batches", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small synthetic, short runs")
+    parser.add_argument("--cases", default="relf1,synthetic", help="comma-separated")
     parser.add_argument(
         "--default-allocator",
         action="store_true",
@@ -283,8 +317,12 @@ def main(argv=None):
         "quick": args.quick,
         "keep_freed_memory": allocator_tuned,
     }
-    report["relf1"] = relf1_case(args)
-    report["synthetic"] = synthetic_case(args)
+    cases = args.cases.split(",")
+    unknown = set(cases) - {"relf1", "synthetic"}
+    if unknown:
+        raise SystemExit(f"--cases takes relf1 and/or synthetic; got {sorted(unknown)}")
+    report["relf1"] = relf1_case(args) if "relf1" in cases else None
+    report["synthetic"] = synthetic_case(args) if "synthetic" in cases else None
     report["peak_rss_gib"] = peak_rss_gib()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -2,9 +2,10 @@
 
 - ``_generated/benchmark_tables.rst``: every ``benchmarks/results/*.json`` rendered as a
   table (or a note that there are no results yet), except the files in ``DEDICATED``;
-- ``_generated/quality_relf1.rst``, ``finetune_relf1.rst`` and
-  ``finetune_relf1_default.rst``: the downstream-quality comparisons (frozen embeddings;
-  fine-tuning and blends, before and with ``history_counts=True``) written by
+- ``_generated/quality_relf1.rst``, ``finetune_relf1.rst``, ``finetune_relf1_default.rst``
+  and ``finetune_relf1_recency.rst``: the downstream-quality comparisons (frozen
+  embeddings; fine-tuning and blends, before and with ``history_counts=True``, and with
+  ``recency_means=True``) written by
   ``benchmarks/bench_quality_relf1.py`` (mean ± std per method and task beside the published
   numbers, timings, machine) with its plots, copied to ``_generated/``;
 - ``_generated/<name>.txt``: the output of each ``user_guide/_scripts/<name>.py``
@@ -405,7 +406,12 @@ def write_all(out_dir: Path, root: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     _write(out_dir / "benchmark_tables.rst", benchmark_tables(root / "benchmarks" / "results"))
     _write(out_dir / "quality_synthetic.rst", synthetic_section(root / "benchmarks" / "results"))
-    for name in ("quality_relf1", "finetune_relf1", "finetune_relf1_default"):
+    for name in (
+        "quality_relf1",
+        "finetune_relf1",
+        "finetune_relf1_default",
+        "finetune_relf1_recency",
+    ):
         _write(
             out_dir / f"{name}.rst", quality_section(root / "benchmarks" / "results", out_dir, name)
         )

@@ -30,13 +30,14 @@ __all__ = [
     "build_encoder",
     "build_sampler",
     "embed_rows",
-    "history_windows",
+    "recent_windows",
     "state_from_bytes",
     "state_to_bytes",
 ]
 
 # history_counts=True: the long baseline window is this many of the longest target window.
 LONG_HISTORY_WINDOWS = 12
+DAY_NS = pd.Timedelta("1D").value
 # Seeds embedded per forward pass at inference: bounds the sampled subgraph's memory.
 EMBED_CHUNK = 1024
 # From this many chunks on (about 8k rows, seconds on a laptop) embedding reports progress.
@@ -57,7 +58,10 @@ class EncoderSpec:
     temporal_strategy : {"last", "uniform"}
     history_windows : tuple of int
         Recent windows (nanoseconds) of the seed's history counts (see
-        ``history_windows``); empty when the encoder reads no counts.
+        ``recent_windows``); empty when the encoder reads no counts.
+    recency_scales : tuple of int
+        Time scales (nanoseconds) of the recency-weighted means each message-passing
+        layer takes beside the plain mean; empty for plain means only.
     """
 
     embedding_dim: int = 128
@@ -65,6 +69,7 @@ class EncoderSpec:
     dropout: float = 0.0
     temporal_strategy: str = "last"
     history_windows: tuple[int, ...] = ()
+    recency_scales: tuple[int, ...] = ()
 
     @property
     def history_counts(self) -> bool:
@@ -80,24 +85,26 @@ class EncoderSpec:
             dropout=float(params["dropout"]),
             temporal_strategy=str(params["temporal_strategy"]),
             history_windows=tuple(int(w) for w in params.get("history_windows", ())),
+            recency_scales=tuple(int(w) for w in params.get("recency_scales", ())),
         )
 
 
-def history_windows(history_counts: Any, target_windows: Sequence[pd.Timedelta]) -> tuple[int, ...]:
-    """The recent windows (ns, ascending) of a ``history_counts`` setting.
+def recent_windows(
+    setting: Any, target_windows: Sequence[pd.Timedelta], name: str = "history_counts"
+) -> tuple[int, ...]:
+    """The recent windows (ns, ascending) of a ``history_counts`` or ``recency_means`` setting.
 
-    ``True`` counts over each pre-training target window and over
-    ``LONG_HISTORY_WINDOWS`` times the longest: what happened in the last window, next
-    to a longer baseline to read it against (a customer fading away orders less in the
-    last month than their yearly rate says). A list of windows is taken as given;
-    ``False`` has none.
+    ``True`` takes each pre-training target window and ``LONG_HISTORY_WINDOWS`` times
+    the longest: what happened in the last window, next to a longer baseline to read it
+    against (a customer fading away orders less in the last month than their yearly rate
+    says). A list of windows is taken as given; ``False`` has none.
     """
-    if isinstance(history_counts, (bool, np.bool_)) or history_counts is None:
-        if not history_counts:
+    if isinstance(setting, (bool, np.bool_)) or setting is None:
+        if not setting:
             return ()
         chosen = [*target_windows, LONG_HISTORY_WINDOWS * max(target_windows)]
     else:
-        chosen = parse_windows(history_counts, "history_counts")
+        chosen = parse_windows(setting, name)
     return tuple(sorted({int(pd.Timedelta(w).value) for w in chosen}))
 
 
@@ -123,6 +130,7 @@ def build_encoder(
         dropout=spec.dropout,
         history_counts=spec.history_counts,
         n_history_windows=len(spec.history_windows),
+        recency_days=tuple(w / DAY_NS for w in spec.recency_scales),
     )
     if state is not None:
         encoder.load_state_dict(state_from_bytes(state))

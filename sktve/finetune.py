@@ -54,7 +54,7 @@ from sktve.encoder_runtime import (
     build_encoder,
     build_graph,
     build_sampler,
-    history_windows,
+    recent_windows,
     state_from_bytes,
     state_to_bytes,
 )
@@ -434,11 +434,18 @@ class _TVEFineTuner(BaseEstimator):
             encoder_state = pretrainer.encoder_state_
             self.pretrainer_ = pretrainer
         else:
-            # The same history inputs the pretrainer would give its encoder on these rows.
-            windows = history_windows(
-                pretrainer.history_counts, target_windows(pretrainer.window, rows.times)
+            # The same history inputs and recency scales the pretrainer would give its
+            # encoder on these rows.
+            windows = target_windows(pretrainer.window, rows.times)
+            spec = EncoderSpec.from_params(
+                {
+                    **pretrainer.get_params(),
+                    "history_windows": recent_windows(pretrainer.history_counts, windows),
+                    "recency_scales": recent_windows(
+                        pretrainer.recency_means, windows, "recency_means"
+                    ),
+                }
             )
-            spec = EncoderSpec.from_params({**pretrainer.get_params(), "history_windows": windows})
             boundary = pd.Timestamp(rows.times.max())
             featurizer = GraphFeaturizer().fit(database, boundary=boundary)
             encoder_state = None

@@ -35,7 +35,7 @@ from sktve.encoder_runtime import (
     build_graph,
     build_sampler,
     embed_rows,
-    history_windows,
+    recent_windows,
     state_to_bytes,
 )
 from sktve.graph import GraphFeaturizer
@@ -431,6 +431,14 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         history, or a steady and a fading one, can embed alike. ``False`` leaves the
         encoder to the sampled rows alone. Measured effects are on the docs' benchmarks
         page.
+    recency_means : bool or list of str, default=True
+        Beside each relation's plain mean over the sampled rows, every message-passing
+        layer takes means weighted by ``exp(-(age - age of the most recent row) / scale)``,
+        one per time scale: the recent form, which a plain mean over a long history
+        dilutes (a sum of features and age encodings cannot weight rows by age). ``True``
+        takes the scales ``history_counts=True`` would (the pre-training windows and 12
+        times the longest); a list such as ``["30D", "365D"]`` sets them; ``False``
+        keeps plain means only. Measured effects are on the docs' benchmarks page.
     dropout : float, default=0.0
     mask_rate : float, default=0.15
         Probability that a feature cell is replaced by another row's value in training.
@@ -509,6 +517,8 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     database_ : Database
     history_windows_ : list of Timedelta
         Recent windows of the ``history_counts`` inputs (empty when off).
+    recency_scales_ : list of Timedelta
+        Time scales of the ``recency_means`` (empty when off).
     windows_ : list of Timedelta
     cutoffs_ : ndarray of datetime64[ns]
     boundary_ : Timestamp
@@ -560,6 +570,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         fanouts: tuple[int, ...] = (32, 16),
         temporal_strategy: str = "last",
         history_counts: bool | list[str] = True,
+        recency_means: bool | list[str] = True,
         dropout: float = 0.0,
         mask_rate: float = 0.15,
         inactive_weight: float = 0.1,
@@ -596,6 +607,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.fanouts = fanouts
         self.temporal_strategy = temporal_strategy
         self.history_counts = history_counts
+        self.recency_means = recency_means
         self.dropout = dropout
         self.mask_rate = mask_rate
         self.inactive_weight = inactive_weight
@@ -665,16 +677,22 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if not float(self.learning_rate) > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
         parse_as_of(self.as_of)
-        if not isinstance(self.history_counts, (bool, np.bool_)):
-            parse_windows(self.history_counts, "history_counts")
+        for name in ("history_counts", "recency_means"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                parse_windows(getattr(self, name), name)
         self._check_output()
 
     def _encoder_spec(self) -> EncoderSpec:
         """The sampler + encoder settings of the fitted encoder (for fine-tuning it)."""
         check_is_fitted(self, "encoder_state_")
         # From what fit resolved, so a later set_params cannot mismatch the weights.
-        windows = [int(w.value) for w in self.history_windows_]
-        return EncoderSpec.from_params({**self.get_params(), "history_windows": windows})
+        return EncoderSpec.from_params(
+            {
+                **self.get_params(),
+                "history_windows": [int(w.value) for w in self.history_windows_],
+                "recency_scales": [int(w.value) for w in self.recency_scales_],
+            }
+        )
 
     def _check_output(self) -> None:
         if not isinstance(self.output, str) or self.output not in OUTPUTS:
@@ -760,7 +778,8 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             "embedding_dim": int(self.embedding_dim),
             "fanouts": tuple(int(f) for f in self.fanouts),
             "temporal_strategy": self.temporal_strategy,
-            "history_windows": history_windows(self.history_counts, windows),
+            "history_windows": recent_windows(self.history_counts, windows),
+            "recency_scales": recent_windows(self.recency_means, windows, "recency_means"),
             "dropout": float(self.dropout),
             "mask_rate": float(self.mask_rate),
             "inactive_weight": float(self.inactive_weight),
@@ -810,6 +829,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self._fitted_database_param = self.database
         self.windows_ = windows
         self.history_windows_ = [pd.Timedelta(w) for w in settings["history_windows"]]
+        self.recency_scales_ = [pd.Timedelta(w) for w in settings["recency_scales"]]
         self.as_of_ = as_of
         self.cutoffs_ = state["cutoffs"]
         self.boundary_ = state["boundary"]

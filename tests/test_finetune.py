@@ -330,6 +330,8 @@ def test_history_counts_reach_the_fine_tuned_encoder(db, X, y_binary, init):
     # Recent windows as the pretrainer resolves them (window and 12 times it), either init.
     window = pd.Timedelta(clf.encoder_spec_.history_windows[0])
     assert clf.encoder_spec_.history_windows == (window.value, 12 * window.value)
+    # So does its recency_means: both inits build the same layers.
+    assert clf.encoder_spec_.recency_scales == clf.encoder_spec_.history_windows
     _, encoder, _ = clf._runtime_for(clf.database_)
     assert len(encoder.history_encoders) > 0
     again = _classifier(db, pretrainer=pretrainer, init=init).fit(X, y_binary)

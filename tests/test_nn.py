@@ -13,7 +13,7 @@ from _graph_dbs import perturb_future, random_database
 
 from sktve import load_database
 from sktve.graph import GraphFeaturizer, TemporalNeighborSampler
-from sktve.nn import RelationalEncoder, corrupt_features, scatter_mean
+from sktve.nn import RelationalEncoder, corrupt_features, recency_means, scatter_mean
 
 T0 = pd.Timestamp("2023-01-01").value
 
@@ -107,15 +107,64 @@ def test_history_counts_enter_the_embedding(setup):
     assert torch.equal(without(batch), without(more))
 
 
-@pytest.mark.parametrize("history_counts", [False, True])
+def test_recency_means_weigh_recent_rows_per_group():
+    src = torch.tensor([[1.0], [3.0], [5.0], [7.0]])
+    age = torch.tensor([10.0, 0.0, 400.0, 100.0])  # days before each row's seed
+    index = torch.tensor([0, 0, 2, 2])
+    out = recency_means(src, age, index, 3, (10.0, 1e9))
+    assert out.shape == (3, 2)
+    # group 0: lags 10 and 0 -> weights e^-1 and 1 at scale 10; group 1 is empty.
+    w = np.exp(-1.0)
+    assert out[0, 0].item() == pytest.approx((w * 1 + 3) / (w + 1), rel=1e-6)
+    assert out[1].tolist() == [0.0, 0.0]
+    # group 2: ages 400 and 100 are taken relative to the youngest (100), never underflow.
+    assert out[2, 0].item() == pytest.approx(7.0, rel=1e-6)
+    assert out[2, 1].item() == pytest.approx(6.0, rel=1e-6)  # a long scale: the plain mean
+
+
+def test_recency_means_enter_the_embedding(setup):
+    fz, _, sampler, pos, times = setup
+    batch = sampler.sample("customers", pos, times)
+    plain = _encoder(fz.metadata_)
+    recent = _encoder(fz.metadata_, recency_days=(30.0, 360.0))
+    # One map per relation whose rows have times, in every layer; none without scales.
+    timed = [e for e in recent.edge_types if fz.metadata_.tables[e[0]].temporal]
+    assert len(recent.layers[0].lin_recent) == len(timed) > 0
+    assert len(plain.layers[0].lin_recent) == 0
+    # With the recency maps zeroed it is the plain encoder; with them, it is not.
+    missing, unexpected = recent.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(".lin_recent." in k for k in missing)
+    with torch.no_grad():
+        for layer in recent.layers:
+            for p in layer.lin_recent.parameters():
+                p.zero_()
+    assert torch.equal(recent(batch), plain(batch))
+    with torch.no_grad():
+        for layer in recent.layers:
+            for p in layer.lin_recent.parameters():
+                p.normal_(0.0, 0.1)
+    assert not torch.allclose(recent(batch), plain(batch), atol=1e-4)
+    recent.train()
+    recent(batch).pow(2).sum().backward()
+    grads = [p.grad for p in recent.layers[-1].lin_recent.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize(
+    "history_counts, recency_days", [(False, ()), (True, ()), (True, (30.0, 360.0))]
+)
 @pytest.mark.parametrize("seed", range(4))
-def test_future_perturbation_leaves_embeddings_unchanged(seed, history_counts):
+def test_future_perturbation_leaves_embeddings_unchanged(seed, history_counts, recency_days):
     db, frames, schema = random_database(seed)
     cutoff = pd.Timestamp("2020-12-31")
     fz = GraphFeaturizer().fit(db, boundary=cutoff)
     windows = [30 * 86_400 * 10**9] if history_counts else []
     enc = _encoder(
-        fz.metadata_, channels=16, history_counts=history_counts, n_history_windows=len(windows)
+        fz.metadata_,
+        channels=16,
+        history_counts=history_counts,
+        n_history_windows=len(windows),
+        recency_days=recency_days,
     )
     perturbed = load_database(perturb_future(frames, schema, cutoff, seed + 7), schema=schema)
     g1, g2 = fz.transform(db), fz.transform(perturbed)

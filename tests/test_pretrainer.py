@@ -588,6 +588,28 @@ def test_history_counts_windows(X, db):
         TVEPretrainer(database=db, history_counts=["30"], **fast).fit(X)
 
 
+def test_recency_scales(X, db):
+    # Resolved like history_counts: True takes the pre-training windows and 12 times the
+    # longest, a list is taken as given, False builds plain means only.
+    fast = {**FAST, "max_epochs": 0}
+    auto = TVEPretrainer(database=db, **fast).fit(X)
+    assert auto.recency_scales_ == _default_windows_30d(fast)
+    assert auto._encoder_spec().recency_scales == tuple(w.value for w in auto.recency_scales_)
+    given = TVEPretrainer(database=db, recency_means=["90D", "7D"], **fast).fit(X)
+    assert given.recency_scales_ == [pd.Timedelta("7D"), pd.Timedelta("90D")]
+    _, _, encoder = given._runtime_for(given.database_)
+    assert encoder.layers[0].recency_days == (7.0, 90.0)
+    module = next(iter(encoder.layers[0].lin_recent.values()))
+    assert module.in_features == 2 * encoder.channels
+    off = TVEPretrainer(database=db, **{**fast, "recency_means": False}).fit(X)
+    assert off.recency_scales_ == []
+    _, _, encoder = off._runtime_for(off.database_)
+    assert all(len(layer.lin_recent) == 0 for layer in encoder.layers)
+    assert not np.allclose(off.transform(X), auto.transform(X))
+    with pytest.raises(ValueError, match="recency_means"):
+        TVEPretrainer(database=db, recency_means=["soon"], **fast).fit(X)
+
+
 def test_history_counts_are_time_correct_and_change_the_embedding(frames, X, db, fitted):
     tables, schema = frames
     boundary = X["timestamp"].max()

@@ -3,7 +3,7 @@
 from sktve.nn._alloc import keep_freed_memory
 from sktve.nn.encoders import RelativeTimeEncoder, TableEncoder
 from sktve.nn.model import RelationalEncoder, corrupt_features
-from sktve.nn.sage import HeteroSAGELayer, scatter_mean
+from sktve.nn.sage import HeteroSAGELayer, recency_means, scatter_mean
 
 __all__ = [
     "HeteroSAGELayer",
@@ -12,5 +12,6 @@ __all__ = [
     "TableEncoder",
     "corrupt_features",
     "keep_freed_memory",
+    "recency_means",
     "scatter_mean",
 ]

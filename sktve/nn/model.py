@@ -125,6 +125,7 @@ class RelationalEncoder(nn.Module):
         dropout: float = 0.0,
         history_counts: bool = False,
         n_history_windows: int = 0,
+        recency_days: tuple[float, ...] = (),
     ) -> None:
         super().__init__()
         if isinstance(metadata, dict):
@@ -146,7 +147,14 @@ class RelationalEncoder(nn.Module):
         )
         self.time_encoder = RelativeTimeEncoder(self.channels)
         self.layers = nn.ModuleList(
-            HeteroSAGELayer(self.node_types, self.edge_types, self.channels, float(dropout))
+            HeteroSAGELayer(
+                self.node_types,
+                self.edge_types,
+                self.channels,
+                float(dropout),
+                recency_days=tuple(recency_days),
+                temporal={t for t in self.node_types if metadata.tables[t].temporal},
+            )
             for _ in range(self.num_layers)
         )
         self.input_dropout = nn.Dropout(float(dropout))
@@ -213,7 +221,7 @@ class RelationalEncoder(nn.Module):
             num_edges = {
                 et: batch.edge_ptr[et][min(reach + 1, max_depth)] for et in self.edge_types
             }
-            h = layer(h, batch.edge_index, num_dst, num_edges)
+            h = layer(h, batch.edge_index, num_dst, num_edges, batch.rel_time)
         return h[batch.seed_table][: batch.num_seeds]
 
     def extra_repr(self) -> str:

@@ -7,7 +7,7 @@ from torch import nn
 
 from sktve.graph.features import EdgeType
 
-__all__ = ["HeteroSAGELayer", "scatter_mean"]
+__all__ = ["HeteroSAGELayer", "recency_means", "scatter_mean"]
 
 
 def scatter_mean(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
@@ -18,6 +18,27 @@ def scatter_mean(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Ten
     out.index_add_(0, index, src)
     count = torch.bincount(index, minlength=size).clamp_min_(1).to(src.dtype)
     return out / count.unsqueeze(1)
+
+
+def recency_means(
+    src: torch.Tensor, age: torch.Tensor, index: torch.Tensor, size: int, scales: tuple[float, ...]
+) -> torch.Tensor:
+    """Per group, means of ``src`` weighted by ``exp(-(age - youngest) / scale)``, one per scale.
+
+    Ages are taken relative to the group's most recent row, so the weights never underflow
+    and each mean reads the latest rows' form at that time scale. Returns (size, len(scales) * C).
+    """
+    youngest = age.new_full((size,), float("inf")).scatter_reduce(
+        0, index, age, reduce="amin", include_self=True
+    )
+    lag = age - youngest.index_select(0, index)
+    parts = []
+    for scale in scales:
+        weight = torch.exp(-lag / scale)
+        total = src.new_zeros(size).index_add_(0, index, weight)
+        num = src.new_zeros((size, src.shape[1])).index_add_(0, index, src * weight.unsqueeze(1))
+        parts.append(num / total.clamp_min(1e-12).unsqueeze(1))
+    return torch.cat(parts, dim=1)
 
 
 class HeteroSAGELayer(nn.Module):
@@ -39,10 +60,21 @@ class HeteroSAGELayer(nn.Module):
         edge_types: list[EdgeType],
         channels: int,
         dropout: float = 0.0,
+        recency_days: tuple[float, ...] = (),
+        temporal: set[str] | None = None,
     ) -> None:
         super().__init__()
         self.node_types = list(node_types)
         self.edge_types = list(edge_types)
+        self.recency_days = tuple(float(d) for d in recency_days)
+        temporal = set(temporal or ())
+        self.lin_recent = nn.ModuleDict()
+        if self.recency_days:
+            for i, et in enumerate(self.edge_types):
+                if et[0] in temporal:
+                    self.lin_recent[str(i)] = nn.Linear(
+                        channels * len(self.recency_days), channels, bias=False
+                    )
         # Module names must not contain dots, and table names may: index-based keys.
         self.lin_self = nn.ModuleList(nn.Linear(channels, channels) for _ in self.node_types)
         self.lin_nbr = nn.ModuleList(
@@ -57,6 +89,7 @@ class HeteroSAGELayer(nn.Module):
         edge_index: dict[EdgeType, torch.Tensor],
         num_dst: dict[str, int],
         num_edges: dict[EdgeType, int],
+        ages: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Update the first ``num_dst[t]`` nodes of each type using the first
         ``num_edges[e]`` edges of each edge type (the rest are beyond reach of the seeds
@@ -69,8 +102,14 @@ class HeteroSAGELayer(nn.Module):
                 continue
             ei = edge_index[et][:, :n_e]
             # index_select's backward is an index_add_; plain indexing's sorts the indices.
-            agg = scatter_mean(h[src].index_select(0, ei[0]), ei[1], num_dst[dst])
+            h_src = h[src].index_select(0, ei[0])
+            agg = scatter_mean(h_src, ei[1], num_dst[dst])
             msg = self.lin_nbr[i](agg)
+            if str(i) in self.lin_recent and ages is not None and src in ages:
+                recent = recency_means(
+                    h_src, ages[src].index_select(0, ei[0]), ei[1], num_dst[dst], self.recency_days
+                )
+                msg = msg + self.lin_recent[str(i)](recent)
             msgs[dst] = msgs[dst] + msg if dst in msgs else msg
         out: dict[str, torch.Tensor] = {}
         for i, t in enumerate(self.node_types):
