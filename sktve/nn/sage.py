@@ -46,12 +46,20 @@ class HeteroSAGELayer(nn.Module):
 
     ``h_dst' = ReLU(LayerNorm(W_self[dst] h_dst + sum_r W_r mean_{src in N_r(dst)} h_src))``
 
+    With ``recency_days``, each relation whose source table is in ``temporal`` also adds
+    ``U_r [m_1, ..., m_k]``, the :func:`recency_means` of its sources at those scales
+    (ages from ``forward``'s ``ages``).
+
     Parameters
     ----------
     node_types : list of str
     edge_types : list of (src, rel, dst)
     channels : int
     dropout : float, default=0.0
+    recency_days : tuple of float, default=()
+        Time scales (days) of the recency-weighted means; empty for plain means only.
+    temporal : set of str, optional
+        Node types whose rows have times (only their relations get recency means).
     """
 
     def __init__(
