@@ -38,7 +38,8 @@ DEDICATED = {
     "blend_rules.json",  # its Markdown is included in the synthetic section
     "stale_training.json",  # quoted in the fine-tuning section's "tried" subsection
     "stale_finetune.json",  # quoted there too
-    "stale_finetune_recency.json",  # and this one
+    "stale_finetune_recency.json",  # and these two
+    "stale_finetune_recency_dnf.json",
 }
 # Per-task runs of the fine-tuning benchmark (merged into finetune_relf1*.json, which has
 # its own section too).
