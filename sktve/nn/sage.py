@@ -47,7 +47,7 @@ class HeteroSAGELayer(nn.Module):
     ``h_dst' = ReLU(LayerNorm(W_self[dst] h_dst + sum_r W_r mean_{src in N_r(dst)} h_src))``
 
     With ``recency_days``, each relation whose source table is in ``temporal`` also adds
-    ``U_r [m_1, ..., m_k]``, the :func:`recency_means` of its sources at those scales
+    ``U_r [m_1, ..., m_k]``, the ``recency_means`` of its sources at those scales
     (ages from ``forward``'s ``ages``).
 
     Parameters
