@@ -30,6 +30,7 @@ __all__ = [
     "build_encoder",
     "build_sampler",
     "embed_rows",
+    "encoder_windows",
     "recent_windows",
     "state_from_bytes",
     "state_to_bytes",
@@ -106,6 +107,18 @@ def recent_windows(
     else:
         chosen = parse_windows(setting, name)
     return tuple(sorted({int(pd.Timedelta(w).value) for w in chosen}))
+
+
+def encoder_windows(params: dict[str, Any], target_windows: Sequence[pd.Timedelta]) -> dict:
+    """``history_windows`` and ``recency_scales`` (ns) of a pretrainer's parameters.
+
+    One place, so that a fine-tuner started from random weights builds the very encoder a
+    pretrainer with the same parameters would.
+    """
+    return {
+        "history_windows": recent_windows(params["history_counts"], target_windows),
+        "recency_scales": recent_windows(params["recency_means"], target_windows, "recency_means"),
+    }
 
 
 def build_sampler(graph: Any, spec: EncoderSpec, random_state: int) -> TemporalNeighborSampler:

@@ -54,7 +54,7 @@ from sktve.encoder_runtime import (
     build_encoder,
     build_graph,
     build_sampler,
-    recent_windows,
+    encoder_windows,
     state_from_bytes,
     state_to_bytes,
 )
@@ -436,16 +436,9 @@ class _TVEFineTuner(BaseEstimator):
         else:
             # The same history inputs and recency scales the pretrainer would give its
             # encoder on these rows.
+            params = pretrainer.get_params()
             windows = target_windows(pretrainer.window, rows.times)
-            spec = EncoderSpec.from_params(
-                {
-                    **pretrainer.get_params(),
-                    "history_windows": recent_windows(pretrainer.history_counts, windows),
-                    "recency_scales": recent_windows(
-                        pretrainer.recency_means, windows, "recency_means"
-                    ),
-                }
-            )
+            spec = EncoderSpec.from_params({**params, **encoder_windows(params, windows)})
             boundary = pd.Timestamp(rows.times.max())
             featurizer = GraphFeaturizer().fit(database, boundary=boundary)
             encoder_state = None

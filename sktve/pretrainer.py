@@ -35,7 +35,7 @@ from sktve.encoder_runtime import (
     build_graph,
     build_sampler,
     embed_rows,
-    recent_windows,
+    encoder_windows,
     state_to_bytes,
 )
 from sktve.graph import GraphFeaturizer
@@ -778,8 +778,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             "embedding_dim": int(self.embedding_dim),
             "fanouts": tuple(int(f) for f in self.fanouts),
             "temporal_strategy": self.temporal_strategy,
-            "history_windows": recent_windows(self.history_counts, windows),
-            "recency_scales": recent_windows(self.recency_means, windows, "recency_means"),
+            **encoder_windows(self.get_params(), windows),
             "dropout": float(self.dropout),
             "mask_rate": float(self.mask_rate),
             "inactive_weight": float(self.inactive_weight),
