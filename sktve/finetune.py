@@ -161,6 +161,7 @@ class _TVEFineTuner(BaseEstimator):
         weight_decay: float = 1e-4,
         patience: int = 6,
         validation_fraction: float = 0.15,
+        refit: bool = False,
         memory: Any = None,
         n_jobs: int | None = None,
         n_workers: int = 1,
@@ -187,6 +188,7 @@ class _TVEFineTuner(BaseEstimator):
         self.weight_decay = weight_decay
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.refit = refit
         self.memory = memory
         self.n_jobs = n_jobs
         self.n_workers = n_workers
@@ -227,6 +229,8 @@ class _TVEFineTuner(BaseEstimator):
         ):
             if not 0.0 <= float(value) < 1.0:
                 raise ValueError(f"{pname} must lie in [0, 1), got {value!r}.")
+        if not isinstance(self.refit, bool | np.bool_):
+            raise ValueError(f"refit must be True or False, got {self.refit!r}.")
         for pname, value in (
             ("learning_rate", self.learning_rate),
             ("encoder_lr_scale", self.encoder_lr_scale),
@@ -538,6 +542,9 @@ class _TVEFineTuner(BaseEstimator):
             {"params": list(encoder.parameters()), "lr": float(self.encoder_lr_scale)},
             {"params": list(head.parameters()), "lr": 1.0},
         ]
+        # The refit replays the run from these weights and this dropout stream.
+        start_state = [copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict())]
+        dropout_seed = random_state if dist is None else rank_seed(random_state, dist.rank)
         history, best_epoch, n_steps, steps_per_second = train_loop(
             [encoder, head],
             batch_loss,
@@ -549,6 +556,27 @@ class _TVEFineTuner(BaseEstimator):
             dist=dist,
             batch_terms=batch_terms if dist is not None else None,
         )
+        self.refit_epochs_ = 0
+        if self.refit and X_val is None and len(val_idx) and best_epoch > 0:
+            # Early stopping held out X's latest rows, the nearest to what will be
+            # predicted: the chosen number of epochs is run again on every row.
+            say(f"[sktve] refit on all {len(positions)} rows for {best_epoch} epochs", flush=True)
+            encoder.load_state_dict(start_state[0])
+            head.load_state_dict(start_state[1])
+            torch.manual_seed(dropout_seed)
+            _, _, refit_steps, _ = train_loop(
+                [encoder, head],
+                batch_loss,
+                np.arange(len(positions)),
+                np.empty(0, dtype=np.int64),
+                config,
+                param_groups=groups,
+                dist=dist,
+                batch_terms=batch_terms if dist is not None else None,
+                n_epochs=best_epoch,
+            )
+            n_steps += refit_steps
+            self.refit_epochs_ = best_epoch
         self.featurizer_ = featurizer
         self.encoder_spec_ = spec
         self.encoder_state_ = state_to_bytes(encoder.state_dict())
@@ -702,6 +730,12 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
     validation_fraction : float, default=0.15
         Share of X's latest distinct timestamps held out for early stopping when no
         ``X_val`` is given to ``fit``.
+    refit : bool, default=True
+        When the rows for early stopping came from X, train again from the same start
+        on every row of X, held-out rows included, for the best epoch's number of epochs
+        (on the same learning-rate schedule). The held-out rows are X's latest, the
+        closest to the rows being predicted; ``False`` keeps the first run's best
+        weights (half the training time).
     memory : str, Path or joblib.Memory, optional
         Caches pre-training (passed to the pretrainer): a grid search over fine-tuning
         parameters pre-trains once.
@@ -730,6 +764,9 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
     history_ : list of dict
         Per-epoch ``train_loss``, ``holdout_loss`` (the validation loss), ``seconds``.
     best_epoch_ : int
+        The epoch whose weights early stopping chose (0: the starting weights).
+    refit_epochs_ : int
+        Epochs of the refit on every row of X (0 when there was none; see ``refit``).
     n_features_in_ : int
         Always 2 (entity id, time).
 
@@ -858,6 +895,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         weight_decay: float = 1e-4,
         patience: int = 6,
         validation_fraction: float = 0.15,
+        refit: bool = False,
         memory: Any = None,
         n_jobs: int | None = None,
         n_workers: int = 1,
@@ -885,6 +923,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.weight_decay = weight_decay
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.refit = refit
         self.memory = memory
         self.n_jobs = n_jobs
         self.n_workers = n_workers

@@ -106,6 +106,7 @@ def train_loop(
     evaluate_start: bool = False,
     dist: DistContext | None = None,
     batch_terms: Callable[[np.ndarray, bool], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    n_epochs: int | None = None,
 ) -> tuple[list[dict[str, float]], int, int, float]:
     """The loop that pre-training and fine-tuning share.
 
@@ -140,6 +141,10 @@ def train_loop(
     batch_terms : callable, optional
         ``batch_terms(rows, train)`` returns ``(sum of weighted row losses, sum of
         weights)``, whose ratio is ``batch_loss``; used with ``dist``.
+    n_epochs : int, optional
+        Stop after this many epochs of the ``config.max_epochs`` schedule (the learning
+        rate follows the full schedule up to there). With an empty ``holdout_idx``, this
+        replays a run whose best epoch is known on more rows.
 
     Returns
     -------
@@ -201,7 +206,8 @@ def train_loop(
     if evaluate_start and len(holdout_idx):
         best_loss = holdout_loss()
     n_steps, train_seconds = 0, 0.0
-    for epoch in range(1, config.max_epochs + 1):
+    last_epoch = config.max_epochs if n_epochs is None else min(int(n_epochs), config.max_epochs)
+    for epoch in range(1, last_epoch + 1):
         set_mode(True)
         started = time.perf_counter()
         losses = []

@@ -121,6 +121,28 @@ def test_user_validation_set(db, X, y_binary):
         _classifier(db).fit(X, y_binary, X_val=X[late])
 
 
+def test_refit_trains_on_the_held_out_rows(db, X, y_binary):
+    # One epoch: early stopping can only choose it, so the held-out labels reach the
+    # network through the refit alone.
+    late = (X["timestamp"] == X["timestamp"].max()).to_numpy()
+    flipped = np.where(late, 1 - y_binary, y_binary)
+    params = dict(max_epochs=1, dropout=0.0)
+    kept = [_classifier(db, **params).fit(X, y) for y in (y_binary, flipped)]
+    assert [m.refit_epochs_ for m in kept] == [0, 0]
+    np.testing.assert_array_equal(kept[0].predict_proba(X), kept[1].predict_proba(X))
+    refit = [_classifier(db, refit=True, **params).fit(X, y) for y in (y_binary, flipped)]
+    assert [m.refit_epochs_ for m in refit] == [1, 1]
+    assert refit[0].n_steps_ > kept[0].n_steps_
+    assert not np.allclose(refit[0].predict_proba(X), refit[1].predict_proba(X))
+
+
+def test_no_refit_with_a_user_validation_set(db, X, y_binary):
+    late = (X["timestamp"] == X["timestamp"].max()).to_numpy()
+    clf = _classifier(db, refit=True)
+    clf.fit(X[~late], y_binary[~late], X_val=X[late], y_val=y_binary[late])
+    assert clf.refit_epochs_ == 0
+
+
 def test_deterministic_given_random_state(fitted, db, X, y_binary):
     again = _classifier(db).fit(X, y_binary)
     np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
@@ -227,6 +249,7 @@ def test_clone_keeps_params(fitted):
         ({"init": "pretrained"}, "init must be"),
         ({"hidden_dim": 0}, "hidden_dim"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"refit": "yes"}, "refit must be True or False"),
         ({"side_features": "agg"}, "side_features must be a transformer"),
         ({"pretrainer": "tve"}, "pretrainer must be a TVEPretrainer"),
         ({"as_of": "not a time"}, "as_of"),
