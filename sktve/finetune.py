@@ -134,6 +134,36 @@ def _side_preprocessor(n_rows: int) -> Any:
     )
 
 
+def head_outputs(
+    model: tuple[Any, nn.Module, nn.Module],
+    entity_table: str,
+    positions: np.ndarray,
+    times: np.ndarray,
+    side: torch.Tensor | None = None,
+    offsets: torch.Tensor | None = None,
+    verbose: bool = False,
+) -> np.ndarray:
+    """The head's outputs for seed rows, in chunks, without gradients.
+
+    ``model`` is (sampler, encoder, head) in eval mode; ``side`` and ``offsets`` are
+    per-row side features and side-estimator offsets (or None).
+    """
+    sampler, encoder, head = model
+    device = next(encoder.parameters()).device
+    outputs = []
+    with torch.no_grad():
+        starts = range(0, len(times), EMBED_CHUNK)
+        for start in progress(starts, verbose, desc="predicting", leave=False):
+            stop = start + EMBED_CHUNK
+            batch = sampler.sample(entity_table, positions[start:stop], times[start:stop])
+            extra = None if side is None else side[start:stop].to(device)
+            output = head(encoder(batch.to(device)), extra).float().cpu()
+            if offsets is not None:
+                output = output + offsets[start:stop]
+            outputs.append(output)
+    return torch.cat(outputs).numpy()
+
+
 class _TVEFineTuner(BaseEstimator):
     """Shared fit / predict of the fine-tuning estimators (see TVEClassifier)."""
 
@@ -162,6 +192,7 @@ class _TVEFineTuner(BaseEstimator):
         patience: int = 6,
         validation_fraction: float = 0.15,
         refit: bool = False,
+        recentre: bool = True,
         memory: Any = None,
         n_jobs: int | None = None,
         n_workers: int = 1,
@@ -189,6 +220,7 @@ class _TVEFineTuner(BaseEstimator):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.refit = refit
+        self.recentre = recentre
         self.memory = memory
         self.n_jobs = n_jobs
         self.n_workers = n_workers
@@ -229,8 +261,9 @@ class _TVEFineTuner(BaseEstimator):
         ):
             if not 0.0 <= float(value) < 1.0:
                 raise ValueError(f"{pname} must lie in [0, 1), got {value!r}.")
-        if not isinstance(self.refit, bool | np.bool_):
-            raise ValueError(f"refit must be True or False, got {self.refit!r}.")
+        for pname, value in (("refit", self.refit), ("recentre", self.recentre)):
+            if not isinstance(value, bool | np.bool_):
+                raise ValueError(f"{pname} must be True or False, got {value!r}.")
         for pname, value in (
             ("learning_rate", self.learning_rate),
             ("encoder_lr_scale", self.encoder_lr_scale),
@@ -300,6 +333,10 @@ class _TVEFineTuner(BaseEstimator):
     def _offset(self, model: Any, side: np.ndarray) -> np.ndarray:
         """The side estimator's prediction in the head's output units (n_rows, n_outputs)."""
         raise NotImplementedError
+
+    def _output_shift(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """Shift of the head's output that centres it on held-out rows (regression only)."""
+        return 0.0
 
     def _side_offsets(
         self,
@@ -577,6 +614,24 @@ class _TVEFineTuner(BaseEstimator):
             )
             n_steps += refit_steps
             self.refit_epochs_ = best_epoch
+        self.output_shift_ = 0.0
+        # Only where the held-out outputs are those predict will give: not after a refit,
+        # nor with a side estimator (predict uses one refitted on every row of X).
+        recentre = self.recentre and X_val is None and self.side_estimator is None
+        if recentre and len(val_idx) and self.refit_epochs_ == 0:
+            # The network's level drifts between seeds (driver-position's median residual
+            # spans -1.2 to +0.8 on val); the latest rows of X pin it.
+            encoder.eval()
+            head.eval()
+            held_out = head_outputs(
+                (sampler, encoder, head),
+                self.entity_table,
+                positions[val_idx],
+                seed_times[val_idx],
+                None if side_t is None else side_t[val_idx],
+                None if offsets_t is None else offsets_t[val_idx],
+            )
+            self.output_shift_ = self._output_shift(held_out, targets[val_idx])
         self.featurizer_ = featurizer
         self.encoder_spec_ = spec
         self.encoder_state_ = state_to_bytes(encoder.state_dict())
@@ -643,23 +698,19 @@ class _TVEFineTuner(BaseEstimator):
                 side = torch.from_numpy(self.side_preprocessor_.transform(raw).astype(np.float32))
                 if self.side_estimator_ is not None:
                     offsets = torch.from_numpy(self._offset(self.side_estimator_, raw))
-            device = next(encoder.parameters()).device
             times = self._seed_times(rows)
-            starts = range(0, len(times), EMBED_CHUNK)
-            verbose = bool(self.verbose) and len(starts) >= LONG_EMBEDDING_CHUNKS
-            outputs = []
-            with torch.no_grad(), timed_step(verbose, f"predicted {len(times):,} rows"):
-                for start in progress(starts, verbose, desc="predicting", leave=False):
-                    stop = start + EMBED_CHUNK
-                    batch = sampler.sample(
-                        self.entity_table, rows.positions[start:stop], times[start:stop]
-                    )
-                    extra = None if side is None else side[start:stop].to(device)
-                    output = head(encoder(batch.to(device)), extra).float().cpu()
-                    if offsets is not None:
-                        output = output + offsets[start:stop]
-                    outputs.append(output)
-            return torch.cat(outputs).numpy()
+            n_chunks = math.ceil(len(times) / EMBED_CHUNK)
+            verbose = bool(self.verbose) and n_chunks >= LONG_EMBEDDING_CHUNKS
+            with timed_step(verbose, f"predicted {len(times):,} rows"):
+                return head_outputs(
+                    (sampler, encoder, head),
+                    self.entity_table,
+                    rows.positions,
+                    times,
+                    side,
+                    offsets,
+                    verbose,
+                )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -736,6 +787,12 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         (on the same learning-rate schedule). The held-out rows are X's latest, the
         closest to the rows being predicted; ``False`` keeps the first run's best
         weights (half the training time).
+    recentre : bool, default=True
+        Regression only (a classifier ignores it): after early stopping on rows held out
+        from X, shift the predictions by the held-out rows' median residual (mean with
+        squared error), so the network's level follows X's latest rows. Not applied with
+        a user's ``X_val``, a ``side_estimator`` (refitted on every row before predict) or
+        after a refit.
     memory : str, Path or joblib.Memory, optional
         Caches pre-training (passed to the pretrainer): a grid search over fine-tuning
         parameters pre-trains once.
@@ -767,6 +824,8 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         The epoch whose weights early stopping chose (0: the starting weights).
     refit_epochs_ : int
         Epochs of the refit on every row of X (0 when there was none; see ``refit``).
+    output_shift_ : float
+        The shift ``recentre`` added to the standardised prediction (0 for classifiers).
     n_features_in_ : int
         Always 2 (entity id, time).
 
@@ -896,6 +955,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         patience: int = 6,
         validation_fraction: float = 0.15,
         refit: bool = False,
+        recentre: bool = True,
         memory: Any = None,
         n_jobs: int | None = None,
         n_workers: int = 1,
@@ -924,6 +984,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.refit = refit
+        self.recentre = recentre
         self.memory = memory
         self.n_jobs = n_jobs
         self.n_workers = n_workers
@@ -971,9 +1032,13 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
     def _offset(self, model: Any, side: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(side), dtype=np.float32).reshape(-1, 1)
 
+    def _output_shift(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        residual = targets[:, 0].astype(np.float64) - outputs[:, 0]
+        return float(np.median(residual) if self.loss == "absolute_error" else residual.mean())
+
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, shape (n_rows,)."""
-        out = self._raw_output(X)[:, 0].astype(np.float64)
+        out = self._raw_output(X)[:, 0].astype(np.float64) + getattr(self, "output_shift_", 0.0)
         return out * self.target_scale_ + self.target_centre_
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from _perturb import perturb_after
 from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
 import sktve.pretrainer as pretrainer_module
@@ -97,6 +98,36 @@ def test_regressor_learns_a_planted_target(db, X, loss):
     assert pred.shape == (len(X),) and np.isfinite(pred).all()
     baseline = np.abs(y - np.median(y)).mean()
     assert np.abs(y - pred).mean() < 0.8 * baseline
+
+
+@pytest.mark.parametrize(
+    "loss, centre", [("absolute_error", np.median), ("squared_error", np.mean)]
+)
+def test_regressor_recentres_on_the_held_out_rows(db, X, loss, centre):
+    late = (X["timestamp"] == X["timestamp"].max()).to_numpy()
+    # Planted: the held-out (latest) rows sit 3 units above the rest.
+    y = (X["customer_id"].to_numpy() % 5).astype(float) + 3.0 * late
+    params = dict(init="random", loss=loss, random_state=0, pretrainer=TVEPretrainer(**PRETRAIN))
+    plain = TVERegressor(database=db, recentre=False, **params, **FAST).fit(X, y)
+    shifted = TVERegressor(database=db, **params, **FAST).fit(X, y)
+    # Training is the same; only the output moves, by the held-out rows' centre residual.
+    assert plain.output_shift_ == 0.0 and shifted.output_shift_ > 0
+    residual = y[late] - plain.predict(X[late])
+    np.testing.assert_allclose(shifted.predict(X), plain.predict(X) + centre(residual), atol=1e-4)
+    refit = TVERegressor(database=db, refit=True, **params, **FAST).fit(X, y)
+    assert refit.output_shift_ == 0.0  # the held-out rows were trained on
+    side = TVERegressor(
+        database=db,
+        side_features=AggregateFeatures(window="30D"),
+        side_estimator=HistGradientBoostingRegressor(max_iter=10),
+        **params,
+        **FAST,
+    ).fit(X, y)
+    assert side.output_shift_ == 0.0  # predict uses a side estimator refitted on all rows
+
+
+def test_classifier_output_is_not_shifted(fitted):
+    assert fitted.output_shift_ == 0.0
 
 
 def test_time_ordered_split_holds_out_latest_timestamps():
@@ -250,6 +281,7 @@ def test_clone_keeps_params(fitted):
         ({"hidden_dim": 0}, "hidden_dim"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"refit": "yes"}, "refit must be True or False"),
+        ({"recentre": 1}, "recentre must be True or False"),
         ({"side_features": "agg"}, "side_features must be a transformer"),
         ({"pretrainer": "tve"}, "pretrainer must be a TVEPretrainer"),
         ({"as_of": "not a time"}, "as_of"),
