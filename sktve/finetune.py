@@ -580,7 +580,11 @@ class _TVEFineTuner(BaseEstimator):
             {"params": list(head.parameters()), "lr": 1.0},
         ]
         # The refit replays the run from these weights and this dropout stream.
-        start_state = [copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict())]
+        start_state = (
+            [copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict())]
+            if self.refit
+            else None
+        )
         dropout_seed = random_state if dist is None else rank_seed(random_state, dist.rank)
         history, best_epoch, n_steps, steps_per_second = train_loop(
             [encoder, head],
@@ -594,7 +598,7 @@ class _TVEFineTuner(BaseEstimator):
             batch_terms=batch_terms if dist is not None else None,
         )
         self.refit_epochs_ = 0
-        if self.refit and X_val is None and len(val_idx) and best_epoch > 0:
+        if start_state is not None and X_val is None and len(val_idx) and best_epoch > 0:
             # Early stopping held out X's latest rows, the nearest to what will be
             # predicted: the chosen number of epochs is run again on every row.
             say(f"[sktve] refit on all {len(positions)} rows for {best_epoch} epochs", flush=True)
@@ -781,7 +785,7 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
     validation_fraction : float, default=0.15
         Share of X's latest distinct timestamps held out for early stopping when no
         ``X_val`` is given to ``fit``.
-    refit : bool, default=True
+    refit : bool, default=False
         When the rows for early stopping came from X, train again from the same start
         on every row of X, held-out rows included, for the best epoch's number of epochs
         (on the same learning-rate schedule). The held-out rows are X's latest, the
