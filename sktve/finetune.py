@@ -35,7 +35,6 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 from torch import nn
 
 from sktve._as_of import clamp_times, parse_as_of
-from sktve._progress import progress, timed_step
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import TaskRows, raise_unknown_entities, resolve_task_table
 from sktve.database import Database, attach_shipped, load_database, ship_database
@@ -49,11 +48,11 @@ from sktve.distributed import (
 )
 from sktve.encoder_runtime import (
     EMBED_CHUNK,
-    LONG_EMBEDDING_CHUNKS,
     EncoderSpec,
     build_encoder,
     build_graph,
     build_sampler,
+    embed_rows,
     encoder_windows,
     state_from_bytes,
     state_to_bytes,
@@ -143,25 +142,22 @@ def head_outputs(
     offsets: torch.Tensor | None = None,
     verbose: bool = False,
 ) -> np.ndarray:
-    """The head's outputs for seed rows, in chunks, without gradients.
+    """The head's outputs for seed rows, without gradients: ``embed_rows``, then the head.
 
     ``model`` is (sampler, encoder, head) in eval mode; ``side`` and ``offsets`` are
     per-row side features and side-estimator offsets (or None).
     """
     sampler, encoder, head = model
-    device = next(encoder.parameters()).device
+    embedding = embed_rows(sampler, encoder, entity_table, positions, times, verbose)
+    device = next(head.parameters()).device
     outputs = []
     with torch.no_grad():
-        starts = range(0, len(times), EMBED_CHUNK)
-        for start in progress(starts, verbose, desc="predicting", leave=False):
+        for start in range(0, len(embedding), EMBED_CHUNK):
             stop = start + EMBED_CHUNK
-            batch = sampler.sample(entity_table, positions[start:stop], times[start:stop])
             extra = None if side is None else side[start:stop].to(device)
-            output = head(encoder(batch.to(device)), extra).float().cpu()
-            if offsets is not None:
-                output = output + offsets[start:stop]
-            outputs.append(output)
-    return torch.cat(outputs).numpy()
+            outputs.append(head(embedding[start:stop].to(device), extra).float().cpu())
+    output = torch.cat(outputs) if outputs else torch.zeros((0, head.mlp[-1].out_features))
+    return (output if offsets is None else output + offsets).numpy()
 
 
 class _TVEFineTuner(BaseEstimator):
@@ -702,19 +698,15 @@ class _TVEFineTuner(BaseEstimator):
                 side = torch.from_numpy(self.side_preprocessor_.transform(raw).astype(np.float32))
                 if self.side_estimator_ is not None:
                     offsets = torch.from_numpy(self._offset(self.side_estimator_, raw))
-            times = self._seed_times(rows)
-            n_chunks = math.ceil(len(times) / EMBED_CHUNK)
-            verbose = bool(self.verbose) and n_chunks >= LONG_EMBEDDING_CHUNKS
-            with timed_step(verbose, f"predicted {len(times):,} rows"):
-                return head_outputs(
-                    (sampler, encoder, head),
-                    self.entity_table,
-                    rows.positions,
-                    times,
-                    side,
-                    offsets,
-                    verbose,
-                )
+            return head_outputs(
+                (sampler, encoder, head),
+                self.entity_table,
+                rows.positions,
+                self._seed_times(rows),
+                side,
+                offsets,
+                bool(self.verbose),
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
