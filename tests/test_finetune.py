@@ -216,6 +216,20 @@ def test_fit_ignores_rows_after_boundary_plus_window(frames, X, y_binary):
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
 
 
+def test_recentred_regressor_ignores_rows_after_each_time(frames, X):
+    # The shift is read from the held-out rows, each seen as of its own time: rows after
+    # every time of X change neither it nor any prediction.
+    tables, schema = frames
+    perturbed = load_database(perturb_after(tables, schema, X["timestamp"].max()), schema=schema)
+    y = (X["customer_id"].to_numpy() % 5).astype(float)
+    params = dict(init="random", random_state=0, **FAST)
+    params.update(pretrainer=TVEPretrainer(**PRETRAIN))
+    a = TVERegressor(database=load_database(tables, schema=schema), **params).fit(X, y)
+    b = TVERegressor(database=perturbed, **params).fit(X, y)
+    assert a.output_shift_ != 0.0 and a.output_shift_ == b.output_shift_
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
 def test_side_features_enter_the_head(db, X, y_binary):
     clf = _classifier(db, side_features=AggregateFeatures(window="60D")).fit(X, y_binary)
     assert clf.side_features_ is not None and clf.side_dim_ > 0
