@@ -256,6 +256,13 @@ def main() -> None:
         default={},
         help="further TVEPretrainer parameters as JSON, e.g. '{\"history_counts\": false}'",
     )
+    parser.add_argument(
+        "--ft-classifier-params",
+        type=json.loads,
+        default={},
+        help="further TVEClassifier parameters of the ft-* methods (binary tasks) as JSON, "
+        'e.g. \'{"scoring": "roc_auc"}\'',
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, tiny data, 2 epochs")
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--name", default="quality_synthetic", help="output file stem")
@@ -450,6 +457,8 @@ def main() -> None:
                         params["pretrainer"] = tve  # the fitted encoder, shared
                     if not binary:
                         params["loss"] = "absolute_error"
+                    else:
+                        params.update(args.ft_classifier_params)
                     if with_agg:
                         params["side_features"] = AggregateFeatures(
                             window=agg_windows, max_hops=args.agg_hops
@@ -497,6 +506,7 @@ def main() -> None:
             "finetune": "TVEClassifier / TVERegressor defaults (regression loss "
             "absolute_error)"
             + (", max_epochs=2" if args.quick else "")
+            + "".join(f", classifiers {k}={v!r}" for k, v in args.ft_classifier_params.items())
             + "; ft-tve starts from the seed's fitted TVE encoder; ft-tve+agg adds "
             "AggregateFeatures side features and agg-hgb's val-chosen HGB as side estimator",
             "best_tve": "among " + ", ".join(TVE_METHODS) + ", the best val mean; compared "

@@ -6,8 +6,8 @@ random weights with ``init="random"``: the supervised RDL-style GNN that pre-tra
 beat, with the same architecture and budget), then trains encoder and head together on y.
 Optional ``side_features`` (e.g. :class:`~sktve.AggregateFeatures`) enter the head beside
 the embedding, so the GNN has to learn only what they miss. Early stopping watches the loss
-on a time-ordered validation split (the latest timestamps of X), or on a validation set the
-caller gives to ``fit``.
+(or a scikit-learn scorer, ``scoring``) on a time-ordered validation split (the latest
+timestamps of X), or on a validation set the caller gives to ``fit``.
 
 The loop is :func:`sktve.training.train_loop`, the one pre-training runs, rather than
 skorch's: a batch here is a subgraph the temporal sampler draws for (entity, time) seeds,
@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.impute import SimpleImputer
+from sklearn.metrics import get_scorer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils.multiclass import check_classification_targets
@@ -39,6 +40,7 @@ from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import TaskRows, raise_unknown_entities, resolve_task_table
 from sktve.database import Database, attach_shipped, load_database, ship_database
 from sktve.distributed import (
+    all_reduce_sum,
     backend_for,
     context,
     rank_device,
@@ -187,6 +189,7 @@ class _TVEFineTuner(BaseEstimator):
         weight_decay: float = 1e-4,
         patience: int = 6,
         validation_fraction: float = 0.15,
+        scoring: Any = "loss",
         refit: bool = False,
         recentre: bool = True,
         memory: Any = None,
@@ -215,6 +218,7 @@ class _TVEFineTuner(BaseEstimator):
         self.weight_decay = weight_decay
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.scoring = scoring
         self.refit = refit
         self.recentre = recentre
         self.memory = memory
@@ -257,6 +261,20 @@ class _TVEFineTuner(BaseEstimator):
         ):
             if not 0.0 <= float(value) < 1.0:
                 raise ValueError(f"{pname} must lie in [0, 1), got {value!r}.")
+        if isinstance(self.scoring, str) and self.scoring != "loss":
+            try:
+                get_scorer(self.scoring)
+            except ValueError as err:
+                raise ValueError(
+                    f"scoring must be 'loss', a scikit-learn scorer name such as 'roc_auc' "
+                    f"or 'neg_mean_absolute_error', or a callable scorer(estimator, X, y); "
+                    f"got {self.scoring!r}."
+                ) from err
+        elif not isinstance(self.scoring, str) and not callable(self.scoring):
+            raise ValueError(
+                "scoring must be 'loss', a scikit-learn scorer name or a callable "
+                f"scorer(estimator, X, y); got {type(self.scoring).__name__}."
+            )
         for pname, value in (("refit", self.refit), ("recentre", self.recentre)):
             if not isinstance(value, bool | np.bool_):
                 raise ValueError(f"{pname} must be True or False, got {value!r}.")
@@ -333,6 +351,10 @@ class _TVEFineTuner(BaseEstimator):
     def _output_shift(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         """Shift of the head's output that centres it on held-out rows (regression only)."""
         return 0.0
+
+    def _held_out_view(self, outputs: np.ndarray) -> BaseEstimator:
+        """An estimator whose predictions are ``outputs`` (the held-out rows'), for scorers."""
+        raise NotImplementedError
 
     def _side_offsets(
         self,
@@ -451,35 +473,14 @@ class _TVEFineTuner(BaseEstimator):
         if n_rows == 0:
             raise ValueError("X is empty: give at least one (entity id, time) row.")
         targets, n_outputs = self._encode_targets(y, n_rows)
+        labels = np.asarray(y)
         rows = self._resolve_rows(X, database)
         random_state = (
             int(np.random.default_rng().integers(2**31 - 1))
             if self.random_state is None
             else int(self.random_state)
         )
-        # ---- encoder: pre-trained (or given), or the same architecture at random.
-        pretrainer = self.pretrainer if self.pretrainer is not None else TVEPretrainer()
-        fitted = hasattr(pretrainer, "encoder_state_")
-        if not fitted:
-            pretrainer = self._with_shared(pretrainer, database, random_state)
-        if self.init == "tve":
-            if not fitted:
-                say("[sktve] pre-training the encoder (TVE)", flush=True)
-                pretrainer.fit(X)
-            spec = pretrainer._encoder_spec()
-            featurizer = pretrainer.featurizer_
-            encoder_state = pretrainer.encoder_state_
-            self.pretrainer_ = pretrainer
-        else:
-            # The same history inputs and recency scales the pretrainer would give its
-            # encoder on these rows.
-            params = pretrainer.get_params()
-            windows = target_windows(pretrainer.window, rows.times)
-            spec = EncoderSpec.from_params({**params, **encoder_windows(params, windows)})
-            boundary = pd.Timestamp(rows.times.max())
-            featurizer = GraphFeaturizer().fit(database, boundary=boundary)
-            encoder_state = None
-            self.pretrainer_ = None
+        spec, featurizer, encoder_state = self._starting_encoder(X, rows, database, random_state)
         pretrain_seconds = time.perf_counter() - started
         torch.manual_seed(random_state)
         encoder = build_encoder(featurizer, spec, encoder_state)
@@ -488,44 +489,31 @@ class _TVEFineTuner(BaseEstimator):
         # ---- rows to train on and to stop on.
         positions = rows.positions
         seed_times = self._seed_times(rows)
+        keys, times = rows.keys, rows.times
         if X_val is not None:
             val_rows = self._resolve_rows(X_val, database)
             val_targets, _ = self._encode_targets(y_val, len(val_rows.keys), refit=False)
             positions = np.concatenate([positions, val_rows.positions])
             seed_times = np.concatenate([seed_times, self._seed_times(val_rows)])
+            keys = np.concatenate([keys, val_rows.keys])
+            times = np.concatenate([times, val_rows.times])
             targets = np.concatenate([targets, val_targets])
+            labels = np.concatenate([labels, np.asarray(y_val)])
             is_val = np.r_[np.zeros(len(rows.keys), bool), np.ones(len(val_rows.keys), bool)]
         else:
             is_val = time_ordered_split(rows.times_ns, float(self.validation_fraction))
         train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
-        # ---- side features, fitted on X (frozen), preprocessed on the training rows.
-        side = None
-        self.side_features_ = None
-        self.side_preprocessor_ = None
-        if self.side_features is not None:
-            self.side_features_ = self._with_shared(self.side_features, database, random_state)
-            raw = np.asarray(self.side_features_.fit_transform(X), dtype=np.float64)
-            if X_val is not None:
-                raw = np.vstack([raw, np.asarray(self.side_features_.transform(X_val), np.float64)])
-            self.side_preprocessor_ = _side_preprocessor(len(train_idx)).fit(raw[train_idx])
-            side = self.side_preprocessor_.transform(raw).astype(np.float32)
-        side_dim = 0 if side is None else side.shape[1]
         self.n_outputs_ = n_outputs
-        self.side_estimator_ = None
-        offsets_t = None
-        if self.side_estimator is not None:
-            say("[sktve] side estimator: out-of-fold predictions as the starting point", flush=True)
-            offsets = self._side_offsets(
-                raw, targets, seed_times, train_idx, val_idx, refit_all=X_val is None
-            )
-            offsets_t = torch.from_numpy(offsets)
-
+        side, offsets = self._side_inputs(
+            X, X_val, database, random_state, targets, seed_times, train_idx, val_idx, say
+        )
+        side_dim = 0 if side is None else side.shape[1]
         head = FineTuneHead(
             spec.embedding_dim, side_dim, int(self.hidden_dim), n_outputs, float(self.dropout)
         )
         with torch.no_grad():
-            if offsets_t is None:
+            if offsets is None:
                 head.mlp[-1].bias.copy_(torch.from_numpy(self._output_bias(targets[train_idx])))
             else:
                 # Start exactly at the side estimator's prediction; the network learns the
@@ -540,6 +528,7 @@ class _TVEFineTuner(BaseEstimator):
             torch.manual_seed(rank_seed(random_state, dist.rank))  # dropout: one stream per rank
         targets_t = torch.from_numpy(targets)
         side_t = None if side is None else torch.from_numpy(side)
+        offsets_t = None if offsets is None else torch.from_numpy(offsets)
 
         def batch_loss(index: np.ndarray, train: bool) -> torch.Tensor:
             batch = sampler.sample(self.entity_table, positions[index], seed_times[index])
@@ -554,6 +543,37 @@ class _TVEFineTuner(BaseEstimator):
             # Data-parallel form: (sum of row losses, rows), so ranks' shards add up.
             rows = torch.tensor(float(len(index)), device=device)
             return batch_loss(index, train) * rows, rows
+
+        def held_out_outputs() -> np.ndarray:
+            return head_outputs(
+                (sampler, encoder, head),
+                self.entity_table,
+                positions[val_idx],
+                seed_times[val_idx],
+                None if side_t is None else side_t[val_idx],
+                None if offsets_t is None else offsets_t[val_idx],
+            )
+
+        holdout_eval = None
+        if self.scoring != "loss" and len(val_idx):
+            scorer = get_scorer(self.scoring)
+            X_held = pd.DataFrame({rows.entity_col: keys[val_idx], rows.time_col: times[val_idx]})
+
+            def holdout_eval() -> tuple[float, float]:
+                outputs = held_out_outputs()
+                loss = float(self._loss(torch.from_numpy(outputs), targets_t[val_idx]))
+                score = float(scorer(self._held_out_view(outputs), X_held, labels[val_idx]))
+                if not math.isfinite(score):
+                    raise ValueError(
+                        f"scoring={self.scoring!r} gave {score} on the {len(val_idx)} "
+                        "held-out rows, so early stopping cannot compare epochs; use "
+                        "scoring='loss' or a scorer defined on those rows."
+                    )
+                if dist is not None:
+                    # Ranks agree on when to stop even if their sums differ in the last bit.
+                    values = all_reduce_sum(torch.tensor([loss, score], dtype=torch.float64))
+                    loss, score = (float(v) / dist.world for v in values)
+                return loss, -score
 
         config = TrainingConfig(
             max_epochs=int(self.max_epochs),
@@ -581,17 +601,20 @@ class _TVEFineTuner(BaseEstimator):
             if self.refit
             else None
         )
-        dropout_seed = random_state if dist is None else rank_seed(random_state, dist.rank)
+        loop = {
+            "param_groups": groups,
+            "dist": dist,
+            "batch_terms": batch_terms if dist is not None else None,
+        }
         history, best_epoch, n_steps, steps_per_second = train_loop(
             [encoder, head],
             batch_loss,
             train_idx,
             val_idx,
             config,
-            param_groups=groups,
             evaluate_start=offsets_t is not None,
-            dist=dist,
-            batch_terms=batch_terms if dist is not None else None,
+            holdout_eval=holdout_eval,
+            **loop,
         )
         self.refit_epochs_ = 0
         if start_state is not None and X_val is None and len(val_idx) and best_epoch > 0:
@@ -600,17 +623,15 @@ class _TVEFineTuner(BaseEstimator):
             say(f"[sktve] refit on all {len(positions)} rows for {best_epoch} epochs", flush=True)
             encoder.load_state_dict(start_state[0])
             head.load_state_dict(start_state[1])
-            torch.manual_seed(dropout_seed)
+            torch.manual_seed(random_state if dist is None else rank_seed(random_state, dist.rank))
             _, _, refit_steps, _ = train_loop(
                 [encoder, head],
                 batch_loss,
                 np.arange(len(positions)),
                 np.empty(0, dtype=np.int64),
                 config,
-                param_groups=groups,
-                dist=dist,
-                batch_terms=batch_terms if dist is not None else None,
                 n_epochs=best_epoch,
+                **loop,
             )
             n_steps += refit_steps
             self.refit_epochs_ = best_epoch
@@ -623,15 +644,7 @@ class _TVEFineTuner(BaseEstimator):
             # spans -1.2 to +0.8 on val); the latest rows of X pin it.
             encoder.eval()
             head.eval()
-            held_out = head_outputs(
-                (sampler, encoder, head),
-                self.entity_table,
-                positions[val_idx],
-                seed_times[val_idx],
-                None if side_t is None else side_t[val_idx],
-                None if offsets_t is None else offsets_t[val_idx],
-            )
-            self.output_shift_ = self._output_shift(held_out, targets[val_idx])
+            self.output_shift_ = self._output_shift(held_out_outputs(), targets[val_idx])
         self.featurizer_ = featurizer
         self.encoder_spec_ = spec
         self.encoder_state_ = state_to_bytes(encoder.state_dict())
@@ -655,6 +668,70 @@ class _TVEFineTuner(BaseEstimator):
             del self.feature_names_in_
         self._runtime = None
         return self
+
+    def _starting_encoder(
+        self, X: Any, rows: TaskRows, database: Database, random_state: int
+    ) -> tuple[EncoderSpec, GraphFeaturizer, Any]:
+        """(spec, featurizer, weights) of the encoder to fine-tune; sets ``pretrainer_``.
+
+        TVE init pre-trains on X (unless the given pretrainer is fitted); random init
+        takes the same architecture with no weights.
+        """
+        pretrainer = self.pretrainer if self.pretrainer is not None else TVEPretrainer()
+        fitted = hasattr(pretrainer, "encoder_state_")
+        if not fitted:
+            pretrainer = self._with_shared(pretrainer, database, random_state)
+        if self.init == "tve":
+            if not fitted:
+                if self.verbose:
+                    print("[sktve] pre-training the encoder (TVE)", flush=True)
+                pretrainer.fit(X)
+            self.pretrainer_ = pretrainer
+            return pretrainer._encoder_spec(), pretrainer.featurizer_, pretrainer.encoder_state_
+        # The same history inputs and recency scales the pretrainer would give its
+        # encoder on these rows.
+        params = pretrainer.get_params()
+        windows = target_windows(pretrainer.window, rows.times)
+        spec = EncoderSpec.from_params({**params, **encoder_windows(params, windows)})
+        featurizer = GraphFeaturizer().fit(database, boundary=pd.Timestamp(rows.times.max()))
+        self.pretrainer_ = None
+        return spec, featurizer, None
+
+    def _side_inputs(
+        self,
+        X: Any,
+        X_val: Any,
+        database: Database,
+        random_state: int,
+        targets: np.ndarray,
+        seed_times: np.ndarray,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        say: Any,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(preprocessed side features, side-estimator offsets), each None when not asked.
+
+        Side features are fitted on X (frozen) and preprocessed on the training rows; sets
+        ``side_features_``, ``side_preprocessor_`` and ``side_estimator_``.
+        """
+        self.side_features_ = None
+        self.side_preprocessor_ = None
+        self.side_estimator_ = None
+        if self.side_features is None:
+            return None, None
+        self.side_features_ = self._with_shared(self.side_features, database, random_state)
+        raw = np.asarray(self.side_features_.fit_transform(X), dtype=np.float64)
+        if X_val is not None:
+            raw = np.vstack([raw, np.asarray(self.side_features_.transform(X_val), np.float64)])
+        self.side_preprocessor_ = _side_preprocessor(len(train_idx)).fit(raw[train_idx])
+        side = self.side_preprocessor_.transform(raw).astype(np.float32)
+        if self.side_estimator is None:
+            return side, None
+        say("[sktve] side estimator: out-of-fold predictions as the starting point", flush=True)
+        offsets = self._side_offsets(
+            raw, targets, seed_times, train_idx, val_idx, refit_all=X_val is None
+        )
+        return side, offsets
 
     # ------------------------------------------------------------------ predict
     def _current_database(self) -> Database:
@@ -772,11 +849,18 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         The encoder's learning rate as a multiple of ``learning_rate``.
     weight_decay : float, default=1e-4
     patience : int, default=6
-        Epochs without a better validation loss before stopping; the best epoch's
-        weights are kept.
+        Epochs without a better validation criterion (see ``scoring``) before stopping;
+        the best epoch's weights are kept.
     validation_fraction : float, default=0.15
         Share of X's latest distinct timestamps held out for early stopping when no
         ``X_val`` is given to ``fit``.
+    scoring : "loss", str or callable, default="loss"
+        What early stopping watches on the held-out rows after each epoch: the training
+        loss, or a scikit-learn scorer (a name such as ``"roc_auc"``, or a callable
+        ``scorer(estimator, X, y)``) applied to the network's predictions for those rows,
+        as ``HistGradientBoostingClassifier(scoring=...)`` does. The scorer is called on a
+        stand-in estimator whose predictions are those rows' (the X it is given holds their
+        entity ids and times).
     refit : bool, default=False
         When the rows for early stopping came from X, train again from the same start
         on every row of X, held-out rows included, for the best epoch's number of epochs
@@ -815,7 +899,8 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
     side_estimator_ : estimator or None
         The side estimator used at predict time.
     history_ : list of dict
-        Per-epoch ``train_loss``, ``holdout_loss`` (the validation loss), ``seconds``.
+        Per-epoch ``train_loss``, ``holdout_loss`` (the validation loss), ``seconds``,
+        and ``holdout_score`` (the scorer's value) when ``scoring`` is not ``"loss"``.
     best_epoch_ : int
         The epoch whose weights early stopping chose (0: the starting weights).
     refit_epochs_ : int
@@ -878,25 +963,38 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         out[:, np.asarray(model.classes_, dtype=np.int64)] = np.log(np.clip(proba, 1e-6, 1.0))
         return out.astype(np.float32)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Logits (binary: the positive class's log-odds, shape (n_rows,))."""
-        check_is_fitted(self, "head_state_")
-        logits = self._raw_output(X).astype(np.float64)
+    def _held_out_view(self, outputs: np.ndarray) -> _HeldOutClassifier:
+        return _HeldOutClassifier(self, outputs)
+
+    def _decision(self, logits: np.ndarray) -> np.ndarray:
+        logits = logits.astype(np.float64)
         if len(self.classes_) == 2:
             return logits[:, 1] - logits[:, 0]
         return logits
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, shape (n_rows, n_classes), columns in ``classes_`` order."""
-        logits = self._raw_output(X).astype(np.float64)
+    @staticmethod
+    def _proba(logits: np.ndarray) -> np.ndarray:
+        logits = logits.astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         proba = np.exp(logits)
         return proba / proba.sum(axis=1, keepdims=True)
 
+    def _labels(self, logits: np.ndarray) -> np.ndarray:
+        return self.classes_[logits.argmax(axis=1)]
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits (binary: the positive class's log-odds, shape (n_rows,))."""
+        check_is_fitted(self, "head_state_")
+        return self._decision(self._raw_output(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n_rows, n_classes), columns in ``classes_`` order."""
+        return self._proba(self._raw_output(X))
+
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each row."""
         check_is_fitted(self, "head_state_")
-        return self.classes_[self._raw_output(X).argmax(axis=1)]
+        return self._labels(self._raw_output(X))
 
 
 class TVERegressor(RegressorMixin, _TVEFineTuner):
@@ -908,8 +1006,8 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
     Parameters
     ----------
     loss : {"squared_error", "absolute_error"}, default="squared_error"
-        Training loss (and early-stopping criterion). ``"absolute_error"`` predicts a
-        conditional median, for MAE-scored tasks.
+        Training loss (and early-stopping criterion unless ``scoring`` says otherwise).
+        ``"absolute_error"`` predicts a conditional median, for MAE-scored tasks.
     **params
         Every other parameter as in :class:`TVEClassifier`.
 
@@ -950,6 +1048,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         weight_decay: float = 1e-4,
         patience: int = 6,
         validation_fraction: float = 0.15,
+        scoring: Any = "loss",
         refit: bool = False,
         recentre: bool = True,
         memory: Any = None,
@@ -979,6 +1078,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.weight_decay = weight_decay
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.scoring = scoring
         self.refit = refit
         self.recentre = recentre
         self.memory = memory
@@ -1032,10 +1132,50 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         residual = targets[:, 0].astype(np.float64) - outputs[:, 0]
         return float(np.median(residual) if self.loss == "absolute_error" else residual.mean())
 
+    def _held_out_view(self, outputs: np.ndarray) -> _HeldOutRegressor:
+        return _HeldOutRegressor(self, outputs)
+
+    def _targets_from(self, outputs: np.ndarray, shift: float = 0.0) -> np.ndarray:
+        """Standardised head outputs (plus ``shift``) in the target's units."""
+        out = outputs[:, 0].astype(np.float64) + shift
+        return out * self.target_scale_ + self.target_centre_
+
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, shape (n_rows,)."""
-        out = self._raw_output(X)[:, 0].astype(np.float64) + getattr(self, "output_shift_", 0.0)
-        return out * self.target_scale_ + self.target_centre_
+        return self._targets_from(self._raw_output(X), getattr(self, "output_shift_", 0.0))
+
+
+class _HeldOutClassifier(ClassifierMixin, BaseEstimator):
+    """What ``scoring`` is called on during training: a classifier whose predictions are
+    the network's current outputs on the held-out rows (whatever X the scorer passes)."""
+
+    def __init__(self, owner: TVEClassifier, outputs: np.ndarray) -> None:
+        self.owner = owner
+        self.outputs = outputs
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.owner.classes_
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return self.owner._decision(self.outputs)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.owner._proba(self.outputs)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.owner._labels(self.outputs)
+
+
+class _HeldOutRegressor(RegressorMixin, BaseEstimator):
+    """The regressor's counterpart of :class:`_HeldOutClassifier`."""
+
+    def __init__(self, owner: TVERegressor, outputs: np.ndarray) -> None:
+        self.owner = owner
+        self.outputs = outputs
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.owner._targets_from(self.outputs)
 
 
 def _fit_in_rank(

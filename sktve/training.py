@@ -107,12 +107,14 @@ def train_loop(
     dist: DistContext | None = None,
     batch_terms: Callable[[np.ndarray, bool], tuple[torch.Tensor, torch.Tensor]] | None = None,
     n_epochs: int | None = None,
+    holdout_eval: Callable[[], tuple[float, float]] | None = None,
 ) -> tuple[list[dict[str, float]], int, int, float]:
     """The loop that pre-training and fine-tuning share.
 
     AdamW with a warm-up + cosine learning-rate schedule and gradient clipping; after each
-    epoch the weighted mean of ``batch_loss`` over ``holdout_idx`` decides early stopping,
-    and the modules end with the weights of the best epoch.
+    epoch the weighted mean of ``batch_loss`` over ``holdout_idx`` (or ``holdout_eval``'s
+    criterion) decides early stopping, and the modules end with the weights of the best
+    epoch.
 
     Parameters
     ----------
@@ -145,6 +147,12 @@ def train_loop(
         Stop after this many epochs of the ``config.max_epochs`` schedule (the learning
         rate follows the full schedule up to there). With an empty ``holdout_idx``, this
         replays a run whose best epoch is known on more rows.
+    holdout_eval : callable, optional
+        ``holdout_eval()`` returns ``(held-out loss, criterion)`` for the modules as they
+        are (called in eval mode, without gradients); early stopping then minimises the
+        criterion (e.g. a negated AUROC) instead of the loss, and each epoch's history
+        records it as ``holdout_score``. It must cover every held-out row itself (with
+        ``dist``, return the same values on every rank).
 
     Returns
     -------
@@ -182,9 +190,19 @@ def train_loop(
         for module in modules:
             module.train(train)
 
-    def holdout_loss() -> float:
+    def holdout_criterion() -> tuple[float, float]:
+        """(held-out loss, the value early stopping minimises)."""
         if len(holdout_idx) == 0:
-            return float("nan")
+            return float("nan"), float("nan")
+        if holdout_eval is not None:
+            set_mode(False)
+            with torch.no_grad():
+                loss, criterion = holdout_eval()
+            return float(loss), float(criterion)
+        loss = holdout_loss()
+        return loss, loss
+
+    def holdout_loss() -> float:
         set_mode(False)
         total, weight = 0.0, 0
         with torch.no_grad():
@@ -201,10 +219,10 @@ def train_loop(
         return [copy.deepcopy(m.state_dict()) for m in modules]
 
     history: list[dict[str, float]] = []
-    best_loss, best_epoch, stale = math.inf, 0, 0
+    best_criterion, best_epoch, stale = math.inf, 0, 0
     best_state = snapshot()
     if evaluate_start and len(holdout_idx):
-        best_loss = holdout_loss()
+        best_criterion = holdout_criterion()[1]
     n_steps, train_seconds = 0, 0.0
     last_epoch = config.max_epochs if n_epochs is None else min(int(n_epochs), config.max_epochs)
     for epoch in range(1, last_epoch + 1):
@@ -229,7 +247,7 @@ def train_loop(
             losses.append(loss_value)
             n_steps += 1
         train_seconds += time.perf_counter() - started
-        val_loss = holdout_loss()
+        val_loss, criterion = holdout_criterion()
         record = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
@@ -237,16 +255,20 @@ def train_loop(
             "learning_rate": float(scheduler.get_last_lr()[0]),
             "seconds": time.perf_counter() - started,
         }
+        scored = ""
+        if holdout_eval is not None:
+            record["holdout_score"] = -criterion
+            scored = f"  held-out score {-criterion:.4f}"
         history.append(record)
         if config.verbose:
             print(
                 f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  "
-                f"held-out loss {val_loss:.4f}  ({record['seconds']:.1f}s)",
+                f"held-out loss {val_loss:.4f}{scored}  ({record['seconds']:.1f}s)",
                 flush=True,
             )
-        improved = math.isnan(val_loss) or val_loss < best_loss - 1e-5
+        improved = math.isnan(criterion) or criterion < best_criterion - 1e-5
         if improved:
-            best_loss = val_loss if not math.isnan(val_loss) else best_loss
+            best_criterion = criterion if not math.isnan(criterion) else best_criterion
             best_epoch, stale = epoch, 0
             best_state = snapshot()
         else:

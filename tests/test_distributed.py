@@ -268,13 +268,15 @@ def _finetuner(database=None, **extra):
     )
 
 
-def test_fine_tuning_on_two_ranks_matches_one_process():
+@pytest.mark.parametrize("scoring", ["loss", "roc_auc"])
+def test_fine_tuning_on_two_ranks_matches_one_process(scoring):
     """TVEClassifier(n_workers=2): batches sharded over 2 spawned ranks, same training."""
     database, X, y = _database(), _X(), _labels()
-    one = _finetuner(database).fit(X, y)
-    two = _finetuner(database, n_workers=2).fit(X, y)
+    one = _finetuner(database, scoring=scoring).fit(X, y)
+    two = _finetuner(database, n_workers=2, scoring=scoring).fit(X, y)
     assert two.n_workers == 2 and two.database_ is database
-    for key in ("train_loss", "holdout_loss"):
+    keys = ("train_loss", "holdout_loss") + (("holdout_score",) if scoring != "loss" else ())
+    for key in keys:
         np.testing.assert_allclose(
             [h[key] for h in two.history_], [h[key] for h in one.history_], rtol=1e-3
         )

@@ -174,6 +174,52 @@ def test_no_refit_with_a_user_validation_set(db, X, y_binary):
     assert clf.refit_epochs_ == 0
 
 
+def test_scoring_drives_early_stopping(db, X, y_binary):
+    clf = _classifier(db, scoring="roc_auc", max_epochs=4, patience=4).fit(X, y_binary)
+    scores = [record["holdout_score"] for record in clf.history_]
+    assert len(scores) == 4 and all(0.0 <= s <= 1.0 for s in scores)
+    # The kept epoch is the first with the best held-out AUROC, whatever the loss did.
+    assert clf.best_epoch_ == int(np.argmax(scores)) + 1
+    assert "holdout_score" not in _classifier(db).fit(X, y_binary).history_[0]
+
+
+def test_undefined_score_is_refused(db, X, y_binary):
+    with pytest.raises(ValueError, match="early stopping cannot compare epochs"):
+        _classifier(db, scoring=lambda estimator, X, y: float("nan")).fit(X, y_binary)
+
+
+def test_scorer_sees_the_held_out_rows_and_their_predictions(db, X):
+    late = (X["timestamp"] == X["timestamp"].max()).to_numpy()
+    y = (X["customer_id"].to_numpy() % 5).astype(float)
+    calls = []
+
+    def scorer(estimator, X_held, y_held):
+        calls.append((X_held, y_held, estimator.predict(X_held)))
+        return -float(np.abs(y_held - estimator.predict(X_held)).mean())
+
+    reg = TVERegressor(
+        database=db,
+        init="random",
+        loss="absolute_error",
+        scoring=scorer,
+        random_state=0,
+        pretrainer=TVEPretrainer(**PRETRAIN),
+        **FAST,
+    ).fit(X, y)
+    X_held, y_held, _ = calls[-1]
+    expected = X[late].reset_index(drop=True)
+    pd.testing.assert_frame_equal(X_held.reset_index(drop=True), expected, check_dtype=False)
+    np.testing.assert_array_equal(y_held, y[late])
+    # The scored predictions are in the target's units: at the kept epoch they are what
+    # predict gives before recentring.
+    kept = calls[reg.best_epoch_ - 1][2]
+    unshifted = reg.predict(X[late]) - reg.output_shift_ * reg.target_scale_
+    np.testing.assert_allclose(kept, unshifted, atol=1e-4)
+    assert reg.history_[reg.best_epoch_ - 1]["holdout_score"] == max(
+        r["holdout_score"] for r in reg.history_
+    )
+
+
 def test_deterministic_given_random_state(fitted, db, X, y_binary):
     again = _classifier(db).fit(X, y_binary)
     np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
@@ -296,6 +342,8 @@ def test_clone_keeps_params(fitted):
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"refit": "yes"}, "refit must be True or False"),
         ({"recentre": 1}, "recentre must be True or False"),
+        ({"scoring": "auroc"}, "scoring must be 'loss', a scikit-learn scorer name"),
+        ({"scoring": 3}, "scoring must be 'loss'"),
         ({"side_features": "agg"}, "side_features must be a transformer"),
         ({"pretrainer": "tve"}, "pretrainer must be a TVEPretrainer"),
         ({"as_of": "not a time"}, "as_of"),
