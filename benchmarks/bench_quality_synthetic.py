@@ -257,6 +257,13 @@ def main() -> None:
         help="further TVEPretrainer parameters as JSON, e.g. '{\"history_counts\": false}'",
     )
     parser.add_argument(
+        "--ft-params",
+        type=json.loads,
+        default={},
+        help="further TVEClassifier / TVERegressor parameters of the ft-* methods as JSON, "
+        "e.g. '{\"average_epochs\": 1.0}'",
+    )
+    parser.add_argument(
         "--ft-classifier-params",
         type=json.loads,
         default={},
@@ -452,6 +459,7 @@ def main() -> None:
                         "as_of": as_of,
                         "random_state": seed,
                         **ft_epochs,
+                        **args.ft_params,
                     }
                     if init == "tve":
                         params["pretrainer"] = tve  # the fitted encoder, shared
@@ -506,6 +514,7 @@ def main() -> None:
             "finetune": "TVEClassifier / TVERegressor defaults (regression loss "
             "absolute_error)"
             + (", max_epochs=2" if args.quick else "")
+            + "".join(f", {k}={v!r}" for k, v in args.ft_params.items())
             + "".join(f", classifiers {k}={v!r}" for k, v in args.ft_classifier_params.items())
             + "; ft-tve starts from the seed's fitted TVE encoder; ft-tve+agg adds "
             "AggregateFeatures side features and agg-hgb's val-chosen HGB as side estimator",

@@ -190,6 +190,7 @@ class _TVEFineTuner(BaseEstimator):
         patience: int = 6,
         validation_fraction: float = 0.15,
         scoring: Any = "loss",
+        average_epochs: float | None = None,
         refit: bool = False,
         recentre: bool = True,
         memory: Any = None,
@@ -219,6 +220,7 @@ class _TVEFineTuner(BaseEstimator):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.scoring = scoring
+        self.average_epochs = average_epochs
         self.refit = refit
         self.recentre = recentre
         self.memory = memory
@@ -274,6 +276,14 @@ class _TVEFineTuner(BaseEstimator):
             raise ValueError(
                 "scoring must be 'loss', a scikit-learn scorer name or a callable "
                 f"scorer(estimator, X, y); got {type(self.scoring).__name__}."
+            )
+        if self.average_epochs is not None and not (
+            isinstance(self.average_epochs, int | float | np.number)
+            and not isinstance(self.average_epochs, bool)
+            and self.average_epochs > 0
+        ):
+            raise ValueError(
+                f"average_epochs must be None or a positive number, got {self.average_epochs!r}."
             )
         for pname, value in (("refit", self.refit), ("recentre", self.recentre)):
             if not isinstance(value, bool | np.bool_):
@@ -602,6 +612,7 @@ class _TVEFineTuner(BaseEstimator):
             else None
         )
         loop = {
+            "average_epochs": None if self.average_epochs is None else float(self.average_epochs),
             "param_groups": groups,
             "dist": dist,
             "batch_terms": batch_terms if dist is not None else None,
@@ -861,6 +872,10 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         as ``HistGradientBoostingClassifier(scoring=...)`` does. The scorer is called on a
         stand-in estimator whose predictions are those rows' (the X it is given holds their
         entity ids and times).
+    average_epochs : float, optional
+        Keep an exponential moving average of the weights with a time constant of this
+        many epochs; early stopping evaluates the averaged weights and the fitted network
+        ends with them (training itself follows the raw weights). ``None``: no averaging.
     refit : bool, default=False
         When the rows for early stopping came from X, train again from the same start
         on every row of X, held-out rows included, for the best epoch's number of epochs
@@ -1049,6 +1064,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         patience: int = 6,
         validation_fraction: float = 0.15,
         scoring: Any = "loss",
+        average_epochs: float | None = None,
         refit: bool = False,
         recentre: bool = True,
         memory: Any = None,
@@ -1079,6 +1095,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.scoring = scoring
+        self.average_epochs = average_epochs
         self.refit = refit
         self.recentre = recentre
         self.memory = memory

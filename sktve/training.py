@@ -108,6 +108,7 @@ def train_loop(
     batch_terms: Callable[[np.ndarray, bool], tuple[torch.Tensor, torch.Tensor]] | None = None,
     n_epochs: int | None = None,
     holdout_eval: Callable[[], tuple[float, float]] | None = None,
+    average_epochs: float | None = None,
 ) -> tuple[list[dict[str, float]], int, int, float]:
     """The loop that pre-training and fine-tuning share.
 
@@ -218,6 +219,25 @@ def train_loop(
     def snapshot() -> list[dict[str, torch.Tensor]]:
         return [copy.deepcopy(m.state_dict()) for m in modules]
 
+    averaged = None
+    if average_epochs is not None:
+        averaged = [p.detach().clone() for p in params]
+        average_decay = 1.0 - 1.0 / max(1.0, float(average_epochs) * steps_per_epoch)
+
+    def update_average(step: int) -> None:
+        decay = min(average_decay, (1.0 + step) / (10.0 + step))
+        with torch.no_grad():
+            for mean, param in zip(averaged, params):
+                mean.lerp_(param.detach(), 1.0 - decay)
+
+    def swap_average() -> None:
+        # Exchanges raw and averaged weights in place (twice restores them).
+        with torch.no_grad():
+            for mean, param in zip(averaged, params):
+                raw = param.detach().clone()
+                param.copy_(mean)
+                mean.copy_(raw)
+
     history: list[dict[str, float]] = []
     best_criterion, best_epoch, stale = math.inf, 0, 0
     best_state = snapshot()
@@ -245,8 +265,12 @@ def train_loop(
             optimizer.step()
             scheduler.step()
             losses.append(loss_value)
+            if averaged is not None:
+                update_average(n_steps)
             n_steps += 1
         train_seconds += time.perf_counter() - started
+        if averaged is not None:
+            swap_average()  # evaluate (and snapshot) the averaged weights
         val_loss, criterion = holdout_criterion()
         record = {
             "epoch": epoch,
@@ -273,8 +297,10 @@ def train_loop(
             best_state = snapshot()
         else:
             stale += 1
-            if stale >= config.patience:
-                break
+        if averaged is not None:
+            swap_average()  # back to the raw weights to train on
+        if stale >= config.patience:
+            break
     for module, state in zip(modules, best_state):
         module.load_state_dict(state)
     steps_per_second = n_steps / train_seconds if train_seconds > 0 else 0.0

@@ -344,6 +344,7 @@ def test_clone_keeps_params(fitted):
         ({"recentre": 1}, "recentre must be True or False"),
         ({"scoring": "auroc"}, "scoring must be 'loss', a scikit-learn scorer name"),
         ({"scoring": 3}, "scoring must be 'loss'"),
+        ({"average_epochs": 0}, "average_epochs must be None or a positive number"),
         ({"side_features": "agg"}, "side_features must be a transformer"),
         ({"pretrainer": "tve"}, "pretrainer must be a TVEPretrainer"),
         ({"as_of": "not a time"}, "as_of"),

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sktve.nn.tve import TVEHead, scaled_cosine_loss
-from sktve.training import epoch_batches, resolve_device
+from sktve.training import TrainingConfig, epoch_batches, resolve_device, train_loop
 
 
 def test_scaled_cosine_loss_zero_for_parallel_and_weighted():
@@ -49,3 +49,58 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def _toy_run(average_epochs=None, holdout=False, holdout_eval=None, trajectory=None):
+    """A linear regression trained by train_loop; returns (module, history, best_epoch)."""
+    torch.manual_seed(0)
+    data = torch.randn(64, 3)
+    target = data @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(64, 1)
+    model = torch.nn.Linear(3, 1)
+
+    def batch_loss(rows, train):
+        if train and trajectory is not None:
+            trajectory.append([p.detach().clone() for p in model.parameters()])
+        return torch.nn.functional.mse_loss(model(data[rows]), target[rows])
+
+    config = TrainingConfig(max_epochs=4, steps_per_epoch=4, batch_size=8, learning_rate=0.05)
+    holdout_idx = np.arange(48, 64) if holdout else np.empty(0, dtype=np.int64)
+    history, best_epoch, _, _ = train_loop(
+        [model],
+        batch_loss,
+        np.arange(48),
+        holdout_idx,
+        config,
+        holdout_eval=holdout_eval,
+        average_epochs=average_epochs,
+    )
+    return model, history, best_epoch
+
+
+def test_average_epochs_keeps_a_moving_average_of_the_raw_weights():
+    raw_steps = []
+    raw, _, _ = _toy_run(trajectory=raw_steps)
+    averaged, _, _ = _toy_run(average_epochs=1.0, trajectory=[])
+    # Training follows the raw weights, so the average can be rebuilt from their path:
+    # the weights before each step, then the final ones.
+    path = raw_steps[1:] + [[p.detach() for p in raw.parameters()]]
+    expected = [p.clone() for p in raw_steps[0]]
+    decay = 1.0 - 1.0 / 4  # one epoch of 4 steps
+    for step, weights in enumerate(path):
+        rate = 1.0 - min(decay, (1.0 + step) / (10.0 + step))
+        expected = [e + rate * (w - e) for e, w in zip(expected, weights)]
+    for got, want in zip(averaged.parameters(), expected):
+        torch.testing.assert_close(got.detach(), want)
+    assert not torch.allclose(averaged.weight, raw.weight)
+
+
+def test_holdout_eval_criterion_chooses_the_epoch():
+    # A criterion that prefers epoch 2 whatever the loss says.
+    calls = []
+
+    def holdout_eval():
+        calls.append(len(calls) + 1)
+        return 1.0, 0.0 if len(calls) == 2 else 1.0
+
+    _, history, best_epoch = _toy_run(holdout=True, holdout_eval=holdout_eval)
+    assert best_epoch == 2 and [h["holdout_score"] for h in history][:2] == [-1.0, -0.0]
