@@ -516,7 +516,7 @@ class _TVEFineTuner(BaseEstimator):
 
         self.n_outputs_ = n_outputs
         side, offsets = self._side_inputs(
-            X, X_val, database, random_state, targets, seed_times, train_idx, val_idx, say
+            X, X_val, database, random_state, targets, seed_times, train_idx, val_idx
         )
         side_dim = 0 if side is None else side.shape[1]
         head = FineTuneHead(
@@ -718,7 +718,6 @@ class _TVEFineTuner(BaseEstimator):
         seed_times: np.ndarray,
         train_idx: np.ndarray,
         val_idx: np.ndarray,
-        say: Any,
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(preprocessed side features, side-estimator offsets), each None when not asked.
 
@@ -738,7 +737,9 @@ class _TVEFineTuner(BaseEstimator):
         side = self.side_preprocessor_.transform(raw).astype(np.float32)
         if self.side_estimator is None:
             return side, None
-        say("[sktve] side estimator: out-of-fold predictions as the starting point", flush=True)
+        if self.verbose:
+            message = "[sktve] side estimator: out-of-fold predictions as the starting point"
+            print(message, flush=True)
         offsets = self._side_offsets(
             raw, targets, seed_times, train_idx, val_idx, refit_all=X_val is None
         )
