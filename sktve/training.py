@@ -151,9 +151,9 @@ def train_loop(
     holdout_eval : callable, optional
         ``holdout_eval()`` returns ``(held-out loss, criterion)`` for the modules as they
         are (called in eval mode, without gradients); early stopping then minimises the
-        criterion (e.g. a negated AUROC) instead of the loss, and each epoch's history
-        records it as ``holdout_score``. It must cover every held-out row itself (with
-        ``dist``, return the same values on every rank).
+        criterion (a negated score, e.g. minus the AUROC) instead of the loss, and each
+        epoch's history records ``-criterion`` as ``holdout_score``. It must cover every
+        held-out row itself (with ``dist``, return the same values on every rank).
 
     Returns
     -------
