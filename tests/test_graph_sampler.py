@@ -324,7 +324,8 @@ def test_static_only_schema():
     batch = TemporalNeighborSampler(graph, [3, 2]).sample("a", np.arange(6), np.zeros(6, np.int64))
     assert batch.rel_time == {} and batch.node_time == {}
     assert batch.num_nodes["b"] == 18  # 3 of the 5 children of each a
-    assert batch.num_nodes["a"] == 6 + 18  # seeds, then each b's parent at hop 2
+    # seeds, then each b's parent at hop 2: its seed again, one node per seed (merged)
+    assert batch.num_nodes["a"] == 6 + 6
 
 
 def test_hidden_seed_row_is_blanked():
@@ -499,3 +500,50 @@ def test_relf1_time_correct(relf1_db):
     assert batch.num_nodes["results"] > 0
     for t, node_time in batch.node_time.items():
         assert (node_time <= batch.seed_time[batch.node_seed[t]]).all()
+
+
+def _repeats_within_a_depth(batch) -> int:
+    """Number of (type, seed, row) that occur twice at one depth."""
+    repeats = 0
+    for t, rows in batch.node_rows.items():
+        ptr = batch.depth_ptr[t]
+        for d in range(len(ptr) - 1):
+            seed = batch.node_seed[t][ptr[d] : ptr[d + 1]].numpy()
+            row = rows[ptr[d] : ptr[d + 1]].numpy()
+            repeats += len(row) - len(set(zip(seed.tolist(), row.tolist())))
+    return repeats
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "last"])
+@pytest.mark.parametrize("seed", range(4))
+def test_merged_repeats_give_the_tree_embeddings_from_fewer_nodes(seed, strategy):
+    from sktve.nn import RelationalEncoder
+
+    db, _, _ = random_database(seed)
+    featurizer = GraphFeaturizer().fit(db)
+    graph = featurizer.transform(db)
+    rng = np.random.default_rng(seed)
+    kw = dict(random_state=seed, temporal_strategy=strategy, history_windows=[30 * 86_400 * 10**9])
+    merged_sampler = TemporalNeighborSampler(graph, [4, 3, 2], **kw)
+    tree_sampler = TemporalNeighborSampler(graph, [4, 3, 2], merge_repeats=False, **kw)
+    torch.manual_seed(seed)
+    encoder = RelationalEncoder(
+        featurizer.metadata_,
+        channels=16,
+        num_layers=3,
+        history_counts=True,
+        n_history_windows=1,
+        recency_days=(30.0, 360.0),
+    ).eval()
+    fewer = 0
+    for table in db.table_names:
+        pos, times = _seeds(db, table, 30, rng)
+        merged = merged_sampler.sample(table, pos, times)
+        tree = tree_sampler.sample(table, pos, times)
+        assert _repeats_within_a_depth(merged) == 0
+        assert sum(merged.num_nodes.values()) <= sum(tree.num_nodes.values())
+        assert merged.num_edges <= tree.num_edges  # a merged node expands once
+        fewer += sum(merged.num_nodes.values()) < sum(tree.num_nodes.values())
+        with torch.no_grad():
+            torch.testing.assert_close(encoder(merged), encoder(tree), atol=1e-5, rtol=1e-4)
+    assert fewer  # the schemas do reach rows along several paths

@@ -3,8 +3,11 @@
 For a seed ``(row, t)`` the sampler grows a tree of hops: at hop ``h`` every node of the
 frontier picks up to ``fanouts[h]`` of its neighbours along every edge type, among the
 neighbours whose time is at or before ``t`` (static tables always qualify); all of them
-when there are fewer. Subgraphs are disjoint per seed: a row reached from two seeds (or
-along two paths) is two nodes, each carrying its seed's index.
+when there are fewer. Subgraphs are disjoint per seed: a row reached from two seeds is
+two nodes, each carrying its seed's index. A row that one seed reaches along several paths
+at the same hop is one node with an edge to each node that reached it (``merge_repeats``):
+its copies would have drawn the same neighbours, so the tree and the merged graph give the
+encoder the same means, the latter from fewer nodes.
 
 Randomness is *counter-based*: the neighbours a node picks are a keyed pseudo-random
 permutation of the offsets ``0 .. n_valid - 1`` of its visible-neighbour prefix, keyed by
@@ -270,6 +273,53 @@ def _own(part: _Part) -> _Part:
     return (part[0], _OWN, out, 0)
 
 
+def _fresh(part: _Part) -> np.ndarray:
+    """The part as an array that nothing else holds."""
+    if part[1] == _COPY:
+        return part[2].copy()
+    return _own(part)[2]
+
+
+def _merge_repeats(
+    row_parts: list[_Part], seed_parts: list[_Part], n_rows: int, n_seeds: int, merge: bool
+) -> tuple[np.ndarray, np.ndarray, list[int | np.ndarray]]:
+    """One node per (seed, row) among the nodes of one type reached at one hop.
+
+    A row that one seed reaches at one hop along several paths (the race of each of a
+    driver's results and qualifyings, the driver itself behind each of its results)
+    would expand into identical subtrees: a node's draws are keyed by its seed, hop, edge
+    type and row, never by its path. Kept once, with an edge to each of its parents, it
+    gives the parents the same means, so the encoder computes the same embeddings from
+    far fewer nodes.
+
+    Returns the kept nodes' rows and seeds (first occurrences, in order) and, per part,
+    the index among them of each of its nodes: an int (the part's first node; the rest
+    follow it) when nothing was merged. Without ``merge``, every copy is kept.
+    """
+    rows = [_fresh(p) for p in row_parts]
+    seeds = [_fresh(p) for p in seed_parts]
+    starts = list(accumulate((len(r) for r in rows[:-1]), initial=0))
+    node_rows = rows[0] if len(rows) == 1 else np.concatenate(rows)
+    node_seed = seeds[0] if len(seeds) == 1 else np.concatenate(seeds)
+    if len(node_rows) < 2 or not merge:
+        return node_rows, node_seed, starts
+    if n_seeds * max(n_rows, 1) < 2**62:
+        key = node_seed * n_rows
+        key += node_rows
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    else:  # keys would overflow int64: unique pairs instead (slower)
+        pairs = np.stack([node_seed, node_rows], axis=1)
+        _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    if len(first) == len(node_rows):
+        return node_rows, node_seed, starts
+    order = np.argsort(first)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[order] = np.arange(len(first), dtype=np.int64)
+    index = rank.take(inverse.reshape(-1))
+    kept = first.take(order)
+    return node_rows.take(kept), node_seed.take(kept), np.split(index, starts[1:])
+
+
 def _assemble(parts: list[_Part], ar: np.ndarray) -> np.ndarray:
     if len(parts) == 1 and parts[0][1] == _OWN:
         return parts[0][2]
@@ -468,6 +518,11 @@ class TemporalNeighborSampler:
         for static ones), as PyG's ``temporal_strategy="last"``.
     history_windows : sequence of int, default=()
         Windows (nanoseconds) of the recent counts in ``SampledBatch.seed_history``.
+    merge_repeats : bool, default=True
+        Keep one node per (seed, row) among the nodes reached at one hop, with an edge to
+        each node that reached it. Its copies would expand alike (draws are keyed by seed,
+        hop, edge type and row, never by path), so the encoder computes the same
+        embeddings from fewer nodes. ``False`` keeps the full tree, one node per path.
 
     Examples
     --------
@@ -482,6 +537,7 @@ class TemporalNeighborSampler:
         random_state: int = 0,
         temporal_strategy: str = "uniform",
         history_windows: Sequence[int] = (),
+        merge_repeats: bool = True,
     ) -> None:
         if not isinstance(graph, TemporalGraph):
             raise TypeError(
@@ -497,6 +553,7 @@ class TemporalNeighborSampler:
         self.temporal_strategy = temporal_strategy
         self.random_state = int(random_state)
         self.history_windows = tuple(int(w) for w in history_windows)
+        self.merge_repeats = bool(merge_repeats)
         if any(w <= 0 for w in self.history_windows):
             raise ValueError(f"history_windows must be positive, got {self.history_windows}.")
         self._edge_type_id = {et: i for i, et in enumerate(graph.metadata.edge_types)}
@@ -640,7 +697,6 @@ class TemporalNeighborSampler:
         seed_keys: np.ndarray,
         hop: int,
         fanout: int,
-        last_hop: bool,
     ) -> dict[EdgeType, tuple[int, _Part, _Part, _Part]]:
         """:meth:`_expand_direct`'s parts for every many-neighbour edge type into
         ``node_type``, sampled together: the lists of all edge types are rows of one
@@ -697,16 +753,13 @@ class TemporalNeighborSampler:
             if isinstance(local, int):
                 local = ar[local : local + n_front]
             parent = np.repeat(_tile(local, n_types), count)
-        node_rows = None if last_hop else lists.nbr.take(pos, mode="clip")
+        node_rows = lists.nbr.take(pos, mode="clip")
         out = {}
         at = 0
         for et, m in zip(lists.edge_types, per_type.tolist()):
             if m:
                 part = slice(at, at + m)
-                if node_rows is None:  # written straight into the output later
-                    row_part = (m, _TAKE, lists.nbr, pos[part])
-                else:
-                    row_part = (m, _OWN, node_rows[part], 0)
+                row_part = (m, _OWN, node_rows[part], 0)
                 out[et] = (m, row_part, (m, _OWN, seed[part], 0), (m, _COPY, parent[part], 0))
                 at += m
         return out
@@ -727,13 +780,13 @@ class TemporalNeighborSampler:
         edge_types = graph.metadata.edge_types
         n_seeds = len(positions)
         seed_keys = self._seed_keys(seed_table, graph.node_id[seed_table][positions], times)
-        # Output arrays are assembled once at the end from parts (see `_fill`), so that
-        # the last hop's gathers write straight into them. Types and edge types that
+        # Output arrays are assembled once at the end from parts (see `_fill`), one part
+        # per hop and type (edges: per hop and edge type). Types and edge types that
         # nothing reaches get no parts (and empty outputs).
         rows: dict[str, list[_Part]] = {seed_table: [(n_seeds, _COPY, positions, 0)]}
         seeds: dict[str, list[_Part]] = {seed_table: [(n_seeds, _RANGE, 0, 0)]}
-        # per edge type: (local index of the first new node, number of edges, parent part)
-        edges: dict[EdgeType, list[tuple[int, int, _Part]]] = {}
+        # per edge type: (sampled nodes' local index part, number of edges, parent part)
+        edges: dict[EdgeType, list[tuple[_Part, int, _Part]]] = {}
         n_hops = len(self.fanouts)
         n_edges: dict[EdgeType, list[int]] = {}  # per hop
         count = {seed_table: n_seeds}  # nodes of each type so far
@@ -760,46 +813,46 @@ class TemporalNeighborSampler:
                 for et in self._direct_into[dst]:
                     expanded[et] = self._expand_direct(et, front, times)
                 if dst in lists_into:
-                    expanded.update(
-                        self._expand_lists(dst, front, times, seed_keys, hop, fanout, hop == last)
-                    )
-            reached: dict[str, list[tuple[_Part, _Part]]] = {}
+                    expanded.update(self._expand_lists(dst, front, times, seed_keys, hop, fanout))
+            reached: dict[str, list[tuple[EdgeType, int, _Part, _Part, _Part]]] = {}
             # Edge-type order fixes the order of each type's nodes within a hop.
             for et in sorted(expanded, key=order):
                 n, row_part, seed_part, parent = expanded[et]
                 if n == 0:
                     continue
                 n_edges.setdefault(et, [0] * n_hops)[hop] = n
-                src = et[0]
+                reached.setdefault(et[0], []).append((et, n, row_part, seed_part, parent))
+            frontier = {}
+            for t, parts in reached.items():
+                before = count.get(t, 0)
+                node_rows, node_seed, sources = _merge_repeats(
+                    [p[2] for p in parts],
+                    [p[3] for p in parts],
+                    graph.num_nodes[t],
+                    n_seeds,
+                    self.merge_repeats,
+                )
+                rows.setdefault(t, []).append((len(node_rows), _OWN, node_rows, 0))
+                seeds.setdefault(t, []).append((len(node_seed), _OWN, node_seed, 0))
+                for (et, n, _, _, parent), src in zip(parts, sources):
+                    if isinstance(src, int):
+                        src_part = (n, _RANGE, before + src, 0)
+                    else:
+                        src_part = (n, _ADD, src, before)
+                    edges.setdefault(et, []).append((src_part, n, parent))
+                count[t] = before + len(node_rows)
                 if hop < last:
-                    row_part, seed_part = _own(row_part), _own(seed_part)
-                    reached.setdefault(src, []).append((row_part, seed_part))
-                rows.setdefault(src, []).append(row_part)
-                seeds.setdefault(src, []).append(seed_part)
-                before = count.get(src, 0)
-                edges.setdefault(et, []).append((before, n, parent))
-                count[src] = before + n
+                    frontier[t] = _Frontier(node_rows, node_seed, before)
             counts.append(dict(count))
             if hop == last:
                 break
-            frontier = {}
-            for t, parts in reached.items():
-                if len(parts) == 1:
-                    node_rows, node_seed = parts[0][0][2], parts[0][1][2]
-                else:
-                    node_rows = np.concatenate([p[0][2] for p in parts])
-                    node_seed = np.concatenate([p[1][2] for p in parts])
-                    k = len(parts)
-                    rows[t][-k:] = [(len(node_rows), _OWN, node_rows, 0)]
-                    seeds[t][-k:] = [(len(node_seed), _OWN, node_seed, 0)]
-                frontier[t] = _Frontier(node_rows, node_seed, counts[-2].get(t, 0))
         ar = self._arange(max(count.values()))
         out_edges = {}
         for et, parts in edges.items():
             out = np.empty((2, sum(n_edges[et])), dtype=np.int64)
             at = 0
-            for before, n, parent in parts:
-                np.add(ar[:n], before, out=out[0, at : at + n])  # the new nodes, in order
+            for src_part, n, parent in parts:
+                _fill(out[0, at : at + n], src_part, ar)
                 _fill(out[1, at : at + n], parent, ar)
                 at += n
             out_edges[et] = out
