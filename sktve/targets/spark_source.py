@@ -964,11 +964,13 @@ def spark_write_task_vectors(
     path: Any, database: SparkDatabase, engine: Any, max_columns, chunk_size, **prepare
 ) -> dict[str, Any]:
     """:func:`~sktve.targets.write_task_vectors` of a SparkDatabase (a parquet folder)."""
-    from pyspark.sql import functions as F
-
     from sktve.targets.vectors import _warn_dropped, output_columns
 
     with _spark_call(database, engine, prepare, max_columns) as result:
+        # Imported once the engine is known to be a SparkEngine: without one the user
+        # gets that error, not pyspark's absence.
+        from pyspark.sql import functions as F
+
         job, wide = result.job, result.wide
         order_by = "pair_id"
         if result.inverse is not None:
