@@ -16,6 +16,11 @@ synthetic database at ``--synthetic-orders`` fact rows:
   ``torch.set_num_threads(2)``; and the cost of ``recency_means`` (recency-weighted means at
   30 and 360 days beside the plain mean), as the ratio of the encoder's time with them to
   its time without, both timed in alternating rounds in the same process;
+- with ``--cases merge``: the sampler's ``merge_repeats`` (one node per (seed, row) at a
+  hop) against the full tree, on rel-f1 at ``--merge-fanouts`` with the default encoder
+  (history counts, recency means): nodes and edges per seed, sampling time, and encoder
+  forward + backward time per batch of 256 seeds, tree and merged alternating on the same
+  batches and weights (median ratio), checking that both give the same embeddings;
 - peak resident memory.
 
 Usage::
@@ -25,6 +30,8 @@ Usage::
     python benchmarks/bench_sampler_encoder.py --quick
     python benchmarks/bench_sampler_encoder.py --cases relf1 \
         --out benchmarks/results/encoder_recency.json   # rel-f1 only
+    python benchmarks/bench_sampler_encoder.py --cases merge --threads 1 \
+        --out benchmarks/results/merge_repeats.json
 """
 
 from __future__ import annotations
@@ -245,7 +252,9 @@ def run_case(name, db, table, positions, times, args, boundary=None):
     return result
 
 
-def relf1_case(args):
+def relf1_seeds(args):
+    """rel-f1 and the driver-top3 train rows as seeds (positions, times, train boundary),
+    or None when the folder is absent."""
     path = Path(args.relf1)
     if not (path / "manifest.yaml").exists():
         print(f"rel-f1 not found at {path}; skipped")
@@ -254,7 +263,15 @@ def relf1_case(args):
     train = pd.read_parquet(path / "tasks/driver-top3/train.parquet")
     positions = db.entity_positions("drivers", train["driverId"].to_numpy())
     times = train["date"].to_numpy().astype("datetime64[ns]").view(np.int64)
-    return run_case("rel-f1", db, "drivers", positions, times, args, boundary=train["date"].max())
+    return db, positions, times, train["date"].max()
+
+
+def relf1_case(args):
+    seeds = relf1_seeds(args)
+    if seeds is None:
+        return None
+    db, positions, times, boundary = seeds
+    return run_case("rel-f1", db, "drivers", positions, times, args, boundary=boundary)
 
 
 def synthetic_case(args):
@@ -284,6 +301,75 @@ def synthetic_case(args):
     return result
 
 
+def merge_case(args):
+    """``merge_repeats`` against the full tree on rel-f1 (see the module docstring)."""
+    seeds = relf1_seeds(args)
+    if seeds is None:
+        return None
+    db, positions, times, boundary = seeds
+    featurizer = GraphFeaturizer().fit(db, boundary=boundary)
+    graph = featurizer.transform(db)
+    order = np.random.default_rng(0).permutation(len(positions))
+    size = 256
+    full = [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
+    day = 86_400 * 10**9
+    windows = [30 * day, 360 * day]  # driver-top3's window and twelve of it
+    out = {}
+    for fanouts in args.merge_fanouts:
+        torch.manual_seed(0)
+        encoder = RelationalEncoder(
+            featurizer.metadata_,
+            channels=128,
+            num_layers=len(fanouts),
+            history_counts=True,
+            n_history_windows=len(windows),
+            recency_days=(30.0, 360.0),
+        )
+        samplers = {
+            name: TemporalNeighborSampler(
+                graph,
+                fanouts,
+                random_state=0,
+                temporal_strategy="last",
+                history_windows=windows,
+                merge_repeats=name == "merged",
+            )
+            for name in ("tree", "merged")
+        }
+        stats = {
+            name: {"sample_s": [], "encoder_s": [], "nodes": [], "edges": []} for name in samplers
+        }
+        max_diff = 0.0
+        for _ in range(args.merge_rounds):
+            for idx in full:
+                emb = {}
+                for name, sampler in samplers.items():
+                    t0 = time.perf_counter()
+                    batch = sampler.sample("drivers", positions[idx], times[idx])
+                    t1 = time.perf_counter()
+                    encoder.zero_grad()
+                    emb[name] = encoder(batch)
+                    emb[name].pow(2).mean().backward()
+                    t2 = time.perf_counter()
+                    st = stats[name]
+                    st["sample_s"].append(t1 - t0)
+                    st["encoder_s"].append(t2 - t1)
+                    st["nodes"].append(sum(batch.num_nodes.values()) / len(idx))
+                    st["edges"].append(batch.num_edges / len(idx))
+                diff = (emb["tree"] - emb["merged"]).abs().max().item()
+                max_diff = max(max_diff, diff)
+        ratio = np.asarray(stats["tree"]["encoder_s"]) / np.asarray(stats["merged"]["encoder_s"])
+        result = {
+            name: {k: float(np.median(v)) for k, v in st.items()} for name, st in stats.items()
+        }
+        result["encoder_time_ratio_tree_to_merged"] = float(np.median(ratio))
+        result["max_abs_embedding_difference"] = max_diff
+        result["batches"] = len(ratio)
+        out[",".join(map(str, fanouts))] = result
+        print(fanouts, json.dumps(result), flush=True)
+    return {"seeds_per_batch": size, "fanouts": out, "peak_rss_gib": peak_rss_gib()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--relf1", default=str(ROOT.parent / "shared/data/rel-f1"))
@@ -295,7 +381,16 @@ def main(argv=None):
     parser.add_argument("--encoder-batches", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small synthetic, short runs")
-    parser.add_argument("--cases", default="relf1,synthetic", help="comma-separated")
+    parser.add_argument(
+        "--cases", default="relf1,synthetic", help="comma-separated: relf1, synthetic, merge"
+    )
+    parser.add_argument(
+        "--merge-fanouts",
+        type=lambda v: [[int(k) for k in f.split(",")] for f in v.split(";")],
+        default=[[32, 16], [32, 16, 1], [32, 16, 4]],
+        help="fan-outs of the merge case, e.g. '32,16;32,16,1'",
+    )
+    parser.add_argument("--merge-rounds", type=int, default=3)
     parser.add_argument(
         "--default-allocator",
         action="store_true",
@@ -318,11 +413,13 @@ def main(argv=None):
         "keep_freed_memory": allocator_tuned,
     }
     cases = args.cases.split(",")
-    unknown = set(cases) - {"relf1", "synthetic"}
+    unknown = set(cases) - {"relf1", "synthetic", "merge"}
     if unknown:
-        raise SystemExit(f"--cases takes relf1 and/or synthetic; got {sorted(unknown)}")
+        raise SystemExit(f"--cases takes relf1, synthetic and merge; got {sorted(unknown)}")
     report["relf1"] = relf1_case(args) if "relf1" in cases else None
     report["synthetic"] = synthetic_case(args) if "synthetic" in cases else None
+    if "merge" in cases:
+        report["merge_repeats"] = merge_case(args)
     report["peak_rss_gib"] = peak_rss_gib()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -422,7 +422,9 @@ class SampledBatch:
         Node times (ns since the epoch), for temporal node types only.
     edge_index : dict of edge type to LongTensor (2, n_edges)
         Row 0: local index of the sampled (source) node, row 1: local index of the node
-        that sampled it; messages flow from row 0 to row 1 (PyG convention).
+        that sampled it; messages flow from row 0 to row 1 (PyG convention). A node
+        reached along several paths at one hop (``merge_repeats``) is the source of
+        several edges.
     edge_ptr : dict of edge type to list of int
         Edges sampled at hop <= h are ``[0, edge_ptr[E][h + 1])``.
     seed_history : FloatTensor (num_seeds, n_child_edge_types * (2 + n_windows))
