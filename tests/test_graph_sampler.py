@@ -13,6 +13,7 @@ from sktve.graph import GraphFeaturizer, SampledBatch, TemporalNeighborSampler
 from sktve.graph.sampler import (
     HISTORY_RECENCY_CAP_DAYS,
     _choose_offsets,
+    _groups,
     _mix,
     _smallest,
     _visible_ends,
@@ -547,3 +548,13 @@ def test_merged_repeats_give_the_tree_embeddings_from_fewer_nodes(seed, strategy
         with torch.no_grad():
             torch.testing.assert_close(encoder(merged), encoder(tree), atol=1e-5, rtol=1e-4)
     assert fewer  # the schemas do reach rows along several paths
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 500])
+def test_groups_match_numpy_unique(n):
+    rng = np.random.default_rng(n)
+    for key in (rng.integers(0, max(n // 3, 1), n), np.sort(rng.integers(0, 40, n))):
+        first, inverse = _groups(key.astype(np.int64))
+        _, first_np, inverse_np = np.unique(key, return_index=True, return_inverse=True)
+        assert np.array_equal(first, first_np)
+        assert np.array_equal(inverse, inverse_np.reshape(-1))

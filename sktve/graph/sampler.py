@@ -280,6 +280,26 @@ def _fresh(part: _Part) -> np.ndarray:
     return _own(part)[2]
 
 
+def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_index=True, return_inverse=True)`` without the values: the
+    first position of each distinct key (in key order) and each entry's group.
+
+    A stable sort puts each group's first occurrence first. Keys come seed by seed, so
+    they are nearly sorted already, which the stable sort is quick on.
+    """
+    order = np.argsort(key, kind="stable")
+    sorted_key = key.take(order)
+    starts_group = np.empty(len(key), dtype=bool)
+    starts_group[:1] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=starts_group[1:])
+    first = order[starts_group]
+    group = np.cumsum(starts_group, dtype=np.int64)
+    group -= 1
+    inverse = np.empty(len(key), dtype=np.int64)
+    inverse[order] = group
+    return first, inverse
+
+
 def _merge_repeats(
     row_parts: list[_Part], seed_parts: list[_Part], n_rows: int, n_seeds: int, merge: bool
 ) -> tuple[np.ndarray, np.ndarray, list[int | np.ndarray]]:
@@ -306,7 +326,7 @@ def _merge_repeats(
     if n_seeds * max(n_rows, 1) < 2**62:
         key = node_seed * n_rows
         key += node_rows
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        first, inverse = _groups(key)
     else:  # keys would overflow int64: unique pairs instead (slower)
         pairs = np.stack([node_seed, node_rows], axis=1)
         _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
@@ -827,12 +847,15 @@ class TemporalNeighborSampler:
             frontier = {}
             for t, parts in reached.items():
                 before = count.get(t, 0)
+                # The rows that one edge type's lists give a frontier of distinct (seed,
+                # row) nodes are distinct: a row is in one list per foreign key.
+                repeats = len(parts) > 1 or graph.adj[parts[0][0]].direct is not None
                 node_rows, node_seed, sources = _merge_repeats(
                     [p[2] for p in parts],
                     [p[3] for p in parts],
                     graph.num_nodes[t],
                     n_seeds,
-                    self.merge_repeats,
+                    self.merge_repeats and repeats,
                 )
                 rows.setdefault(t, []).append((len(node_rows), _OWN, node_rows, 0))
                 seeds.setdefault(t, []).append((len(node_seed), _OWN, node_seed, 0))
