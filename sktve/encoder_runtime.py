@@ -66,7 +66,7 @@ class EncoderSpec:
     """
 
     embedding_dim: int = 128
-    fanouts: tuple[int, ...] = (32, 16)
+    fanouts: tuple[int, ...] = (16, 16)
     dropout: float = 0.0
     temporal_strategy: str = "last"
     history_windows: tuple[int, ...] = ()

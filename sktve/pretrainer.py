@@ -410,8 +410,12 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Path or column names to keep or drop from the task vectors.
     embedding_dim : int, default=128
         Width of the encoder and of the output embedding.
-    fanouts : tuple of int, default=(32, 16)
+    fanouts : tuple of int, default=(16, 16)
         Neighbours sampled per node at each hop; its length is the number of layers.
+        With ``temporal_strategy="last"`` the first hop reads an entity's latest 16 rows
+        of each table that references it, one by one; ``history_counts`` carries the
+        whole history as counts. The evidence for the default is on the docs'
+        benchmarks page ("First-hop fan-out").
     temporal_strategy : {"last", "uniform"}, default="last"
         Which neighbours a node keeps when it has more visible ones than the fan-out:
         the most recent ones, or a keyed uniform draw (see
@@ -567,7 +571,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         target_include: list[str] | None = None,
         target_exclude: list[str] | None = None,
         embedding_dim: int = 128,
-        fanouts: tuple[int, ...] = (32, 16),
+        fanouts: tuple[int, ...] = (16, 16),
         temporal_strategy: str = "last",
         history_counts: bool | list[str] = True,
         recency_means: bool | list[str] = True,
