@@ -422,7 +422,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         :class:`~sktve.graph.TemporalNeighborSampler`). On rel-f1 (all rows, seed 0,
         HGB head) "last" raised val AUROC from 0.827 to 0.855 on driver-top3 and from
         0.729 to 0.770 on driver-dnf, and lowered val MAE from 3.199 to 3.055 on
-        driver-position: with 32 of a long career's results, a uniform draw sees little
+        driver-position (fan-out 32): among a long career's results, a uniform draw sees little
         of the recent form.
     history_counts : bool or list of str, default=True
         Give the encoder each seed entity's visible history as counts, not only the
