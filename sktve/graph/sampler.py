@@ -273,11 +273,14 @@ def _own(part: _Part) -> _Part:
     return (part[0], _OWN, out, 0)
 
 
-def _fresh(part: _Part) -> np.ndarray:
-    """The part as an array that nothing else holds."""
-    if part[1] == _COPY:
-        return part[2].copy()
-    return _own(part)[2]
+def _joined(parts: list[_Part]) -> np.ndarray:
+    """The parts end to end, as an array that nothing else holds (only a lone part owned
+    elsewhere needs a copy: a concatenation is one)."""
+    if len(parts) > 1:
+        return np.concatenate([_own(p)[2] for p in parts])
+    if parts[0][1] == _COPY:
+        return parts[0][2].copy()
+    return _own(parts[0])[2]
 
 
 def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -316,11 +319,9 @@ def _merge_repeats(
     the index among them of each of its nodes: an int (the part's first node; the rest
     follow it) when nothing was merged. Without ``merge``, every copy is kept.
     """
-    rows = [_fresh(p) for p in row_parts]
-    seeds = [_fresh(p) for p in seed_parts]
-    starts = list(accumulate((len(r) for r in rows[:-1]), initial=0))
-    node_rows = rows[0] if len(rows) == 1 else np.concatenate(rows)
-    node_seed = seeds[0] if len(seeds) == 1 else np.concatenate(seeds)
+    starts = list(accumulate((p[0] for p in row_parts[:-1]), initial=0))
+    node_rows = _joined(row_parts)
+    node_seed = _joined(seed_parts)
     if len(node_rows) < 2 or not merge:
         return node_rows, node_seed, starts
     if n_seeds * max(n_rows, 1) < 2**62:
