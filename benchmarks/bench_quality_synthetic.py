@@ -270,6 +270,13 @@ def main() -> None:
         help="further TVEClassifier parameters of the ft-* methods (binary tasks) as JSON, "
         'e.g. \'{"scoring": "roc_auc"}\'',
     )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every size (entities and fact rows alike, so an entity's history "
+        "keeps its length): more val and test rows, less noise in each verdict",
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, tiny data, 2 epochs")
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--name", default="quality_synthetic", help="output file stem")
@@ -322,6 +329,12 @@ def main() -> None:
     if args.quick:
         seeds, sizes = seeds[:1], QUICK_SIZES
         ft_epochs = pretrain_epochs = {"max_epochs": 2}
+    if args.scale <= 0:
+        parser.error(f"--scale must be positive; got {args.scale}")
+    sizes = {
+        schema: {name: max(1, round(n * args.scale)) for name, n in kwargs.items()}
+        for schema, kwargs in sizes.items()
+    }
     out_dir = Path(args.out_dir or HERE / "results" / ("quick" if args.quick else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     agg_windows = args.agg_windows.split(",")

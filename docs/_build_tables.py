@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import runpy
 import shutil
 from pathlib import Path
@@ -85,7 +86,9 @@ def _format(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     text = str(value).replace("\n", " ").strip()
-    return text.replace("|", "\\|").replace("*", "\\*") or "\u2014"
+    text = text.replace("|", "\\|").replace("*", "\\*")
+    # "name_" before a space or the end is reStructuredText's reference syntax.
+    return re.sub(r"_(?=\W|$)", r"\\_", text) or "\u2014"
 
 
 def render_table(title: str, header: list[str], rows: list[list[Any]]) -> str:

@@ -53,3 +53,19 @@ def relf1_path():
 def relf1_db(relf1_path):
     """rel-f1 loaded once (rows up to the test timestamp)."""
     return load_database(relf1_path)
+
+
+@pytest.fixture
+def pretrain_calls(monkeypatch):
+    """A list that grows by one each time a pre-training runs (memory hits add nothing)."""
+    import sktve.pretrainer as pretrainer_module
+
+    calls = []
+    original = pretrainer_module.pretrain
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pretrainer_module, "pretrain", counting)
+    return calls

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from _perturb import perturb_after
 from sklearn.base import clone
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, VotingClassifier
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
 import sktve.pretrainer as pretrainer_module
@@ -304,16 +304,8 @@ def test_persistence_without_the_data(fitted, db, X, tmp_path):
 
 
 def test_gridsearch_over_finetuning_pretrains_once_with_memory(
-    db, X, y_binary, tmp_path, monkeypatch
+    db, X, y_binary, tmp_path, pretrain_calls
 ):
-    calls = []
-    original = pretrainer_module.pretrain
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(pretrainer_module, "pretrain", counting)
     est = _classifier(db, memory=str(tmp_path / "cache"))
     fold = np.where(X["timestamp"] < X["timestamp"].max(), -1, 0)
     search = GridSearchCV(
@@ -323,8 +315,28 @@ def test_gridsearch_over_finetuning_pretrains_once_with_memory(
         warnings.simplefilter("ignore")
         search.fit(X, y_binary)
     # One pre-training on the training fold shared by the 4 settings, one for the refit.
-    assert len(calls) == 2
+    assert len(pretrain_calls) == 2
     assert search.predict_proba(X).shape == (len(X), 2)
+
+
+def test_voting_over_finetuning_seeds_pretrains_once_with_memory(
+    db, X, y_binary, tmp_path, pretrain_calls
+):
+    # The docs' recipe for averaging fine-tuning runs: members that differ in their seed
+    # share one pre-trained encoder when the pretrainer's own seed is fixed and memory set.
+    shared = {
+        "pretrainer": TVEPretrainer(**PRETRAIN, random_state=0),
+        "memory": str(tmp_path / "cache"),
+    }
+    members = [
+        (f"seed{seed}", TVEClassifier(database=db, **FAST, **shared, random_state=seed))
+        for seed in (1, 2)
+    ]
+    vote = VotingClassifier(members, voting="soft").fit(X, y_binary)
+    assert len(pretrain_calls) == 1
+    probas = [member.predict_proba(X) for member in vote.estimators_]
+    assert not np.array_equal(probas[0], probas[1])
+    np.testing.assert_allclose(vote.predict_proba(X), np.mean(probas, axis=0), rtol=1e-6)
 
 
 def test_clone_keeps_params(fitted):

@@ -14,7 +14,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.pipeline import Pipeline
 
-import sktve.pretrainer as pretrainer_module
 from sktve import TVEPretrainer, load_database
 from sktve.datasets import make_synthetic_database
 from sktve.pretrainer import default_cutoffs, infer_window
@@ -252,17 +251,9 @@ def test_does_not_mutate_X(fitted, X):
     pd.testing.assert_frame_equal(X, before)
 
 
-def test_pipeline_gridsearch_with_memory_pretrains_once(db, X, tmp_path, monkeypatch):
+def test_pipeline_gridsearch_with_memory_pretrains_once(db, X, tmp_path, pretrain_calls):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, len(X))
-    calls = []
-    original = pretrainer_module.pretrain
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(pretrainer_module, "pretrain", counting)
     pipe = Pipeline(
         [
             ("tve", TVEPretrainer(database=db, **FAST, memory=str(tmp_path / "cache"))),
@@ -277,7 +268,7 @@ def test_pipeline_gridsearch_with_memory_pretrains_once(db, X, tmp_path, monkeyp
         search.fit(X, y)
     # One pre-training per mask_rate on the training fold (the 3 values of C share it), and
     # one for the refit of the best setting on all rows.
-    assert len(calls) == 3
+    assert len(pretrain_calls) == 3
     assert search.best_params_["tve__mask_rate"] in (0.0, 0.15)
     assert search.predict_proba(X).shape == (len(X), 2)
 
@@ -510,16 +501,11 @@ def test_predicted_order_count_tracks_the_actual_next_window(fitted, db):
     assert predicted.min() >= 0  # a count, clipped at 0
 
 
-def test_task_vector_map_is_cached_with_the_fit(db, X, tmp_path, monkeypatch):
-    calls = []
-    original = pretrainer_module.pretrain
-    monkeypatch.setattr(
-        pretrainer_module, "pretrain", lambda *a, **k: calls.append(1) or original(*a, **k)
-    )
+def test_task_vector_map_is_cached_with_the_fit(db, X, tmp_path, pretrain_calls):
     params = dict(database=db, **FAST, memory=str(tmp_path / "cache"), output="task_vector")
     first = TVEPretrainer(**params).fit(X)
     second = TVEPretrainer(**params).fit(X)
-    assert len(calls) == 1
+    assert len(pretrain_calls) == 1
     np.testing.assert_array_equal(second.task_vector_coef_, first.task_vector_coef_)
     np.testing.assert_array_equal(second.transform(X), first.transform(X))
 
