@@ -40,8 +40,11 @@ def score(metric: str, y: np.ndarray, pred: np.ndarray) -> float:
     return -float(mean_absolute_error(y, pred))
 
 
-def grid_curve(metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.array([score(metric, y, w * a + (1 - w) * b) for w in GRID])
+def grid_curve(
+    metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, weights: np.ndarray = GRID
+) -> np.ndarray:
+    """The score of ``w * a + (1 - w) * b`` for each ``w`` of ``weights``."""
+    return np.array([score(metric, y, w * a + (1 - w) * b) for w in weights])
 
 
 def rule_grid(metric, y, a, b, rng) -> float:

@@ -39,7 +39,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_blend_rules import load_cases, score  # noqa: E402
+from bench_blend_rules import grid_curve, load_cases, score  # noqa: E402
 from bench_quality_relf1 import blend_weights  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def member_scores(
     mean_network = np.mean(networks, axis=0)
 
     def blended(a: np.ndarray) -> float:
-        return max(score(metric, y, w * a + (1 - w) * agg) for w in weights)
+        return float(grid_curve(metric, y, a, agg, weights).max())
 
     return {
         "network": [score(metric, y, a) for a in networks],
@@ -95,7 +95,9 @@ def summarise(
                 "ensemble": round(sign * ensemble, 4),
                 "ensemble_gain": round(ensemble - single, 4),
             }
-        entry["aggregates"] = round(sign * unit * per_seed[entry["seeds"][0]]["aggregates"], 4)
+        # Mean over seeds: on the synthetic schemas every seed draws its own database.
+        aggregates = np.mean([per_seed[s]["aggregates"] for s in per_seed])
+        entry["aggregates"] = round(float(sign * unit * aggregates), 4)
         summary[task] = entry
     return summary
 
@@ -167,9 +169,10 @@ def main() -> None:
     }
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    table = markdown(result)
     (out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
-    (out / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    (out / f"{args.name}.md").write_text(table)
+    print(table)
     print(f"wrote {out / args.name}.json and .md")
 
 
