@@ -56,9 +56,10 @@ def featurise(
 ) -> pd.DataFrame:
     """Features of ``X``'s rows as of ``min(t - lag, clip)``; the row times are untouched."""
     from sktve._as_of import clamp_times
+    from sktve.staleness import shift_times
 
-    shifted = X.copy()
-    feature_time = pd.Series(clamp_times(X[time_col] - lag_years * YEAR, clip), index=X.index)
+    shifted = shift_times(X, (lag_years * YEAR).to_timedelta64(), time_col)
+    feature_time = pd.Series(clamp_times(shifted[time_col], clip), index=X.index)
     shifted[time_col] = feature_time
     features = pd.DataFrame(np.asarray(agg.transform(shifted)), columns=agg.get_feature_names_out())
     if lag_col:
@@ -81,12 +82,9 @@ def task_score(task: Any, split_table: Any, scores: np.ndarray) -> float:
     return 100 * value if higher else value
 
 
-def stale_copies(X: pd.DataFrame, time_col: str, lags_years: list[float]) -> pd.DataFrame:
-    """One copy of ``X`` per lag, its times moved back by the lag: features as of ``t - lag``."""
-    return pd.concat(
-        [X.assign(**{time_col: X[time_col] - lag * YEAR}) for lag in lags_years],
-        ignore_index=True,
-    )
+def lag_spans(lags_years: list[float]) -> list[pd.Timedelta]:
+    """The lags in years as time spans (a year: 365 days), for ``stale_lags``."""
+    return [lag * YEAR for lag in lags_years]
 
 
 def measure_task(
@@ -105,14 +103,13 @@ def measure_task(
     run). ``ft-tve`` / ``ft-random`` / ``ft-tve+agg``: the fine-tuned estimators (from TVE,
     from random init, from TVE with side features and the variant's val-cut-chosen HGB as
     start), one run per seed, the TVE encoder pre-trained once per seed on the fresh
-    training rows; they fit on the stale copies of X with the label unchanged. Their early
-    stopping holds out the latest 15% of the training rows' own timestamps, every copy of
-    them, so that it sees the same mix of staleness. With ``scores_out``, every run's
+    training rows; they fit with the variant's lags as ``stale_lags``: every training row
+    once per lag, label unchanged, the early-stopping split holding out the latest 15% of
+    the rows' own timestamps with every copy of them. With ``scores_out``, every run's
     per-row scores go there under ``"{task}|{model}/{variant}|{seed}|{view}"`` (seed 0 for
     agg-hgb), the labels under ``"{task}|y|{split}"``.
     """
     from sktve import AggregateFeatures, TVEClassifier, TVERegressor
-    from sktve.finetune import time_ordered_split
     from sktve.heads import head_grid
     from sktve.run import predict_scores, select_on_val, task_pretrainer
 
@@ -191,8 +188,6 @@ def measure_task(
         results[f"agg-hgb/{name}"] = entry
         print(task_name, "agg-hgb", name, {k: v for k, v in entry.items() if k != "head"})
 
-    # The early-stopping rows: the latest timestamps of the (unshifted) training rows.
-    held_out = time_ordered_split(X["train"][task.time_col].to_numpy().astype("int64"), 0.15)
     networks = [m for m in models if m.startswith("ft-")]
     for seed in seeds if networks else []:
         started = time.perf_counter()
@@ -207,6 +202,7 @@ def measure_task(
                 params: dict[str, Any] = {
                     "init": "random" if model_name == "ft-random" else "tve",
                     "pretrainer": pretrainer,
+                    "stale_lags": lag_spans(lags),
                 }
                 if not binary:
                     params["loss"] = "absolute_error"
@@ -222,12 +218,7 @@ def measure_task(
                     **params,
                 )
 
-                estimator.fit(
-                    stale_copies(X["train"][~held_out], task.time_col, lags),
-                    np.concatenate([y_train[~held_out]] * len(lags)),
-                    X_val=stale_copies(X["train"][held_out], task.time_col, lags),
-                    y_val=np.concatenate([y_train[held_out]] * len(lags)),
-                )
+                estimator.fit(X["train"], y_train)
                 entry = scored(
                     lambda split, clip, est=estimator: predict_scores(
                         est, featurise_rows(X[split], task.time_col, clip), binary

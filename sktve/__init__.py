@@ -19,6 +19,7 @@ _LAZY = {
     "task_vectors": "sktve.targets",
     "TaskVectorScaler": "sktve.targets",
     "enumerate_paths": "sktve.targets",
+    "stale_rows": "sktve.staleness",
 }
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "__version__",
     "enumerate_paths",
     "load_database",
+    "stale_rows",
     "task_vectors",
 ]
 

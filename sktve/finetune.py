@@ -61,6 +61,7 @@ from sktve.encoder_runtime import (
 )
 from sktve.graph import GraphFeaturizer
 from sktve.pretrainer import TVEPretrainer, target_windows
+from sktve.staleness import parse_lags, shift_times
 from sktve.training import TrainingConfig, resolve_device, train_loop
 
 __all__ = ["TVEClassifier", "TVERegressor"]
@@ -179,6 +180,7 @@ class _TVEFineTuner(BaseEstimator):
         side_features: Any = None,
         side_estimator: Any = None,
         as_of: Any = None,
+        stale_lags: Any = None,
         hidden_dim: int = 128,
         dropout: float = 0.1,
         max_epochs: int = 40,
@@ -209,6 +211,7 @@ class _TVEFineTuner(BaseEstimator):
         self.side_features = side_features
         self.side_estimator = side_estimator
         self.as_of = as_of
+        self.stale_lags = stale_lags
         self.hidden_dim = hidden_dim
         self.dropout = dropout
         self.max_epochs = max_epochs
@@ -294,6 +297,8 @@ class _TVEFineTuner(BaseEstimator):
         ):
             if not float(value) > 0:
                 raise ValueError(f"{pname} must be positive, got {value!r}.")
+        if self.stale_lags is not None:
+            parse_lags(self.stale_lags, "stale_lags")
         if self.side_features is not None and not hasattr(self.side_features, "fit_transform"):
             raise TypeError(
                 "side_features must be a transformer with fit/transform, such as "
@@ -370,7 +375,7 @@ class _TVEFineTuner(BaseEstimator):
         self,
         raw: np.ndarray,
         targets: np.ndarray,
-        times_ns: np.ndarray,
+        group_times: np.ndarray,
         train_idx: np.ndarray,
         val_idx: np.ndarray,
         refit_all: bool,
@@ -398,7 +403,7 @@ class _TVEFineTuner(BaseEstimator):
             return clone(self.side_estimator).fit(part, targets[index].squeeze())
 
         offsets = np.zeros((len(raw), self.n_outputs_), dtype=np.float32)
-        groups = times_ns[train_idx]
+        groups = group_times[train_idx]
         n_splits = min(4, len(np.unique(groups)))
         if n_splits >= 2:
             for fit_part, out_part in GroupKFold(n_splits=n_splits).split(
@@ -512,11 +517,23 @@ class _TVEFineTuner(BaseEstimator):
             is_val = np.r_[np.zeros(len(rows.keys), bool), np.ones(len(val_rows.keys), bool)]
         else:
             is_val = time_ordered_split(rows.times_ns, float(self.validation_fraction))
+        # The side estimator's folds group rows by time; every copy of a row keeps the
+        # row's own group, so no fold sees another copy's label.
+        group_times = seed_times
+        lags = None if self.stale_lags is None else parse_lags(self.stale_lags, "stale_lags")
+        if lags is not None:
+            # Lag-major copies of every row (X's, then X_val's), as the side features
+            # below are stacked; a copy's features are as of its time minus the lag.
+            copy_of = np.tile(np.arange(len(positions)), len(lags))
+            times = times[copy_of] - np.repeat(lags, len(positions))
+            seed_times = clamp_times(times, self.as_of_).view(np.int64)
+            positions, keys, group_times = positions[copy_of], keys[copy_of], group_times[copy_of]
+            targets, labels, is_val = targets[copy_of], labels[copy_of], is_val[copy_of]
         train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
         self.n_outputs_ = n_outputs
         side, offsets = self._side_inputs(
-            X, X_val, database, random_state, targets, seed_times, train_idx, val_idx
+            X, X_val, lags, database, random_state, targets, group_times, train_idx, val_idx
         )
         side_dim = 0 if side is None else side.shape[1]
         head = FineTuneHead(
@@ -712,17 +729,19 @@ class _TVEFineTuner(BaseEstimator):
         self,
         X: Any,
         X_val: Any,
+        lags: np.ndarray | None,
         database: Database,
         random_state: int,
         targets: np.ndarray,
-        seed_times: np.ndarray,
+        group_times: np.ndarray,
         train_idx: np.ndarray,
         val_idx: np.ndarray,
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(preprocessed side features, side-estimator offsets), each None when not asked.
 
-        Side features are fitted on X (frozen) and preprocessed on the training rows; sets
-        ``side_features_``, ``side_preprocessor_`` and ``side_estimator_``.
+        Side features are fitted on X (frozen) and preprocessed on the training rows, one
+        block of X's and X_val's rows per lag of ``stale_lags``; sets ``side_features_``,
+        ``side_preprocessor_`` and ``side_estimator_``.
         """
         self.side_features_ = None
         self.side_preprocessor_ = None
@@ -730,9 +749,17 @@ class _TVEFineTuner(BaseEstimator):
         if self.side_features is None:
             return None, None
         self.side_features_ = self._with_shared(self.side_features, database, random_state)
-        raw = np.asarray(self.side_features_.fit_transform(X), dtype=np.float64)
-        if X_val is not None:
-            raw = np.vstack([raw, np.asarray(self.side_features_.transform(X_val), np.float64)])
+        frames = [X] if X_val is None else [X, X_val]
+        given = [np.asarray(self.side_features_.fit_transform(X), dtype=np.float64)]
+        given += [np.asarray(self.side_features_.transform(f), np.float64) for f in frames[1:]]
+        blocks = []
+        for lag in [np.timedelta64(0, "ns")] if lags is None else lags:
+            for frame, block in zip(frames, given, strict=True):
+                if lag != np.timedelta64(0, "ns"):
+                    shifted = shift_times(frame, lag, self.time_col)
+                    block = np.asarray(self.side_features_.transform(shifted), np.float64)
+                blocks.append(block)
+        raw = np.vstack(blocks)
         self.side_preprocessor_ = _side_preprocessor(len(train_idx)).fit(raw[train_idx])
         side = self.side_preprocessor_.transform(raw).astype(np.float32)
         if self.side_estimator is None:
@@ -741,7 +768,7 @@ class _TVEFineTuner(BaseEstimator):
             message = "[sktve] side estimator: out-of-fold predictions as the starting point"
             print(message, flush=True)
         offsets = self._side_offsets(
-            raw, targets, seed_times, train_idx, val_idx, refit_all=X_val is None
+            raw, targets, group_times, train_idx, val_idx, refit_all=X_val is None
         )
         return side, offsets
 
@@ -847,6 +874,15 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         which is kept when no epoch improves on it. Needs ``side_features``.
     as_of : timestamp, optional
         Declared end of the data: rows of X after it are featurised as of it.
+    stale_lags : list of time spans, optional
+        Train on stale features too: each row of X (and of ``X_val``) is used once per
+        lag, with its features taken as of its time minus the lag and its label
+        unchanged (see :mod:`sktve.staleness`); include ``"0D"`` to keep the rows as
+        given, e.g. ``["0D", "182D", "365D", "730D", "1095D"]``. For predictions whose
+        data lags behind the row's time, such as RelBench's cut protocol (``as_of`` at
+        the test timestamp, test rows up to 3 years past it). Every copy of a row falls
+        on the same side of the early-stopping split; pre-training sees the rows as given.
+        Default: the rows as given.
     hidden_dim : int, default=128
         Width of the head's hidden layer (and of the side-feature projection).
     dropout : float, default=0.1
@@ -1054,6 +1090,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         side_features: Any = None,
         side_estimator: Any = None,
         as_of: Any = None,
+        stale_lags: Any = None,
         hidden_dim: int = 128,
         dropout: float = 0.1,
         max_epochs: int = 40,
@@ -1085,6 +1122,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.side_features = side_features
         self.side_estimator = side_estimator
         self.as_of = as_of
+        self.stale_lags = stale_lags
         self.hidden_dim = hidden_dim
         self.dropout = dropout
         self.max_epochs = max_epochs

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _perturb import perturb_after
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor, VotingClassifier
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
@@ -251,13 +251,15 @@ def test_predictions_ignore_rows_after_each_time(fitted, frames, X):
     np.testing.assert_array_equal(est.predict_proba(X), before)
 
 
-def test_fit_ignores_rows_after_boundary_plus_window(frames, X, y_binary):
+@pytest.mark.parametrize("stale_lags", [None, ["0D", "45D"]])
+def test_fit_ignores_rows_after_boundary_plus_window(frames, X, y_binary, stale_lags):
     tables, schema = frames
     boundary = X["timestamp"].max() + pd.Timedelta("30D")
     perturbed = load_database(perturb_after(tables, schema, boundary), schema=schema)
-    side = AggregateFeatures(window="90D", include="orders")
-    a = _classifier(load_database(tables, schema=schema), side_features=side).fit(X, y_binary)
-    b = _classifier(perturbed, side_features=side).fit(X, y_binary)
+    params = dict(side_features=AggregateFeatures(window="90D", include="orders"))
+    params.update(stale_lags=stale_lags)
+    a = _classifier(load_database(tables, schema=schema), **params).fit(X, y_binary)
+    b = _classifier(perturbed, **params).fit(X, y_binary)
     assert a.encoder_state_ == b.encoder_state_ and a.head_state_ == b.head_state_
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
 
@@ -291,6 +293,91 @@ def test_as_of_featurises_later_rows_at_the_cut(db, X, y_binary):
     late = X[X["timestamp"] == X["timestamp"].max()]
     at_cut = late.assign(timestamp=cut)
     np.testing.assert_array_equal(clf.predict_proba(late), clf.predict_proba(at_cut))
+
+
+_SIDE_TIMES: list[np.ndarray] = []
+
+
+class _TimesAsFeature(TransformerMixin, BaseEstimator):
+    """Side features: the row's time in days; records the times of every X it transforms."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        times = pd.to_datetime(X["timestamp"])
+        _SIDE_TIMES.append(times.to_numpy())
+        return (times.astype("int64") / 8.64e13).to_numpy()[:, None]
+
+
+def test_stale_lags_of_zero_change_nothing(fitted, db, X, y_binary):
+    same = _classifier(db, stale_lags=["0D"]).fit(X, y_binary)
+    np.testing.assert_array_equal(same.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_stale_lags_train_on_copies_and_hold_out_every_copy(db, X, y_binary):
+    held = []
+
+    def scorer(estimator, X_held, y_held):
+        held.append((X_held, np.asarray(y_held)))
+        return 0.0
+
+    _SIDE_TIMES.clear()
+    before = X.copy()
+    lag = pd.Timedelta("60D")
+    clf = _classifier(
+        db,
+        init="random",
+        stale_lags=["0D", "60D"],
+        side_features=_TimesAsFeature(),
+        scoring=scorer,
+        max_epochs=1,
+    ).fit(X, y_binary)
+    pd.testing.assert_frame_equal(X, before)
+    late = (X["timestamp"] == X["timestamp"].max()).to_numpy()
+    # Every row twice; the latest timestamp held out with both of its copies.
+    assert clf.n_validation_rows_ == 2 * late.sum()
+    assert clf.n_train_rows_ == 2 * (~late).sum()
+    X_held, y_held = held[0]
+    expected_times = np.concatenate([X["timestamp"][late], X["timestamp"][late] - lag])
+    np.testing.assert_array_equal(X_held["timestamp"].to_numpy(), expected_times)
+    np.testing.assert_array_equal(y_held, np.tile(y_binary[late], 2))
+    # The side features were computed for the rows as given and as of 60 days earlier.
+    fitted_times = _SIDE_TIMES[:2]
+    np.testing.assert_array_equal(fitted_times[0], X["timestamp"].to_numpy())
+    np.testing.assert_array_equal(fitted_times[1], (X["timestamp"] - lag).to_numpy())
+    # Predictions use the rows as given: one side-feature call, on X's own times.
+    _SIDE_TIMES.clear()
+    assert clf.predict_proba(X).shape == (len(X), 2)
+    np.testing.assert_array_equal(_SIDE_TIMES[0], X["timestamp"].to_numpy())
+
+
+def test_stale_lags_with_a_side_estimator_and_a_cut(db, X):
+    y = (X["customer_id"].to_numpy() % 5).astype(float)
+    cut = X["timestamp"].max() - pd.Timedelta("30D")
+    reg = TVERegressor(
+        database=db,
+        init="random",
+        loss="absolute_error",
+        side_features=AggregateFeatures(window="60D", include="orders"),
+        side_estimator=HistGradientBoostingRegressor(max_iter=20),
+        stale_lags=["0D", "30D", "90D"],
+        as_of=cut,
+        random_state=0,
+        pretrainer=TVEPretrainer(**PRETRAIN),
+        **FAST,
+    ).fit(X.to_numpy(dtype=object), y)
+    assert reg.n_train_rows_ + reg.n_validation_rows_ == 3 * len(X)
+    pred = reg.predict(X)
+    assert pred.shape == (len(X),) and np.isfinite(pred).all()
+
+
+@pytest.mark.parametrize(
+    "lags, error", [("365D", TypeError), (["0D", "-30D"], ValueError), ([30], TypeError)]
+)
+def test_bad_stale_lags_are_refused_before_any_work(db, X, y_binary, lags, error):
+    with pytest.raises(error, match="stale_lags"):
+        _classifier(db, stale_lags=lags).fit(X, y_binary)
 
 
 def test_persistence_without_the_data(fitted, db, X, tmp_path):
