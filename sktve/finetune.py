@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -525,7 +526,9 @@ class _TVEFineTuner(BaseEstimator):
             # Lag-major copies of every row (X's, then X_val's), as the side features
             # below are stacked; a copy's features are as of its time minus the lag.
             copy_of = np.tile(np.arange(len(positions)), len(lags))
-            times = times[copy_of] - np.repeat(lags, len(positions))
+            row_lags = np.repeat(lags, len(positions))
+            times = times[copy_of] - row_lags
+            _warn_copies_before_start(times[row_lags > np.timedelta64(0, "ns")], database)
             seed_times = clamp_times(times, self.as_of_).view(np.int64)
             positions, keys, group_times = positions[copy_of], keys[copy_of], group_times[copy_of]
             targets, labels, is_val = targets[copy_of], labels[copy_of], is_val[copy_of]
@@ -1232,6 +1235,21 @@ class _HeldOutRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         return self.owner._targets_from(self.outputs)
+
+
+def _warn_copies_before_start(times: np.ndarray, database: Database) -> None:
+    """Say how many stale copies of rows were moved before the data starts."""
+    if not any(database.is_temporal(t) for t in database.table_names):
+        return
+    start = database.min_timestamp
+    n_early = int((times < np.datetime64(start)).sum())
+    if n_early:
+        warnings.warn(
+            f"{n_early} of the {len(times)} stale copies of X's rows (stale_lags) have times "
+            f"before the database starts ({start}); they train on features that see no history.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _fit_in_rank(

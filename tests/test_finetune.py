@@ -553,3 +553,10 @@ def test_history_counts_reach_the_fine_tuned_encoder(db, X, y_binary, init):
     assert len(encoder.history_encoders) > 0
     again = _classifier(db, pretrainer=pretrainer, init=init).fit(X, y_binary)
     np.testing.assert_array_equal(clf.predict_proba(X), again.predict_proba(X))
+
+
+def test_stale_copies_before_the_data_starts_are_counted(db, X, y_binary):
+    # The database starts on 2020-01-01 and X's rows end in July 2021: two years back,
+    # every copy is before the start.
+    with pytest.warns(UserWarning, match=f"{len(X)} of the {len(X)} stale copies"):
+        _classifier(db, init="random", stale_lags=["0D", "730D"], max_epochs=1).fit(X, y_binary)
