@@ -114,6 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         run_task(
             source,
             args.task,
+            model=args.model,
             head=args.head,
             out=out,
             force=args.force,
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
 
     for name, helptext in (
-        ("run", "pre-train on a RelBench task, fit a head on train, report val and test"),
+        ("run", "fit a model on a RelBench task's training rows, report val and test"),
         ("demo", "the same as run, end to end on the embedded synthetic database"),
     ):
         cmd = sub.add_parser(name, help=helptext, description=helptext)
@@ -165,10 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
             )
             cmd.add_argument("--task", required=True, help="task name, e.g. driver-top3")
         cmd.add_argument(
+            "--model",
+            default="blend",
+            choices=["blend", "finetune", "embed"],
+            help="blend (default): the TVE-pre-trained network fine-tuned on the labels, "
+            "averaged (weight 0.3) with AggregateFeatures and a head chosen on val; "
+            "finetune: the network alone; embed: frozen TVE embeddings and a head chosen on val",
+        )
+        cmd.add_argument(
             "--head",
             default="hgb",
             choices=["logistic", "hgb", "lightgbm", "skorch"],
-            help="downstream model on the embeddings (default: hgb)",
+            help="head grid on the aggregates (blend) or the embeddings (embed) (default: hgb)",
         )
         cmd.add_argument(
             "--rows",

@@ -1,7 +1,9 @@
-"""The main job: pre-train on a RelBench task, fit a head, select on val, report val and test.
+"""The main job: fit a model on a RelBench task, choose on val, report val and test.
 
-Used by ``sktve run`` and ``sktve demo``. The test split is touched once, after the head's
-hyper-parameters were chosen on the validation split.
+Used by ``sktve run`` and ``sktve demo``. The model is the TVE-pre-trained network
+fine-tuned on the labels, blended with AggregateFeatures and a head chosen on val (the
+default), the network alone, or frozen embeddings with a head chosen on val. The test split
+is touched once, after every choice was made on the validation split.
 """
 
 from __future__ import annotations
@@ -15,22 +17,32 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.pipeline import Pipeline
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
 
 from sktve.database import load_database
 from sktve.heads import head_grid
 from sktve.pretrainer import TVEPretrainer
 
 __all__ = [
+    "blend",
     "check_out_folder",
     "predict_scores",
     "run_task",
     "select_on_val",
+    "task_aggregates",
+    "task_finetuner",
     "task_metric",
     "task_pretrainer",
 ]
 
 RESULT_FILES = ("pipeline.joblib", "metrics.json")
+MODELS = ("blend", "finetune", "embed")
+# Weight on the fine-tuned network in the blend: the fixed rule that held on val across
+# rel-f1 and the synthetic schemas (docs: benchmarks page, "Choosing the blend weight").
+BLEND_WEIGHT = 0.3
+# Parameters that are data or switches, not settings worth recording.
+_NOT_SETTINGS = ("database", "verbose", "pretrainer", "side_features", "side_estimator")
 
 
 def check_out_folder(out: Path, force: bool = False) -> None:
@@ -157,10 +169,70 @@ def select_on_val(
     return model, value, name, values
 
 
+def task_aggregates(database: Any, task: Any, **params: Any) -> Any:
+    """An :class:`~sktve.AggregateFeatures` for a RelBench entity task.
+
+    History windows: the task's horizon, a year and ten years (recent, seasonal and
+    whole-history behaviour, in that order; duplicates dropped); ``params`` are further
+    AggregateFeatures parameters and may override any of these.
+    """
+    from sktve.aggregates import AggregateFeatures
+
+    windows = [pd.Timedelta(task.timedelta), pd.Timedelta("365D"), pd.Timedelta("3650D")]
+    kwargs: dict[str, Any] = {
+        "entity_table": task.entity_table,
+        "entity_col": task.entity_col,
+        "time_col": task.time_col,
+        "window": [f"{w.days}D" for w in dict.fromkeys(windows)],
+    }
+    kwargs.update(params)
+    return AggregateFeatures(database=database, **kwargs)
+
+
+def task_finetuner(database: Any, task: Any, pretrainer: TVEPretrainer, **params: Any) -> Any:
+    """A :class:`~sktve.TVEClassifier` (binary tasks) or :class:`~sktve.TVERegressor`.
+
+    Regression trains for the conditional median (``loss="absolute_error"``), since the
+    task is scored by MAE. ``pretrainer`` (e.g. :func:`task_pretrainer`'s) is fitted on the
+    rows the estimator is fitted on, unless it is already fitted.
+    """
+    from relbench.base import TaskType
+
+    from sktve.finetune import TVEClassifier, TVERegressor
+
+    kwargs: dict[str, Any] = {
+        "entity_table": task.entity_table,
+        "entity_col": task.entity_col,
+        "time_col": task.time_col,
+        "pretrainer": pretrainer,
+    }
+    if task.task_type == TaskType.BINARY_CLASSIFICATION:
+        return TVEClassifier(database=database, **{**kwargs, **params})
+    return TVERegressor(database=database, **{**kwargs, "loss": "absolute_error", **params})
+
+
+def blend(network: Any, aggregates: Any, binary: bool, weight: float = BLEND_WEIGHT) -> Any:
+    """Fitted ``network`` and ``aggregates`` averaged with weights ``(weight, 1 - weight)``.
+
+    A soft-voting ``VotingClassifier`` (averaged class probabilities) or a
+    ``VotingRegressor`` over the two fitted models, frozen: fitting the blend fits
+    nothing again.
+    """
+    from sklearn.ensemble import VotingClassifier, VotingRegressor
+    from sklearn.frozen import FrozenEstimator
+
+    members = [("network", FrozenEstimator(network)), ("aggregates", FrozenEstimator(aggregates))]
+    weights = [weight, 1.0 - weight]
+    if binary:
+        return VotingClassifier(members, voting="soft", weights=weights)
+    return VotingRegressor(members, weights=weights)
+
+
 def run_task(
     source: str,
     task_name: str,
     *,
+    model: str = "blend",
     head: str = "hgb",
     out: Path | None = None,
     force: bool = False,
@@ -169,9 +241,10 @@ def run_task(
     max_epochs: int | None = None,
     verbose: bool = True,
     pretrainer_params: dict[str, Any] | None = None,
+    finetune_params: dict[str, Any] | None = None,
     n_jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Pre-train, fit a head on train, choose it on val, and evaluate once on test.
+    """Fit a model on the task's training rows, report val, and evaluate once on test.
 
     Parameters
     ----------
@@ -179,32 +252,44 @@ def run_task(
         RelBench 3 folder or dataset name.
     task_name : str
         An entity task with a binary or regression target.
-    head : {"logistic", "hgb", "lightgbm", "skorch"}
+    model : {"blend", "finetune", "embed"}, default="blend"
+        ``"finetune"``: the TVE-pre-trained encoder fine-tuned on the labels
+        (:func:`task_finetuner`). ``"blend"``: that network averaged, weight 0.3, with
+        AggregateFeatures (:func:`task_aggregates`) and a ``head`` chosen on val, the
+        best method of the quality benchmarks (docs: benchmarks page). ``"embed"``: frozen
+        TVE embeddings and a ``head`` chosen on val.
+    head : {"logistic", "hgb", "lightgbm", "skorch"}, default="hgb"
+        The head grid on the embeddings (``"embed"``) or the aggregates (``"blend"``);
+        unused by ``"finetune"``.
     out : Path, optional
-        Where to save ``pipeline.joblib`` and ``metrics.json``.
+        Where to save ``pipeline.joblib`` (the fitted model: a Pipeline, a TVEClassifier /
+        TVERegressor, or a VotingClassifier / VotingRegressor) and ``metrics.json``.
     force : bool, default=False
         Overwrite results already in ``out`` (otherwise a ``FileExistsError``, raised
         before any work).
     rows : {"cut", "all"}, default="cut"
         ``"cut"``: the database as RelBench hands it to models, rows up to the test
-        timestamp, with the pretrainer's ``as_of`` there (test rows after it are
-        featurised as of the cut). ``"all"``: every row of the folder; each feature still
-        reads only rows at or before its row's time.
+        timestamp, with ``as_of`` there (test rows after it are featurised as of the
+        cut). ``"all"``: every row of the folder; each feature still reads only rows at
+        or before its row's time.
     random_state : int
     max_epochs : int, optional
         Pre-training epochs (default: the pretrainer's).
     verbose : bool
     pretrainer_params : dict, optional
         Extra TVEPretrainer parameters.
+    finetune_params : dict, optional
+        Extra TVEClassifier / TVERegressor parameters (``"finetune"``, ``"blend"``).
     n_jobs : int, optional
-        CPU threads for pre-training and the heads (None: one; -1: every core).
+        CPU threads for pre-training, fine-tuning and the heads (None: one; -1: every core).
 
     Returns
     -------
     dict
-        What ``metrics.json`` holds: the val and test metric, the dataset, task, rows
-        protocol and cut, random_state, threads, the pretrainer's and the chosen head's
-        settings as JSON values, the sktve version and timings.
+        What ``metrics.json`` holds: the val and test metric, the model, the dataset,
+        task, rows protocol and cut, random_state, threads, every fitted part's settings
+        as JSON values, the parts' own val metrics for ``"blend"``, the sktve version and
+        timings.
     """
     from relbench.base import TaskType
 
@@ -217,6 +302,8 @@ def run_task(
 
     if rows not in ("cut", "all"):
         raise ValueError(f"rows must be 'cut' or 'all', got {rows!r}.")
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}.")
     if out is not None:
         check_out_folder(out, force)
     started_run = time.perf_counter()
@@ -228,6 +315,7 @@ def run_task(
             "regression entity tasks."
         )
     binary = task.task_type == TaskType.BINARY_CLASSIFICATION
+    # Before any work: an unknown head is a usage error.
     candidates = head_grid(head, binary=binary, random_state=random_state)
     database = load_database(dataset, upto_test_timestamp=rows == "cut")
     tables = {
@@ -238,93 +326,157 @@ def run_task(
     y_train = tables["train"].df[task.target_col].to_numpy()
     say(
         f"[sktve] {task_name}: {len(X['train'])} train / {len(X['val'])} val / "
-        f"{len(X['test'])} test rows; database {database}"
+        f"{len(X['test'])} test rows; database {database}; model {model}"
     )
 
     from sktve._threads import limit_threads, resolve_n_threads
 
+    # Test rows run past the cut; they are featurised as of it (declared, not derived).
+    as_of = dataset.test_timestamp if rows == "cut" else None
     params = {"random_state": random_state, "verbose": verbose, "n_jobs": n_jobs}
-    if rows == "cut":
-        # Test rows run past the cut; they are featurised as of it (declared, not derived).
-        params["as_of"] = dataset.test_timestamp
+    if as_of is not None:
+        params["as_of"] = as_of
     if max_epochs is not None:
         params["max_epochs"] = max_epochs
     params.update(pretrainer_params or {})
     tve = task_pretrainer(database, task, **params)
-    started = time.perf_counter()
-    Z_train = tve.fit_transform(X["train"])
-    fit_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    Z_val = tve.transform(X["val"])
-    transform_seconds = time.perf_counter() - started
-    say(
-        f"[sktve] pre-trained in {fit_seconds:.1f}s ({tve.n_steps_} steps, "
-        f"{tve.steps_per_second_:.1f} steps/s); val transform {transform_seconds:.1f}s"
-    )
-
-    # HistGradientBoosting's OpenMP threads busy-wait too: heads run in the same budget.
     n_threads = resolve_n_threads(n_jobs)
-    started = time.perf_counter()
-    with limit_threads(n_threads):
-        model, val_value, metric_name, _ = select_on_val(
-            candidates,
-            Z_train,
-            y_train,
-            Z_val,
-            task,
-            tables["val"],
-            binary,
-            report=lambda head, name, value: say(
-                f"[sktve]   head {_one_line(head)}: val {name} {value:.4f}"
-            ),
-        )
-        select_seconds = time.perf_counter() - started
+
+    def val_metric(fitted: Any) -> tuple[str, float]:
+        name, value, _ = task_metric(task, predict_scores(fitted, X["val"], binary), tables["val"])
+        return name, value
+
+    def select_head(features: Any, name: str, candidates: list[Any]) -> Pipeline:
+        """``features`` fitted on train and the head of ``candidates`` best on val."""
         started = time.perf_counter()
-        Z_test = tve.transform(X["test"])
-        _, test_value, _ = task_metric(task, predict_scores(model, Z_test, binary), tables["test"])
-        test_seconds = time.perf_counter() - started
+        Z_train = features.fit_transform(X["train"])
+        timings[f"{name}_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        Z_val = features.transform(X["val"])
+        timings[f"{name}_val_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        # HistGradientBoosting's OpenMP threads busy-wait too: heads run in the same budget.
+        with limit_threads(n_threads):
+            chosen, *_ = select_on_val(
+                candidates,
+                Z_train,
+                y_train,
+                Z_val,
+                task,
+                tables["val"],
+                binary,
+                report=lambda head, metric, value: say(
+                    f"[sktve]   head {_one_line(head)}: val {metric} {value:.4f}"
+                ),
+            )
+        timings["head_selection_seconds"] = time.perf_counter() - started
+        return Pipeline([(name, features), ("head", chosen)])
+
+    timings: dict[str, float] = {}
+    parts: dict[str, Any] = {}
+    if model == "embed":
+        fitted = select_head(tve, "tve", candidates)
+        timings["pretrain_seconds"] = timings.pop("tve_seconds")
+        timings["transform_val_seconds"] = timings.pop("tve_val_seconds")
+        say(
+            f"[sktve] pre-trained in {timings['pretrain_seconds']:.1f}s ({tve.n_steps_} "
+            f"steps, {tve.steps_per_second_:.1f} steps/s)"
+        )
+        history, pretrainer = tve.history_, tve
+    else:
+        network_params = {
+            "random_state": random_state,
+            "verbose": verbose,
+            "n_jobs": n_jobs,
+            "as_of": as_of,
+            **(finetune_params or {}),
+        }
+        network = task_finetuner(database, task, tve, **network_params)
+        started = time.perf_counter()
+        network.fit(X["train"], y_train)
+        timings["pretrain_seconds"] = network.pretrain_seconds_
+        timings["finetune_seconds"] = time.perf_counter() - started - network.pretrain_seconds_
+        history, pretrainer = network.history_, network.pretrainer_
+        parts["network"] = {"settings": _settings(network, skip=_NOT_SETTINGS)}
+        say(
+            f"[sktve] pre-trained in {timings['pretrain_seconds']:.1f}s, fine-tuned in "
+            f"{timings['finetune_seconds']:.1f}s (best epoch {network.best_epoch_})"
+        )
+        fitted = network
+        if model == "blend":
+            parts["network"]["val"] = val_metric(network)[1]
+            if head not in ("hgb", "lightgbm"):
+                # Aggregates are missing where a window holds no rows; these heads need
+                # values, boosted trees route the missing ones themselves.
+                candidates = [
+                    make_pipeline(
+                        SimpleImputer(
+                            strategy="median", add_indicator=True, keep_empty_features=True
+                        ),
+                        candidate,
+                    )
+                    for candidate in candidates
+                ]
+            features = task_aggregates(database, task, as_of=as_of)
+            aggregates = select_head(features, "aggregates", candidates)
+            parts["aggregates"] = {
+                "settings": _settings(aggregates.named_steps["aggregates"], skip=_NOT_SETTINGS),
+                "head": _one_line(aggregates.named_steps["head"]),
+                "head_params": _settings(aggregates.named_steps["head"]),
+                "val": val_metric(aggregates)[1],
+            }
+            fitted = blend(network, aggregates, binary).fit(X["train"], y_train)
+            say(
+                f"[sktve]   network: val {parts['network']['val']:.4f}; aggregates: val "
+                f"{parts['aggregates']['val']:.4f}"
+            )
+    with limit_threads(n_threads):
+        metric_name, val_value = val_metric(fitted)
+        started = time.perf_counter()
+        _, test_value, _ = task_metric(
+            task, predict_scores(fitted, X["test"], binary), tables["test"]
+        )
+        timings["test_seconds"] = time.perf_counter() - started
     say(
-        f"[sktve] {task_name}: val {metric_name} {val_value:.4f}  test {metric_name} "
-        f"{test_value:.4f}  (head {model})"
+        f"[sktve] {task_name}: val {metric_name} {val_value:.4f}  "
+        f"test {metric_name} {test_value:.4f}"
     )
-    pipeline = Pipeline([("tve", tve), ("head", model)])
+    embed_head = fitted.named_steps["head"] if model == "embed" else None
+    timings["total_seconds"] = time.perf_counter() - started_run
     result = {
         "dataset": str(source),
         "dataset_name": dataset.manifest.name if hasattr(dataset, "manifest") else None,
         "task": task_name,
+        "model": model,
         "rows": rows,
         "cut": {
             "test_timestamp": str(dataset.test_timestamp),
             "val_timestamp": str(dataset.val_timestamp),
             "database_cut_at_test_timestamp": rows == "cut",
-            "as_of": str(tve.as_of_) if tve.as_of_ is not None else None,
+            "as_of": str(pretrainer.as_of_) if pretrainer.as_of_ is not None else None,
             "database_rows": int(database.num_rows()),
         },
         "n_rows": {split: len(frame) for split, frame in X.items()},
         "random_state": random_state,
         "threads": n_threads,
         "sktve_version": sktve.__version__,
-        "pretrainer": _settings(tve, skip=("database", "verbose")),
-        "head": head,
-        "head_params": _settings(model),
+        "pretrainer": _settings(pretrainer, skip=_NOT_SETTINGS),
+        "head": head if model != "finetune" else None,
+        "head_params": _settings(embed_head) if embed_head is not None else None,
+        "blend_weight": BLEND_WEIGHT if model == "blend" else None,
+        "parts": parts,
         "metric": metric_name,
         "val": val_value,
         "test": test_value,
-        "timings": {
-            "pretrain_seconds": fit_seconds,
-            "transform_val_seconds": transform_seconds,
-            "head_selection_seconds": select_seconds,
-            "test_seconds": test_seconds,
-            "total_seconds": time.perf_counter() - started_run,
-        },
-        "pretrain_steps": tve.n_steps_,
-        "steps_per_second": tve.steps_per_second_,
-        "history": tve.history_,
+        "timings": timings,
+        "pretrain_steps": pretrainer.n_steps_,
+        "steps_per_second": pretrainer.steps_per_second_,
+        "history": history,
     }
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        joblib.dump(pipeline, out / "pipeline.joblib")
+        joblib.dump(fitted, out / "pipeline.joblib")
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
-        say(f"[sktve] saved the fitted pipeline to {out / 'pipeline.joblib'}")
+        say(f"[sktve] saved the fitted model to {out / 'pipeline.joblib'}")
     return result

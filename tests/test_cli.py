@@ -122,7 +122,8 @@ def test_run_refuses_to_overwrite_results_without_force(synthetic_path, tmp_path
 
 
 def test_demo_without_out_leaves_no_temporary_folder(private_tmp, capsys):
-    assert main(["demo", "--max-epochs", "1", "--quiet", "--head", "logistic"]) == 0
+    args = ["--max-epochs", "1", "--quiet", "--model", "embed", "--head", "logistic"]
+    assert main(["demo", *args]) == 0
     # torch's optimizers import torch._dynamo, which makes torch's own persistent cache
     # folder (torchinductor_<user>) in the temp dir; it is not ours and is shared by runs.
     left = [p.name for p in private_tmp.iterdir() if not p.name.startswith("torchinductor_")]
@@ -137,3 +138,15 @@ def test_rows_option_reaches_run_task(monkeypatch):
     assert main(["run", "--dataset", "x", "--task", "y", "--rows", "all", "--quiet"]) == 0
     assert seen["rows"] == "all" and seen["force"] is False
     assert build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).rows == "cut"
+
+
+def test_model_option_reaches_run_task(monkeypatch):
+    import sktve.run as run_module
+
+    seen = {}
+    monkeypatch.setattr(run_module, "run_task", lambda source, task, **kw: seen.update(kw))
+    assert main(["run", "--dataset", "x", "--task", "y", "--model", "embed", "--quiet"]) == 0
+    assert seen["model"] == "embed"
+    assert build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).model == "blend"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--dataset", "x", "--task", "y", "--model", "gnn"])

@@ -10,21 +10,32 @@ from sktve.run import run_task, task_pretrainer
 FAST = {"embedding_dim": 8, "fanouts": (4, 2), "steps_per_epoch": 2, "batch_size": 64}
 
 
+FINETUNE_FAST = {"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 64, "hidden_dim": 8}
+
+
 @pytest.mark.parametrize(
-    "task_name, head", [("customer-churn", "hgb"), ("customer-spend", "logistic")]
+    "task_name, model, head",
+    [
+        ("customer-churn", "blend", "hgb"),
+        ("customer-spend", "blend", "logistic"),
+        ("customer-churn", "finetune", "hgb"),
+        ("customer-spend", "embed", "logistic"),
+    ],
 )
-def test_run_task_reports_val_and_test_and_saves_pipeline(
-    synthetic_path, tmp_path, task_name, head
+def test_run_task_reports_val_and_test_and_saves_the_model(
+    synthetic_path, tmp_path, task_name, model, head
 ):
     out = tmp_path / "run"
     result = run_task(
         str(synthetic_path),
         task_name,
+        model=model,
         head=head,
         out=out,
         max_epochs=1,
         verbose=False,
         pretrainer_params=FAST,
+        finetune_params=FINETUNE_FAST,
     )
     assert result["metric"] == ("roc_auc" if task_name == "customer-churn" else "mae")
     for split in ("val", "test"):
@@ -37,23 +48,49 @@ def test_run_task_reports_val_and_test_and_saves_pipeline(
     import sktve
 
     assert saved["task"] == task_name and saved["dataset"] == str(synthetic_path)
+    assert saved["model"] == model
     assert saved["rows"] == "cut" and saved["random_state"] == 0 and saved["threads"] == 1
     assert saved["cut"]["as_of"] == saved["cut"]["test_timestamp"] == "2023-07-01 00:00:00"
     assert saved["sktve_version"] == sktve.__version__
     assert saved["pretrainer"]["max_epochs"] == 1 and saved["pretrainer"]["fanouts"] == [4, 2]
     assert saved["pretrainer"]["entity_table"] == "customers"
     assert "database" not in saved["pretrainer"] and "verbose" not in saved["pretrainer"]
-    assert all(not str(v).startswith(("<", "array(")) for v in saved["head_params"].values())
-    assert set(saved["timings"]) >= {"pretrain_seconds", "head_selection_seconds"}
+    assert {"pretrain_seconds", "test_seconds"} <= set(saved["timings"])
     assert saved["n_rows"]["val"] == len(
         relbench.load_dataset(str(synthetic_path)).load_task(task_name).get_table("val").df
     )
-    pipeline = joblib.load(out / "pipeline.joblib")
+    fitted = joblib.load(out / "pipeline.joblib")
     task = relbench.load_dataset(str(synthetic_path)).load_task(task_name)
     X_val = task.get_table("val").df[[task.entity_col, task.time_col]]
-    # The saved pipeline finds its (folder-based) database again on its own.
-    preds = pipeline.predict(X_val)
+    # The saved model finds its (folder-based) database again on its own.
+    preds = fitted.predict(X_val)
     assert len(preds) == len(X_val)
+    if model == "embed":
+        assert all(not str(v).startswith(("<", "array(")) for v in saved["head_params"].values())
+        assert "head_selection_seconds" in saved["timings"] and saved["parts"] == {}
+    elif model == "finetune":
+        assert saved["head"] is None and saved["parts"]["network"]["settings"]["max_epochs"] == 2
+        assert saved["parts"]["network"]["settings"]["as_of"] == "2023-07-01 00:00:00"
+    else:
+        # 0.3 x the network + 0.7 x the aggregates' pipeline, each as saved in the blend.
+        network, aggregates = (fitted.named_estimators_[k] for k in ("network", "aggregates"))
+        if task_name == "customer-churn":
+            parts = [m.predict_proba(X_val)[:, 1] for m in (network, aggregates)]
+            blended = fitted.predict_proba(X_val)[:, 1]
+        else:
+            parts = [m.predict(X_val) for m in (network, aggregates)]
+            blended = preds
+        np.testing.assert_allclose(blended, 0.3 * parts[0] + 0.7 * parts[1], rtol=1e-5, atol=1e-4)
+        assert saved["blend_weight"] == 0.3
+        assert set(saved["parts"]) == {"network", "aggregates"}
+        assert all(np.isfinite(part["val"]) for part in saved["parts"].values())
+        windows = saved["parts"]["aggregates"]["settings"]["window"]
+        assert windows == ["30D", "365D", "3650D"]  # the task's horizon, a year, ten years
+
+
+def test_run_task_rejects_an_unknown_model(synthetic_path):
+    with pytest.raises(ValueError, match="model must be one of"):
+        run_task(str(synthetic_path), "customer-churn", model="gnn", verbose=False)
 
 
 def test_run_task_rejects_unknown_head(synthetic_path):
@@ -87,6 +124,7 @@ def test_task_pretrainer_takes_entity_time_and_window_from_the_task(synthetic_pa
 
 def test_run_task_rows_all_keeps_every_row_and_sets_no_cut(synthetic_path, tmp_path):
     common = dict(max_epochs=0, verbose=False, pretrainer_params=FAST, head="logistic")
+    common.update(model="embed")
     cut = run_task(str(synthetic_path), "customer-churn", **common)
     every = run_task(str(synthetic_path), "customer-churn", rows="all", **common)
     assert every["cut"]["as_of"] is None and cut["cut"]["as_of"] is not None

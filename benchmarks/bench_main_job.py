@@ -1,0 +1,134 @@
+"""The main job (``sktve run``) as a user runs it: each model on each task, val and test.
+
+``sktve run`` fits one model per call with its defaults (``random_state=0``, one thread):
+``blend`` (the TVE-pre-trained network fine-tuned on the labels, averaged, weight 0.3,
+with AggregateFeatures and an HGB head chosen on val), ``finetune`` (the network alone) or
+``embed`` (frozen embeddings and an HGB head chosen on val). This script calls
+:func:`sktve.run.run_task` for every (dataset, task, rows protocol, model, seed) and
+collects the val and test metrics, the parts' val metrics (``blend``) and the timings.
+The log prints val only; test is in the JSON.
+
+    python benchmarks/bench_main_job.py --datasets ../shared/data/rel-f1 \
+        --rows cut,all --models blend,embed --name main_job_relf1
+    python benchmarks/bench_main_job.py --datasets synthetic,library --rows cut \
+        --models blend,embed --seeds 0,1,2 --name main_job_synthetic
+
+``synthetic`` and ``library`` are sktve's synthetic schemas (:mod:`sktve.datasets`, their
+default sizes, one database per seed); any other value is a RelBench folder or name, whose
+binary and regression entity tasks are all run unless ``--tasks`` names some. Writes
+``<out-dir>/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SYNTHETIC = {"synthetic": "ecommerce", "library": "library"}
+
+
+def dataset_folder(source: str, seed: int, scratch: Path) -> str:
+    """A RelBench folder for ``source``: a synthetic schema written for ``seed``, or itself."""
+    if source not in SYNTHETIC:
+        return source
+    from sktve.datasets import SYNTHETIC_SCHEMAS
+
+    folder = scratch / f"{source}-{seed}"
+    if not folder.exists():
+        SYNTHETIC_SCHEMAS[SYNTHETIC[source]](folder, random_state=seed)
+    return str(folder)
+
+
+def entity_tasks(folder: str) -> list[str]:
+    """The folder's binary and regression entity tasks, in the dataset's order."""
+    from relbench.base import TaskType
+
+    from sktve.database import open_relbench_dataset
+
+    dataset = open_relbench_dataset(folder)
+    kinds = (TaskType.BINARY_CLASSIFICATION, TaskType.REGRESSION)
+    names = dataset.get_task_names()
+    return [name for name in names if dataset.load_task(name).task_type in kinds]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default="synthetic,library")
+    parser.add_argument("--tasks", default=None, help="comma-separated (default: every task)")
+    parser.add_argument("--rows", default="cut", help="comma-separated: cut, all")
+    parser.add_argument("--models", default="blend,finetune,embed")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--out-dir", default=str(HERE / "results"))
+    parser.add_argument("--name", default="main_job")
+    args = parser.parse_args()
+
+    from sktve.run import run_task
+
+    runs: list[dict[str, Any]] = []
+    out = Path(args.out_dir) / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sktve-main-job-") as scratch:
+        for source in args.datasets.split(","):
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                folder = dataset_folder(source, seed, Path(scratch))
+                tasks = args.tasks.split(",") if args.tasks else entity_tasks(folder)
+                for task, rows, model in (
+                    (t, r, m)
+                    for t in tasks
+                    for r in args.rows.split(",")
+                    for m in args.models.split(",")
+                ):
+                    started = time.perf_counter()
+                    result: dict[str, Any] = run_task(
+                        folder, task, model=model, rows=rows, random_state=seed, verbose=False
+                    )
+                    entry = {
+                        "dataset": source,
+                        "task": task,
+                        "rows": rows,
+                        "model": model,
+                        "seed": seed,
+                        "metric": result["metric"],
+                        "val": result["val"],
+                        "test": result["test"],
+                        "parts_val": {
+                            part: found["val"]
+                            for part, found in result["parts"].items()
+                            if "val" in found
+                        },
+                        "timings": result["timings"],
+                        "seconds": round(time.perf_counter() - started, 1),
+                    }
+                    runs.append(entry)
+                    parts = {k: round(v, 4) for k, v in entry["parts_val"].items()}
+                    print(
+                        f"{source} {task} {rows} {model} seed {seed}: val {result['val']:.4f} "
+                        f"parts {parts} ({entry['seconds']} s)",
+                        flush=True,
+                    )
+                    # Written after every run, so that a stopped run keeps what it measured.
+                    out.write_text(
+                        json.dumps(
+                            {
+                                "benchmark": "bench_main_job",
+                                "machine": {
+                                    "platform": platform.platform(),
+                                    "cpus": os.cpu_count(),
+                                },
+                                "runs": runs,
+                            },
+                            indent=1,
+                        )
+                    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
