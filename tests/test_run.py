@@ -124,7 +124,6 @@ def test_task_pretrainer_takes_entity_time_and_window_from_the_task(synthetic_pa
 
 def test_run_task_rows_all_keeps_every_row_and_sets_no_cut(synthetic_path, tmp_path):
     common = dict(max_epochs=0, verbose=False, pretrainer_params=FAST, head="logistic")
-    common.update(model="embed")
     cut = run_task(str(synthetic_path), "customer-churn", **common)
     every = run_task(str(synthetic_path), "customer-churn", rows="all", **common)
     assert every["cut"]["as_of"] is None and cut["cut"]["as_of"] is not None
