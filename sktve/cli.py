@@ -167,11 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--task", required=True, help="task name, e.g. driver-top3")
         cmd.add_argument(
             "--model",
-            default="embed",
-            choices=["embed", "finetune", "blend"],
-            help="embed (default): frozen TVE embeddings and a head chosen on val; finetune: "
-            "the TVE-pre-trained network fine-tuned on the labels; blend: that network "
-            "averaged (weight 0.3) with AggregateFeatures and a head chosen on val",
+            default="auto",
+            choices=["auto", "embed", "finetune", "blend"],
+            help="embed: frozen TVE embeddings and a head chosen on val; finetune: the "
+            "TVE-pre-trained network fine-tuned on the labels; blend: that network averaged "
+            "(weight 0.3) with AggregateFeatures and a head chosen on val; auto (default): "
+            "all three, keeping the best on val",
         )
         cmd.add_argument(
             "--head",

@@ -1,9 +1,10 @@
 """The main job: fit a model on a RelBench task, choose on val, report val and test.
 
 Used by ``sktve run`` and ``sktve demo``. The model is frozen TVE embeddings with a head
-chosen on val (the default), the TVE-pre-trained network fine-tuned on the labels, or that
-network blended with AggregateFeatures and a head chosen on val. The test split is touched
-once, after every choice was made on the validation split.
+chosen on val, the TVE-pre-trained network fine-tuned on the labels, that network blended
+with AggregateFeatures and a head chosen on val, or (the default) whichever of the three
+has the best val. The test split is touched once, after every choice was made on the
+validation split.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 RESULT_FILES = ("pipeline.joblib", "metrics.json")
-MODELS = ("embed", "finetune", "blend")
+MODELS = ("embed", "finetune", "blend", "auto")
 # Weight on the fine-tuned network in the blend: the fixed rule that held on val across
 # rel-f1 and the synthetic schemas (docs: benchmarks page, "Choosing the blend weight").
 BLEND_WEIGHT = 0.3
@@ -232,7 +233,7 @@ def run_task(
     source: str,
     task_name: str,
     *,
-    model: str = "embed",
+    model: str = "auto",
     head: str = "hgb",
     out: Path | None = None,
     force: bool = False,
@@ -252,12 +253,14 @@ def run_task(
         RelBench 3 folder or dataset name.
     task_name : str
         An entity task with a binary or regression target.
-    model : {"embed", "finetune", "blend"}, default="embed"
+    model : {"auto", "embed", "finetune", "blend"}, default="auto"
         ``"embed"``: frozen TVE embeddings and a ``head`` chosen on val. ``"finetune"``:
         the TVE-pre-trained encoder fine-tuned on the labels (:func:`task_finetuner`).
         ``"blend"``: that network averaged, weight 0.3, with AggregateFeatures
-        (:func:`task_aggregates`) and a ``head`` chosen on val. Which is best depends on
-        the task (docs: benchmarks page, "The main job").
+        (:func:`task_aggregates`) and a ``head`` chosen on val. ``"auto"``: all three
+        (the network fine-tuned from the embeddings' pretrainer, which pre-trains once),
+        keeping the one with the best val; which wins depends on the task (docs:
+        benchmarks page, "The main job").
     head : {"logistic", "hgb", "lightgbm", "skorch"}, default="hgb"
         The head grid on the embeddings (``"embed"``) or the aggregates (``"blend"``);
         unused by ``"finetune"``.
@@ -286,7 +289,8 @@ def run_task(
     Returns
     -------
     dict
-        What ``metrics.json`` holds: the val and test metric, the model, the dataset,
+        What ``metrics.json`` holds: the val and test metric, the model asked for and the
+        one kept (with every candidate's val for ``"auto"``), the dataset,
         task, rows protocol and cut, random_state, threads, every fitted part's settings
         as JSON values, the parts' own val metrics for ``"blend"``, the sktve version and
         timings.
@@ -374,16 +378,18 @@ def run_task(
 
     timings: dict[str, float] = {}
     parts: dict[str, Any] = {}
-    if model == "embed":
-        fitted = select_head(tve, "tve", candidates)
+    models: dict[str, Any] = {}  # the fitted candidates: one, or three for "auto"
+    history, pretrainer = None, tve
+    if model in ("embed", "auto"):
+        models["embed"] = select_head(tve, "tve", candidates)
         timings["pretrain_seconds"] = timings.pop("tve_seconds")
         timings["transform_val_seconds"] = timings.pop("tve_val_seconds")
         say(
             f"[sktve] pre-trained in {timings['pretrain_seconds']:.1f}s ({tve.n_steps_} "
             f"steps, {tve.steps_per_second_:.1f} steps/s)"
         )
-        history, pretrainer = tve.history_, tve
-    else:
+        history = tve.history_
+    if model != "embed":
         network_params = {
             "random_state": random_state,
             "verbose": verbose,
@@ -391,10 +397,11 @@ def run_task(
             "as_of": as_of,
             **(finetune_params or {}),
         }
+        # With "auto" the pretrainer is already fitted on these rows and used as it is.
         network = task_finetuner(database, task, tve, **network_params)
         started = time.perf_counter()
         network.fit(X["train"], y_train)
-        timings["pretrain_seconds"] = network.pretrain_seconds_
+        timings["pretrain_seconds"] = timings.get("pretrain_seconds", network.pretrain_seconds_)
         timings["finetune_seconds"] = time.perf_counter() - started - network.pretrain_seconds_
         history, pretrainer = network.history_, network.pretrainer_
         parts["network"] = {"settings": _settings(network, skip=_NOT_SETTINGS)}
@@ -402,34 +409,43 @@ def run_task(
             f"[sktve] pre-trained in {timings['pretrain_seconds']:.1f}s, fine-tuned in "
             f"{timings['finetune_seconds']:.1f}s (best epoch {network.best_epoch_})"
         )
-        fitted = network
-        if model == "blend":
-            parts["network"]["val"] = val_metric(network)[1]
-            if head not in ("hgb", "lightgbm"):
-                # Aggregates are missing where a window holds no rows; these heads need
-                # values, boosted trees route the missing ones themselves.
-                candidates = [
-                    make_pipeline(
-                        SimpleImputer(
-                            strategy="median", add_indicator=True, keep_empty_features=True
-                        ),
-                        candidate,
-                    )
-                    for candidate in candidates
-                ]
-            features = task_aggregates(database, task, as_of=as_of)
-            aggregates = select_head(features, "aggregates", candidates)
-            parts["aggregates"] = {
-                "settings": _settings(aggregates.named_steps["aggregates"], skip=_NOT_SETTINGS),
-                "head": _one_line(aggregates.named_steps["head"]),
-                "head_params": _settings(aggregates.named_steps["head"]),
-                "val": val_metric(aggregates)[1],
-            }
-            fitted = blend(network, aggregates, binary).fit(X["train"], y_train)
-            say(
-                f"[sktve]   network: val {parts['network']['val']:.4f}; aggregates: val "
-                f"{parts['aggregates']['val']:.4f}"
-            )
+        models["finetune"] = network
+    if model in ("blend", "auto"):
+        parts["network"]["val"] = val_metric(network)[1]
+        if head not in ("hgb", "lightgbm"):
+            # Aggregates are missing where a window holds no rows; these heads need
+            # values, boosted trees route the missing ones themselves.
+            candidates = [
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    candidate,
+                )
+                for candidate in candidates
+            ]
+        features = task_aggregates(database, task, as_of=as_of)
+        aggregates = select_head(features, "aggregates", candidates)
+        parts["aggregates"] = {
+            "settings": _settings(aggregates.named_steps["aggregates"], skip=_NOT_SETTINGS),
+            "head": _one_line(aggregates.named_steps["head"]),
+            "head_params": _settings(aggregates.named_steps["head"]),
+            "val": val_metric(aggregates)[1],
+        }
+        models["blend"] = blend(network, aggregates, binary).fit(X["train"], y_train)
+        say(
+            f"[sktve]   network: val {parts['network']['val']:.4f}; aggregates: val "
+            f"{parts['aggregates']['val']:.4f}"
+        )
+    candidates_val = None
+    if model == "auto":
+        candidates_val = {name: val_metric(fitted)[1] for name, fitted in models.items()}
+        higher = task.task_type == TaskType.BINARY_CLASSIFICATION
+        chosen = max(candidates_val, key=lambda n: candidates_val[n] * (1 if higher else -1))
+        say(f"[sktve]   val of each model {candidates_val}: keeping {chosen}")
+        if chosen == "embed":
+            history, pretrainer = tve.history_, tve
+    else:
+        chosen = model
+    fitted = models[chosen]
     with limit_threads(n_threads):
         metric_name, val_value = val_metric(fitted)
         started = time.perf_counter()
@@ -441,13 +457,15 @@ def run_task(
         f"[sktve] {task_name}: val {metric_name} {val_value:.4f}  "
         f"test {metric_name} {test_value:.4f}"
     )
-    embed_head = fitted.named_steps["head"] if model == "embed" else None
+    embed_head = fitted.named_steps["head"] if chosen == "embed" else None
     timings["total_seconds"] = time.perf_counter() - started_run
     result = {
         "dataset": str(source),
         "dataset_name": dataset.manifest.name if hasattr(dataset, "manifest") else None,
         "task": task_name,
         "model": model,
+        "chosen_model": chosen,
+        "models_val": candidates_val,
         "rows": rows,
         "cut": {
             "test_timestamp": str(dataset.test_timestamp),
@@ -461,9 +479,9 @@ def run_task(
         "threads": n_threads,
         "sktve_version": sktve.__version__,
         "pretrainer": _settings(pretrainer, skip=_NOT_SETTINGS),
-        "head": head if model != "finetune" else None,
+        "head": head if chosen != "finetune" else None,
         "head_params": _settings(embed_head) if embed_head is not None else None,
-        "blend_weight": BLEND_WEIGHT if model == "blend" else None,
+        "blend_weight": BLEND_WEIGHT if chosen == "blend" else None,
         "parts": parts,
         "metric": metric_name,
         "val": val_value,

@@ -122,7 +122,8 @@ def test_run_refuses_to_overwrite_results_without_force(synthetic_path, tmp_path
 
 
 def test_demo_without_out_leaves_no_temporary_folder(private_tmp, capsys):
-    assert main(["demo", "--max-epochs", "1", "--quiet", "--head", "logistic"]) == 0
+    args = ["--max-epochs", "1", "--quiet", "--model", "embed", "--head", "logistic"]
+    assert main(["demo", *args]) == 0
     # torch's optimizers import torch._dynamo, which makes torch's own persistent cache
     # folder (torchinductor_<user>) in the temp dir; it is not ours and is shared by runs.
     left = [p.name for p in private_tmp.iterdir() if not p.name.startswith("torchinductor_")]
@@ -146,6 +147,6 @@ def test_model_option_reaches_run_task(monkeypatch):
     monkeypatch.setattr(run_module, "run_task", lambda source, task, **kw: seen.update(kw))
     assert main(["run", "--dataset", "x", "--task", "y", "--model", "blend", "--quiet"]) == 0
     assert seen["model"] == "blend"
-    assert build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).model == "embed"
+    assert build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).model == "auto"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--dataset", "x", "--task", "y", "--model", "gnn"])

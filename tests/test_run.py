@@ -88,6 +88,22 @@ def test_run_task_reports_val_and_test_and_saves_the_model(
         assert windows == ["30D", "365D", "3650D"]  # the task's horizon, a year, ten years
 
 
+def test_auto_keeps_the_model_with_the_best_val(synthetic_path, tmp_path):
+    common = dict(
+        max_epochs=1, verbose=False, pretrainer_params=FAST, finetune_params=FINETUNE_FAST
+    )
+    auto = run_task(str(synthetic_path), "customer-spend", model="auto", **common)
+    vals = auto["models_val"]
+    assert set(vals) == {"embed", "finetune", "blend"}
+    assert auto["chosen_model"] == min(vals, key=vals.get)  # MAE: lower is better
+    assert auto["val"] == pytest.approx(vals[auto["chosen_model"]])
+    # Each candidate is the model its own run fits: the network is fine-tuned from the
+    # embeddings' pretrainer, which is the one a "finetune" run pre-trains.
+    for name in ("embed", "finetune"):
+        alone = run_task(str(synthetic_path), "customer-spend", model=name, **common)
+        assert alone["val"] == pytest.approx(vals[name], rel=1e-6)
+
+
 def test_run_task_rejects_an_unknown_model(synthetic_path):
     with pytest.raises(ValueError, match="model must be one of"):
         run_task(str(synthetic_path), "customer-churn", model="gnn", verbose=False)
@@ -124,6 +140,7 @@ def test_task_pretrainer_takes_entity_time_and_window_from_the_task(synthetic_pa
 
 def test_run_task_rows_all_keeps_every_row_and_sets_no_cut(synthetic_path, tmp_path):
     common = dict(max_epochs=0, verbose=False, pretrainer_params=FAST, head="logistic")
+    common.update(model="embed")
     cut = run_task(str(synthetic_path), "customer-churn", **common)
     every = run_task(str(synthetic_path), "customer-churn", rows="all", **common)
     assert every["cut"]["as_of"] is None and cut["cut"]["as_of"] is not None
