@@ -2,10 +2,12 @@
 
 ``sktve run`` fits one model per call with its defaults (``random_state=0``, one thread):
 ``blend`` (the TVE-pre-trained network fine-tuned on the labels, averaged, weight 0.3,
-with AggregateFeatures and an HGB head chosen on val), ``finetune`` (the network alone) or
-``embed`` (frozen embeddings and an HGB head chosen on val). This script calls
-:func:`sktve.run.run_task` for every (dataset, task, rows protocol, model, seed) and
-collects the val and test metrics, the parts' val metrics (``blend``) and the timings.
+with AggregateFeatures and an HGB head chosen on val), ``finetune`` (the network alone),
+``embed`` (frozen embeddings and an HGB head chosen on val) or ``auto`` (all three, the
+best on val kept; the default). This script calls :func:`sktve.run.run_task` for every
+(dataset, task, rows protocol, model, seed) and collects the val and test metrics, the
+model kept and every candidate's val (``auto``), the parts' val metrics (``blend``,
+``auto``) and the timings.
 The log prints val only; test is in the JSON.
 
     python benchmarks/bench_main_job.py --datasets ../shared/data/rel-f1 \
@@ -63,7 +65,9 @@ def main() -> None:
     parser.add_argument("--datasets", default="synthetic,library")
     parser.add_argument("--tasks", default=None, help="comma-separated (default: every task)")
     parser.add_argument("--rows", default="cut", help="comma-separated: cut, all")
-    parser.add_argument("--models", default="blend,finetune,embed")
+    parser.add_argument(
+        "--models", default="auto", help="comma-separated: auto, blend, finetune, embed"
+    )
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--out-dir", default=str(HERE / "results"))
     parser.add_argument("--name", default="main_job")
@@ -95,6 +99,8 @@ def main() -> None:
                         "rows": rows,
                         "model": model,
                         "seed": seed,
+                        "chosen_model": result["chosen_model"],
+                        "models_val": result["models_val"],
                         "metric": result["metric"],
                         "val": result["val"],
                         "test": result["test"],

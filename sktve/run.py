@@ -373,7 +373,10 @@ def run_task(
                     f"[sktve]   head {_one_line(head)}: val {metric} {value:.4f}"
                 ),
             )
-        timings["head_selection_seconds"] = time.perf_counter() - started
+        # Summed over the embeddings' and the aggregates' grids ("auto" runs both).
+        timings["head_selection_seconds"] = (
+            timings.get("head_selection_seconds", 0.0) + time.perf_counter() - started
+        )
         return Pipeline([(name, features), ("head", chosen)])
 
     timings: dict[str, float] = {}
