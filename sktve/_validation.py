@@ -242,16 +242,14 @@ def resolve_task_table(
         key_values = key_values.astype(index.dtype)
     positions = index.get_indexer(key_values).astype(np.int64)
     times_array = times.to_numpy(dtype=TIME_DTYPE)
-    if warn_before_start and any(database.is_temporal(t) for t in database.table_names):
-        start = database.min_timestamp
-        n_early = int((times_array < np.datetime64(start)).sum())
-        if n_early:
-            warnings.warn(
-                f"{n_early} rows of X have times before the database starts ({start}); "
-                "their embeddings/features see no history.",
-                UserWarning,
-                stacklevel=3,
-            )
+    n_early = count_before_start(times_array, database) if warn_before_start else 0
+    if n_early:
+        warnings.warn(
+            f"{n_early} rows of X have times before the database starts "
+            f"({database.min_timestamp}); their embeddings/features see no history.",
+            UserWarning,
+            stacklevel=3,
+        )
     return TaskRows(
         keys=key_values,
         positions=positions,
@@ -259,6 +257,16 @@ def resolve_task_table(
         entity_col=entity_col,
         time_col=time_col,
     )
+
+
+def count_before_start(times: np.ndarray, database: Database) -> int:
+    """How many of ``times`` (datetime64[ns]) lie before the database's first timestamp.
+
+    0 for a database without time columns, where no row can precede the data.
+    """
+    if not any(database.is_temporal(t) for t in database.table_names):
+        return 0
+    return int((times < np.datetime64(database.min_timestamp)).sum())
 
 
 def raise_unknown_entities(rows: TaskRows, entity_table: str) -> None:

@@ -38,7 +38,12 @@ from torch import nn
 
 from sktve._as_of import clamp_times, parse_as_of
 from sktve._threads import limit_threads, resolve_n_threads
-from sktve._validation import TaskRows, raise_unknown_entities, resolve_task_table
+from sktve._validation import (
+    TaskRows,
+    count_before_start,
+    raise_unknown_entities,
+    resolve_task_table,
+)
 from sktve.database import Database, attach_shipped, load_database, ship_database
 from sktve.distributed import (
     all_reduce_sum,
@@ -1239,14 +1244,12 @@ class _HeldOutRegressor(RegressorMixin, BaseEstimator):
 
 def _warn_copies_before_start(times: np.ndarray, database: Database) -> None:
     """Say how many stale copies of rows were moved before the data starts."""
-    if not any(database.is_temporal(t) for t in database.table_names):
-        return
-    start = database.min_timestamp
-    n_early = int((times < np.datetime64(start)).sum())
+    n_early = count_before_start(times, database)
     if n_early:
         warnings.warn(
             f"{n_early} of the {len(times)} stale copies of X's rows (stale_lags) have times "
-            f"before the database starts ({start}); they train on features that see no history.",
+            f"before the database starts ({database.min_timestamp}); they train on features "
+            "that see no history.",
             UserWarning,
             stacklevel=4,
         )

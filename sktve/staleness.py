@@ -27,7 +27,7 @@ __all__ = ["parse_lags", "shift_times", "stale_rows"]
 
 
 def parse_lags(lags: Any, name: str = "lags") -> np.ndarray:
-    """``lags`` as a sorted-as-given array of distinct, non-negative timedelta64[ns].
+    """``lags`` as an array of distinct, non-negative timedelta64[ns], in the given order.
 
     Parameters
     ----------
