@@ -346,22 +346,34 @@ def run_task(
     tve = task_pretrainer(database, task, **params)
     n_threads = resolve_n_threads(n_jobs)
 
-    def val_metric(fitted: Any) -> tuple[str, float]:
-        name, value, _ = task_metric(task, predict_scores(fitted, X["val"], binary), tables["val"])
-        return name, value
+    # (metric name, val value) of each fitted model, computed once: "auto" compares the
+    # candidates, and the report and the blend's parts reuse the same numbers.
+    val_of: dict[str, tuple[str, float]] = {}
 
-    def select_head(features: Any, name: str, candidates: list[Any]) -> Pipeline:
-        """``features`` fitted on train and the head of ``candidates`` best on val."""
+    def val_metric(name: str, fitted: Any) -> tuple[str, float]:
+        if name not in val_of:
+            scores = predict_scores(fitted, X["val"], binary)
+            val_of[name] = task_metric(task, scores, tables["val"])[:2]
+        return val_of[name]
+
+    def select_head(
+        features: Any, step: str, name: str, candidates: list[Any]
+    ) -> tuple[Pipeline, float, float]:
+        """``features`` fitted on train and the head of ``candidates`` best on val.
+
+        Returns the pipeline and the seconds of the features' fit on train and of their
+        val transform; the pipeline's val metric goes into ``val_of[name]``.
+        """
         started = time.perf_counter()
         Z_train = features.fit_transform(X["train"])
-        timings[f"{name}_seconds"] = time.perf_counter() - started
+        fit_seconds = time.perf_counter() - started
         started = time.perf_counter()
         Z_val = features.transform(X["val"])
-        timings[f"{name}_val_seconds"] = time.perf_counter() - started
+        val_seconds = time.perf_counter() - started
         started = time.perf_counter()
         # HistGradientBoosting's OpenMP threads busy-wait too: heads run in the same budget.
         with limit_threads(n_threads):
-            chosen, *_ = select_on_val(
+            chosen, value, metric, _ = select_on_val(
                 candidates,
                 Z_train,
                 y_train,
@@ -377,16 +389,17 @@ def run_task(
         timings["head_selection_seconds"] = (
             timings.get("head_selection_seconds", 0.0) + time.perf_counter() - started
         )
-        return Pipeline([(name, features), ("head", chosen)])
+        val_of[name] = (metric, value)
+        return Pipeline([(step, features), ("head", chosen)]), fit_seconds, val_seconds
 
     timings: dict[str, float] = {}
     parts: dict[str, Any] = {}
     models: dict[str, Any] = {}  # the fitted candidates: one, or three for "auto"
     history, pretrainer = None, tve
     if model in ("embed", "auto"):
-        models["embed"] = select_head(tve, "tve", candidates)
-        timings["pretrain_seconds"] = timings.pop("tve_seconds")
-        timings["transform_val_seconds"] = timings.pop("tve_val_seconds")
+        models["embed"], timings["pretrain_seconds"], timings["transform_val_seconds"] = (
+            select_head(tve, "tve", "embed", candidates)
+        )
         say(
             f"[sktve] pre-trained in {timings['pretrain_seconds']:.1f}s ({tve.n_steps_} "
             f"steps, {tve.steps_per_second_:.1f} steps/s)"
@@ -414,7 +427,7 @@ def run_task(
         )
         models["finetune"] = network
     if model in ("blend", "auto"):
-        parts["network"]["val"] = val_metric(network)[1]
+        parts["network"]["val"] = val_metric("finetune", network)[1]
         if head not in ("hgb", "lightgbm"):
             # Aggregates are missing where a window holds no rows; these heads need
             # values, boosted trees route the missing ones themselves.
@@ -426,12 +439,14 @@ def run_task(
                 for candidate in candidates
             ]
         features = task_aggregates(database, task, as_of=as_of)
-        aggregates = select_head(features, "aggregates", candidates)
+        aggregates, timings["aggregates_seconds"], timings["aggregates_val_seconds"] = select_head(
+            features, "aggregates", "aggregates", candidates
+        )
         parts["aggregates"] = {
             "settings": _settings(aggregates.named_steps["aggregates"], skip=_NOT_SETTINGS),
             "head": _one_line(aggregates.named_steps["head"]),
             "head_params": _settings(aggregates.named_steps["head"]),
-            "val": val_metric(aggregates)[1],
+            "val": val_metric("aggregates", aggregates)[1],
         }
         models["blend"] = blend(network, aggregates, binary).fit(X["train"], y_train)
         say(
@@ -440,7 +455,7 @@ def run_task(
         )
     candidates_val = None
     if model == "auto":
-        candidates_val = {name: val_metric(fitted)[1] for name, fitted in models.items()}
+        candidates_val = {name: val_metric(name, fitted)[1] for name, fitted in models.items()}
         higher = task.task_type == TaskType.BINARY_CLASSIFICATION
         chosen = max(candidates_val, key=lambda n: candidates_val[n] * (1 if higher else -1))
         say(f"[sktve]   val of each model {candidates_val}: keeping {chosen}")
@@ -450,7 +465,7 @@ def run_task(
         chosen = model
     fitted = models[chosen]
     with limit_threads(n_threads):
-        metric_name, val_value = val_metric(fitted)
+        metric_name, val_value = val_metric(chosen, fitted)
         started = time.perf_counter()
         _, test_value, _ = task_metric(
             task, predict_scores(fitted, X["test"], binary), tables["test"]
