@@ -18,13 +18,15 @@ from sktve.database import TIME_DTYPE
 __all__ = ["clamp_times", "parse_as_of"]
 
 
-def parse_as_of(as_of: Any) -> pd.Timestamp | None:
+def parse_as_of(as_of: Any, name: str = "as_of") -> pd.Timestamp | None:
     """``as_of`` as a timezone-naive Timestamp (UTC for aware input), or None.
 
     Parameters
     ----------
     as_of : None, str, Timestamp, datetime, date or datetime64
         E.g. ``"2010-01-01"`` or ``pd.Timestamp("2010-01-01", tz="Europe/Paris")``.
+    name : str, default="as_of"
+        The parameter's name in error messages (``pretrain_until`` parses the same way).
 
     Returns
     -------
@@ -35,7 +37,7 @@ def parse_as_of(as_of: Any) -> pd.Timestamp | None:
     if not isinstance(as_of, (str, pd.Timestamp, datetime, date, np.datetime64)):
         # A number would silently be read as nanoseconds since 1970, a list as several cuts.
         raise TypeError(
-            f"as_of must be one timestamp (a string such as '2010-01-01', a pandas "
+            f"{name} must be one timestamp (a string such as '2010-01-01', a pandas "
             f"Timestamp, datetime or numpy datetime64) or None, got "
             f"{type(as_of).__name__} {as_of!r}."
         )
@@ -43,12 +45,12 @@ def parse_as_of(as_of: Any) -> pd.Timestamp | None:
         value = pd.Timestamp(as_of)
     except (ValueError, TypeError) as err:
         raise ValueError(
-            f"cannot parse as_of={as_of!r} as a timestamp ({err}); give e.g. '2010-01-01' "
+            f"cannot parse {name}={as_of!r} as a timestamp ({err}); give e.g. '2010-01-01' "
             "or pd.Timestamp('2010-01-01')."
         ) from err
     if pd.isna(value):
         raise ValueError(
-            f"as_of={as_of!r} is not a time (NaT); give a timestamp, or None for no cut."
+            f"{name}={as_of!r} is not a time (NaT); give a timestamp, or None for the default."
         )
     if value.tzinfo is not None:
         # The database stores aware time columns as naive UTC (load_database); the cut

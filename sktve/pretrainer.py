@@ -78,6 +78,22 @@ def default_cutoffs(x_times: np.ndarray, step: pd.Timedelta, start: pd.Timestamp
     return np.unique(np.concatenate([back, distinct]))
 
 
+def later_cutoffs(last: np.datetime64, step: pd.Timedelta, until: pd.Timestamp) -> np.ndarray:
+    """Times ``last + step, last + 2 step, ...`` whose window ``step`` ends by ``until``.
+
+    The cutoffs ``pretrain_until`` adds after the training rows' last time.
+    """
+    last_ts = pd.Timestamp(last)
+    if until < last_ts + step:
+        raise ValueError(
+            f"pretrain_until={until} lies before the training rows' horizon "
+            f"({last_ts + step}: their last time {last_ts} plus the window {step}), which "
+            "pre-training reads anyway; give a later time, or None."
+        )
+    n_later = int((until - last_ts) // step) - 1
+    return last + np.arange(1, n_later + 1) * np.timedelta64(step.value, "ns")
+
+
 def _balance_inactive(
     inactive: np.ndarray, ratio: float | None, rng: np.random.Generator
 ) -> np.ndarray:
@@ -401,6 +417,19 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         way, so pre-training never reads past ``as_of + window``. Timezone-aware values
         are converted to naive UTC, as the database's times are. None (the default):
         every row at its own time. See :ref:`time_correctness`.
+    pretrain_until : str, Timestamp, datetime or datetime64, optional
+        Pre-train on the database up to this time rather than up to the training rows'
+        horizon, ``max(X.time) + window``: the cutoffs go on past ``max(X.time)``, one
+        window apart, while their windows end by ``pretrain_until``. Pre-training reads no
+        labels, so this lets the encoder learn from a recent past that has no labelled rows
+        yet, such as the years between RelBench's val and test timestamps
+        (``pretrain_until=as_of``). Nothing after ``pretrain_until`` is read, so rows at or
+        after it stay time-correct; rows before it are embedded by an encoder trained on
+        data after them, so do not score a model on them (choose settings without it, then
+        refit with it for the rows you predict; see :ref:`finetuning_pretrain_until`). At
+        most ``as_of`` when both are given; cutoffs at or after the database's last row
+        (whose windows hold no rows) are left out. None (the default): up to
+        ``max(X.time) + window``.
     max_hops : {1, 2}, default=1
         Schema-path length of the task-vector aggregations. One hop (the entity's own
         fact rows) is the default: on rel-f1 driver-top3, 2-hop targets (through races
@@ -526,8 +555,8 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     windows_ : list of Timedelta
     cutoffs_ : ndarray of datetime64[ns]
     boundary_ : Timestamp
-        ``max(X.time)``, or ``as_of`` when earlier; task vectors were read up to
-        ``boundary_ + max(windows_)``.
+        ``max(X.time)``, or ``as_of`` when earlier, or with ``pretrain_until`` the last
+        cutoff it allows; task vectors were read up to ``boundary_ + max(windows_)``.
     as_of_ : Timestamp or None
         The parsed cut.
     featurizer_ : GraphFeaturizer
@@ -567,6 +596,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         window: Any = None,
         cutoffs: Any = None,
         as_of: Any = None,
+        pretrain_until: Any = None,
         max_hops: int = 1,
         target_include: list[str] | None = None,
         target_exclude: list[str] | None = None,
@@ -604,6 +634,7 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.window = window
         self.cutoffs = cutoffs
         self.as_of = as_of
+        self.pretrain_until = pretrain_until
         self.max_hops = max_hops
         self.target_include = target_include
         self.target_exclude = target_exclude
@@ -680,7 +711,14 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             )
         if not float(self.learning_rate) > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
-        parse_as_of(self.as_of)
+        as_of = parse_as_of(self.as_of)
+        until = parse_as_of(self.pretrain_until, "pretrain_until")
+        if as_of is not None and until is not None and until > as_of:
+            raise ValueError(
+                f"pretrain_until={until} lies after as_of={as_of}, the declared end of the "
+                "data: pre-training cannot read past it. Give pretrain_until <= as_of (e.g. "
+                "pretrain_until=as_of)."
+            )
         for name in ("history_counts", "recency_means"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 parse_windows(getattr(self, name), name)
@@ -752,8 +790,20 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 UserWarning,
                 stacklevel=2,
             )
-        boundary = rows.times[known].max()
         as_of = parse_as_of(self.as_of)
+        until = parse_as_of(self.pretrain_until, "pretrain_until")
+        # Training sees X's rows at their effective times: the boundary, the default
+        # cutoffs (X's distinct times) and so every target window end at most as_of + window.
+        fit_times = clamp_times(rows.times[known], as_of)
+        # Given cutoffs may run to X's last time (later ones collapse onto as_of below).
+        boundary = rows.times[known].max()
+        if until is not None:
+            later = later_cutoffs(fit_times.max(), max(windows), until)
+            # A cutoff at or after the database's last row has an empty window (every
+            # entity inactive) however much time passed: it would teach nothing else.
+            later = later[later < np.datetime64(database.max_timestamp)]
+            fit_times = np.concatenate([fit_times, later])
+            boundary = max(boundary, fit_times.max())
         cutoffs = None
         if self.cutoffs is not None:
             cutoffs = np.unique(pd.to_datetime(np.asarray(self.cutoffs)).to_numpy("datetime64[ns]"))
@@ -761,13 +811,11 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 raise ValueError("cutoffs is empty; give at least one timestamp or None.")
             if cutoffs.max() > boundary:
                 raise ValueError(
-                    f"cutoffs reach past the last time in X ({pd.Timestamp(boundary)}); "
-                    "training must not read past max(X.time) + window. Drop later cutoffs."
+                    f"cutoffs reach past the last time in X ({pd.Timestamp(boundary)}, or "
+                    "the last cutoff pretrain_until allows); training must not read past "
+                    "it + window. Drop later cutoffs."
                 )
             cutoffs = np.unique(clamp_times(cutoffs, as_of))
-        # Training sees X's rows at their effective times: the boundary, the default
-        # cutoffs (X's distinct times) and so every target window end at most as_of + window.
-        fit_times = clamp_times(rows.times[known], as_of)
         random_state = (
             int(np.random.default_rng().integers(2**31 - 1))
             if self.random_state is None

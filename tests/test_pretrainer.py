@@ -427,6 +427,96 @@ def test_as_of_timezone_aware_is_naive_utc_and_type_checked(db, X):
         TVEPretrainer(database=db, as_of=20210515, **fast).fit(X)
 
 
+# ---------------------------------------------------------------- pretrain_until
+# X's last time is 2021-07-29; with the 30-day window the default reads up to 2021-08-28,
+# and pretrain_until adds the cutoffs 2021-08-28 and 2021-09-27 (read up to 2021-10-27).
+UNTIL = pd.Timestamp("2021-10-30")
+
+
+@pytest.fixture(scope="module")
+def fitted_until(db, X):
+    return TVEPretrainer(database=db, pretrain_until=UNTIL, **FAST).fit(X)
+
+
+def test_pretrain_until_adds_cutoffs_whose_windows_end_by_it(fitted_until, fitted, X):
+    last = X["timestamp"].max()
+    added = pd.DatetimeIndex(fitted_until.cutoffs_[len(fitted.cutoffs_) :])
+    # One window apart after X's last time, the last one's window ending by pretrain_until.
+    assert list(added) == [last + pd.Timedelta("30D"), last + pd.Timedelta("60D")]
+    assert added[-1] + pd.Timedelta("30D") <= UNTIL < added[-1] + pd.Timedelta("60D")
+    np.testing.assert_array_equal(fitted_until.cutoffs_[: len(fitted.cutoffs_)], fitted.cutoffs_)
+    assert fitted_until.boundary_ == added[-1]
+    assert fitted_until.encoder_state_ != fitted.encoder_state_
+
+
+def test_pretrain_until_fit_reads_nothing_after_it(fitted_until, frames, X):
+    tables, schema = frames
+    future = _add_rows_after(_perturb_after(tables, schema, UNTIL), schema, UNTIL)
+    b = TVEPretrainer(
+        database=load_database(future, schema=schema), pretrain_until=UNTIL, **FAST
+    ).fit(X)
+    assert b.encoder_state_ == fitted_until.encoder_state_
+    assert [h["train_loss"] for h in b.history_] == [h["train_loss"] for h in fitted_until.history_]
+    np.testing.assert_array_equal(b.transform(X), fitted_until.transform(X))
+
+
+def test_pretrain_until_fit_reads_up_to_it(fitted_until, frames, X):
+    # The converse: rows between the default horizon and pretrain_until are read.
+    tables, schema = frames
+    horizon = X["timestamp"].max() + pd.Timedelta("30D")
+    perturbed = _perturb_after(tables, schema, horizon)
+    b = TVEPretrainer(
+        database=load_database(perturbed, schema=schema), pretrain_until=UNTIL, **FAST
+    ).fit(X)
+    assert b.encoder_state_ != fitted_until.encoder_state_
+
+
+def test_pretrain_until_matches_rows_at_the_added_times(fitted_until, db, X):
+    # The same as fitting on X plus rows at the added cutoffs: only X's times enter.
+    extra = pd.DataFrame(
+        {"customer_id": 0, "timestamp": pd.DatetimeIndex(fitted_until.cutoffs_[-2:])}
+    )
+    b = TVEPretrainer(database=db, **FAST).fit(pd.concat([X, extra], ignore_index=True))
+    assert b.encoder_state_ == fitted_until.encoder_state_
+
+
+def test_pretrain_until_past_the_data_adds_no_empty_windows(db, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "cutoffs outside the time range" warning
+        est = TVEPretrainer(
+            database=db, pretrain_until="2031-01-01", **{**FAST, "max_epochs": 0}
+        ).fit(X)
+    assert est.cutoffs_.max() < np.datetime64(db.max_timestamp)
+    assert est.cutoffs_.max() + np.timedelta64(30, "D") >= np.datetime64(db.max_timestamp)
+
+
+def test_pretrain_until_lets_given_cutoffs_run_to_its_last_cutoff(db, X):
+    given = pd.to_datetime(["2021-03-01", "2021-09-27"])  # the second is after X's last time
+    fast = {**FAST, "max_epochs": 0, "cutoffs": given}
+    with pytest.raises(ValueError, match="past the last time in X"):
+        TVEPretrainer(database=db, **fast).fit(X)
+    est = TVEPretrainer(database=db, pretrain_until=UNTIL, **fast).fit(X)
+    assert pd.DatetimeIndex(est.cutoffs_).equals(given)
+
+
+@pytest.mark.parametrize(
+    "params, error, message",
+    [
+        ({"pretrain_until": "2021-08-01"}, ValueError, "before the training rows' horizon"),
+        (
+            {"pretrain_until": "2021-10-30", "as_of": "2021-09-01"},
+            ValueError,
+            "lies after as_of",
+        ),
+        ({"pretrain_until": 20211020}, TypeError, "pretrain_until must be one timestamp"),
+        ({"pretrain_until": "someday"}, ValueError, "cannot parse pretrain_until"),
+    ],
+)
+def test_pretrain_until_bad_values(db, X, params, error, message):
+    with pytest.raises(error, match=message):
+        TVEPretrainer(database=db, **{**FAST, "max_epochs": 0, **params}).fit(X)
+
+
 # ---------------------------------------------------------------- output (task vectors)
 def _with_output(fitted, output):
     """The fitted estimator with another ``output`` (no refit: the map is fitted state)."""
