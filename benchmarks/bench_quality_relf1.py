@@ -90,12 +90,14 @@ METHODS = (
     "ft-random+agg",
     "ft-tve|agg-hgb",
     "ft-random|agg-hgb",
+    "ft-tve+agg|agg-hgb",
 )
 # Blends: (fine-tuned method, aggregate method) whose val/test scores are averaged with the
 # weight that scores best on val.
 BLEND_METHODS = {
     "ft-tve|agg-hgb": ("ft-tve", "agg-hgb"),
     "ft-random|agg-hgb": ("ft-random", "agg-hgb"),
+    "ft-tve+agg|agg-hgb": ("ft-tve+agg", "agg-hgb"),
 }
 BLEND_WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
 FINETUNE_METHODS = {
@@ -120,6 +122,7 @@ METHOD_LABELS = {
     "ft-random+agg": "fine-tuned from random init + AggregateFeatures (side features, HGB start)",
     "ft-tve|agg-hgb": "fine-tuned from TVE, blended with AggregateFeatures + HGB (weight on val)",
     "ft-random|agg-hgb": "fine-tuned from random init, blended with AggregateFeatures + HGB",
+    "ft-tve+agg|agg-hgb": "fine-tuned from TVE with side features, blended with the aggregates",
 }
 # Published test numbers on the same task tables (RelBench paper; see ../shared/DESIGN.md).
 REFERENCES = {
