@@ -96,6 +96,7 @@ def measure_task(
     seeds: list[int],
     test: bool,
     scores_out: dict[str, np.ndarray] | None = None,
+    pretrain_until_test: bool = False,
 ) -> dict[str, Any]:
     """Each (model, variant)'s val-cut, val (and test) scores on one task.
 
@@ -191,7 +192,12 @@ def measure_task(
     networks = [m for m in models if m.startswith("ft-")]
     for seed in seeds if networks else []:
         started = time.perf_counter()
-        pretrainer = task_pretrainer(database, task, random_state=seed).fit(X["train"])
+        # With pretrain_until_test the encoder also reads the years up to the test
+        # timestamp: for the test views only (val lies inside that period).
+        until = cut["test"] if pretrain_until_test else None
+        pretrainer = task_pretrainer(database, task, random_state=seed, pretrain_until=until).fit(
+            X["train"]
+        )
         pretrain_seconds = round(time.perf_counter() - started, 1)
         for model_name in networks:
             for name in variants:
@@ -341,6 +347,12 @@ def main() -> None:
         help="fit nothing: blend ft-tve with agg-hgb (weight 0.3, variants chosen on the val "
         "cut) from scores saved by --save-scores with both models",
     )
+    parser.add_argument(
+        "--pretrain-until-test",
+        action="store_true",
+        help="pre-train the networks' encoder up to the test timestamp (pretrain_until): "
+        "for test only, as val then lies inside the pre-training period",
+    )
     parser.add_argument("--out-dir", default=str(HERE / "results"))
     parser.add_argument("--name", default="stale_training")
     args = parser.parse_args()
@@ -363,7 +375,15 @@ def main() -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
         for task_name in args.tasks.split(","):
             results[task_name] = measure_task(
-                dataset, database, task_name, variants, models, seeds, args.test, scores
+                dataset,
+                database,
+                task_name,
+                variants,
+                models,
+                seeds,
+                args.test,
+                scores,
+                args.pretrain_until_test,
             )
     if args.blend_from or {"agg-hgb", "ft-tve"} <= set(models):
         for task_name in args.tasks.split(","):

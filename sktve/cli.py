@@ -119,6 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             out=out,
             force=args.force,
             rows=args.rows,
+            pretrain_until=args.pretrain_until,
             random_state=args.random_state,
             max_epochs=args.max_epochs,
             verbose=not args.quiet,
@@ -178,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--head",
             default="hgb",
             choices=["logistic", "hgb", "lightgbm", "skorch"],
-            help="head grid on the aggregates (blend) or the embeddings (embed) (default: hgb)",
+            help="head grid on the aggregates (blend) and the embeddings (embed); auto uses "
+            "it for both; finetune needs none (default: hgb)",
         )
         cmd.add_argument(
             "--rows",
@@ -186,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
             default="cut",
             help=ROWS_HELP + "; with cut, rows after the test timestamp are featurised as "
             "of it (as_of)",
+        )
+        cmd.add_argument(
+            "--pretrain-until",
+            choices=("train", "test"),
+            default=None,
+            help="how far the pre-training of the model scored on test reads: 'train' (the "
+            "training rows' horizon, as for the models compared on val) or 'test' (refit the "
+            "chosen model with pre-training up to the test timestamp, learning from the "
+            "unlabelled years before it) (default: test with --rows cut, train with all)",
         )
         cmd.add_argument(
             "--out",

@@ -150,3 +150,15 @@ def test_model_option_reaches_run_task(monkeypatch):
     assert build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).model == "auto"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--dataset", "x", "--task", "y", "--model", "gnn"])
+
+
+def test_pretrain_until_option_reaches_run_task(monkeypatch):
+    import sktve.run as run_module
+
+    seen = {}
+    monkeypatch.setattr(run_module, "run_task", lambda source, task, **kw: seen.update(kw))
+    argv = ["run", "--dataset", "x", "--task", "y", "--pretrain-until", "train", "--quiet"]
+    assert main(argv) == 0 and seen["pretrain_until"] == "train"
+    assert (
+        build_parser().parse_args(["run", "--dataset", "x", "--task", "y"]).pretrain_until is None
+    )

@@ -2,6 +2,7 @@ import json
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 import relbench
 
@@ -147,3 +148,63 @@ def test_run_task_rows_all_keeps_every_row_and_sets_no_cut(synthetic_path, tmp_p
     assert every["cut"]["database_rows"] > cut["cut"]["database_rows"]
     with pytest.raises(ValueError, match="rows must be"):
         run_task(str(synthetic_path), "customer-churn", rows="some", **common)
+
+
+@pytest.mark.parametrize("model", ["embed", "finetune", "blend"])
+def test_cut_runs_refit_the_chosen_model_pretrained_up_to_the_test_timestamp(
+    synthetic_path, tmp_path, model
+):
+    common = dict(
+        model=model,
+        head="logistic",
+        max_epochs=1,
+        verbose=False,
+        pretrainer_params=FAST,
+        finetune_params=FINETUNE_FAST,
+    )
+    refit = run_task(str(synthetic_path), "customer-churn", out=tmp_path / "refit", **common)
+    plain = run_task(
+        str(synthetic_path),
+        "customer-churn",
+        out=tmp_path / "plain",
+        pretrain_until="train",
+        **common,
+    )
+    test_at = refit["cut"]["test_timestamp"]
+    assert refit["pretrain_until"] == test_at and plain["pretrain_until"] is None
+    # Val is the chosen model's, the same with either setting; only the tested model moves.
+    assert refit["val"] == pytest.approx(plain["val"], rel=1e-9)
+    assert refit["pretrainer"]["pretrain_until"] == test_at
+    assert plain["pretrainer"]["pretrain_until"] is None
+    assert "refit_seconds" in refit["timings"] and "refit_seconds" not in plain["timings"]
+
+    def pretrainer_of(fitted):
+        if model == "embed":
+            return fitted.named_steps["tve"]
+        network = fitted if model == "finetune" else fitted.named_estimators_["network"]
+        return getattr(network, "estimator", network).pretrainer_
+
+    saved = {k: joblib.load(tmp_path / k / "pipeline.joblib") for k in ("refit", "plain")}
+    later, earlier = (pretrainer_of(saved[k]) for k in ("refit", "plain"))
+    # The refit pre-trains at more cutoffs, none whose window runs past the test timestamp.
+    assert later.cutoffs_.max() > earlier.cutoffs_.max()
+    window = max(later.windows_)
+    assert pd.Timestamp(later.cutoffs_.max()) + window <= pd.Timestamp(test_at)
+    assert later.encoder_state_ != earlier.encoder_state_
+    if model == "blend":  # the aggregates' member is kept as chosen
+        heads = [saved[k].named_estimators_["aggregates"] for k in ("refit", "plain")]
+        assert repr(heads[0].estimator) == repr(heads[1].estimator)
+
+
+def test_rows_all_keeps_pretraining_to_the_training_rows_unless_asked(synthetic_path):
+    common = dict(
+        model="embed", head="logistic", max_epochs=0, verbose=False, pretrainer_params=FAST
+    )
+    every = run_task(str(synthetic_path), "customer-churn", rows="all", **common)
+    assert every["pretrain_until"] is None
+    asked = run_task(
+        str(synthetic_path), "customer-churn", rows="all", pretrain_until="test", **common
+    )
+    assert asked["pretrain_until"] == asked["cut"]["test_timestamp"]
+    with pytest.raises(ValueError, match="pretrain_until must be one of"):
+        run_task(str(synthetic_path), "customer-churn", pretrain_until="val", **common)

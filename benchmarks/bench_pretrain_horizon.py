@@ -1,0 +1,226 @@
+"""How far pre-training should read: up to the training rows, or up to the declared cut.
+
+Pre-training is self-supervised: its targets are what each entity does in the next window,
+read from the database, with no labels. By default ``TVEPretrainer`` pre-trains at cutoffs
+up to the last time of the rows it is fitted on (a task's training rows), so under
+RelBench's cut protocol on rel-f1 the encoder has seen nothing of 2005-2010, although the
+database holds those years and test rows start in 2010. A fitted pretrainer can instead be
+fitted on rows whose times step up to ``cut - window`` ("through the cut"): it then reads
+everything up to the cut and nothing after, so test rows (at or after the cut) stay
+time-correct, and the estimator fine-tunes that encoder on the training rows as usual.
+
+Val cannot judge that directly (val rows lie inside the pre-training period), so the
+choice is made on a backtest that moves the whole situation one gap (test - val timestamp)
+earlier: fine-tuning rows whose labels end by ``B = val - (test - val)``, the val rows
+featurised as of the val timestamp (the "val cut"), and the encoder pre-trained through
+``B`` (the default's situation at test) or through the val timestamp (the new one). The
+same backtest scores the val rows at their own times too (the all-rows protocol's mirror).
+With ``--test`` each seed then fits both encoders on the real training rows and scores the
+test rows as of the cut and at their own times (the real protocols), once.
+
+    python benchmarks/bench_pretrain_horizon.py --relf1 ../shared/data/rel-f1 \
+        --tasks driver-top3 --seeds 0,1,2 --test
+
+Writes ``<out-dir>/<name>.json``; prints val only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+
+
+def through(X: pd.DataFrame, entity_col: str, time_col: str, until: pd.Timestamp, step: Any):
+    """``X`` plus one row per time from ``max(X.time) + step`` to ``until``, by ``step``.
+
+    Pre-training runs over every active entity at X's distinct times (the rows' ids do not
+    enter), so the added rows carry X's first id; they only add cutoffs.
+    """
+    step = pd.Timedelta(step)
+    extra = pd.date_range(X[time_col].max() + step, until, freq=step)
+    added = pd.DataFrame({entity_col: X[entity_col].iloc[0], time_col: extra})
+    return pd.concat([X, added], ignore_index=True)
+
+
+def measure_task(
+    dataset: Any,
+    database: Any,
+    task_name: str,
+    seeds: list[int],
+    test: bool,
+    backtest: bool = True,
+    scores_out: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Backtest (val) and, with ``test``, the real protocols, per seed and encoder.
+
+    With ``scores_out``, the real fits' per-row scores go there under
+    ``"{task}|{encoder}|{seed}|{view}"`` and the labels under ``"{task}|y|{split}"``.
+    """
+    from bench_stale_training import featurise_rows, task_score
+
+    from sktve import TVEClassifier, TVERegressor
+    from sktve.run import predict_scores, task_pretrainer
+
+    task = dataset.load_task(task_name)
+    binary = task.task_type.value == "binary_classification"
+    tables = {s: task.get_table(s, mask_input_cols=False) for s in ("train", "val", "test")}
+    X = {
+        s: t.df[[task.entity_col, task.time_col]].reset_index(drop=True) for s, t in tables.items()
+    }
+    y = {s: t.df[task.target_col].to_numpy() for s, t in tables.items()}
+    window = pd.Timedelta(task.timedelta)
+    val_at, test_at = pd.Timestamp(dataset.val_timestamp), pd.Timestamp(dataset.test_timestamp)
+    back_at = val_at - (test_at - val_at)
+    # Backtest rows: training rows whose label window ends by the moved val timestamp.
+    early = (X["train"][task.time_col] + window <= back_at).to_numpy()
+    X_back, y_back = X["train"][early].reset_index(drop=True), y["train"][early]
+
+    def fit_and_score(seed, fit_rows, y_fit, pretrain_rows, views, key=None) -> dict[str, Any]:
+        started = time.perf_counter()
+        pretrainer = task_pretrainer(database, task, random_state=seed).fit(pretrain_rows)
+        pretrain_seconds = time.perf_counter() - started
+        params: dict[str, Any] = {"loss": "absolute_error"} if not binary else {}
+        estimator = (TVEClassifier if binary else TVERegressor)(
+            database=database,
+            entity_table=task.entity_table,
+            entity_col=task.entity_col,
+            time_col=task.time_col,
+            pretrainer=pretrainer,
+            random_state=seed,
+            **params,
+        ).fit(fit_rows, y_fit)
+        entry: dict[str, Any] = {
+            "pretrain_until": str(pd.Timestamp(pretrain_rows[task.time_col].max()) + window),
+            "n_cutoffs": int(len(pretrainer.cutoffs_)),
+            "pretrain_seconds": round(pretrain_seconds, 1),
+            "finetune_seconds": round(time.perf_counter() - started - pretrain_seconds, 1),
+            "best_epoch": estimator.best_epoch_,
+        }
+        for view, split, clip in views:
+            scores = predict_scores(
+                estimator, featurise_rows(X[split], task.time_col, clip), binary
+            )
+            entry[view] = task_score(task, tables[split], scores)
+            if scores_out is not None and key is not None:
+                scores_out[f"{task_name}|{key}|{seed}|{view}"] = scores
+        return entry
+
+    results: dict[str, Any] = {
+        "backtest": {"fit_rows_until": str(back_at), "n_fit_rows": int(len(X_back))},
+        "runs": [],
+    }
+    val_views = [("val_cut", "val", val_at), ("val", "val", None)]
+    # The real fits' val (at the rows' own times) too: for the default encoder it is the
+    # quality benchmark's val, and a blend's weight or a method can be chosen on it.
+    test_views = [
+        ("val", "val", None),
+        ("test_cut", "test", test_at),
+        ("test_all_rows", "test", None),
+    ]
+    if scores_out is not None:
+        for split in ("val", "test"):
+            scores_out[f"{task_name}|y|{split}"] = y[split]
+    for seed in seeds:
+        for name, until in (
+            (("default", None), ("through_cut", val_at - window)) if backtest else ()
+        ):
+            rows = (
+                X_back
+                if until is None
+                else through(X_back, task.entity_col, task.time_col, until, window)
+            )
+            entry = fit_and_score(seed, X_back, y_back, rows, val_views)
+            entry.update(seed=seed, encoder=name, protocol="backtest")
+            results["runs"].append(entry)
+            print(
+                task_name,
+                "backtest",
+                name,
+                f"seed {seed}",
+                {k: v for k, v in entry.items() if not k.startswith("test")},
+                flush=True,
+            )
+        if not test:
+            continue
+        for name, until in (("default", None), ("through_cut", test_at - window)):
+            rows = (
+                X["train"]
+                if until is None
+                else through(X["train"], task.entity_col, task.time_col, until, window)
+            )
+            entry = fit_and_score(seed, X["train"], y["train"], rows, test_views, key=name)
+            entry.update(seed=seed, encoder=name, protocol="real")
+            results["runs"].append(entry)
+            print(task_name, "real", name, f"seed {seed} fitted (test in the JSON)", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--relf1", default=os.environ.get("SKTVE_RELF1", "../shared/data/rel-f1"))
+    parser.add_argument("--tasks", default="driver-top3,driver-dnf,driver-position")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--test", action="store_true", help="also fit on the real training rows and score test"
+    )
+    parser.add_argument(
+        "--no-backtest", action="store_true", help="only the real fits (with --test)"
+    )
+    parser.add_argument(
+        "--save-scores", metavar="PATH", help="write the real fits' per-row scores (.npz)"
+    )
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--out-dir", default=str(HERE / "results"))
+    parser.add_argument("--name", default="pretrain_horizon")
+    args = parser.parse_args()
+
+    import relbench
+    import torch
+
+    from sktve.database import load_database
+
+    torch.set_num_threads(args.torch_threads)
+    dataset = relbench.load_dataset(args.relf1)
+    # Every row: each view clamps its rows' times, and nothing fitted reads past its rows.
+    database = load_database(dataset, upto_test_timestamp=False)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    scores: dict[str, np.ndarray] | None = {} if args.save_scores else None
+    results = {
+        task_name: measure_task(
+            dataset, database, task_name, seeds, args.test, not args.no_backtest, scores
+        )
+        for task_name in args.tasks.split(",")
+    }
+    out = Path(args.out_dir) / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "bench_pretrain_horizon",
+                "protocol": "backtest one gap earlier on val (cut and fresh); test only with "
+                "--test",
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                "torch_threads": args.torch_threads,
+                "results": results,
+            },
+            indent=1,
+        )
+    )
+    print(f"wrote {out}")
+    if scores is not None:
+        np.savez_compressed(args.save_scores, **scores)
+        print(f"wrote {args.save_scores}")
+
+
+if __name__ == "__main__":
+    main()
