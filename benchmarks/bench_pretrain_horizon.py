@@ -16,7 +16,9 @@ featurised as of the val timestamp (the "val cut"), and the encoder pre-trained 
 ``B`` (the default's situation at test) or through the val timestamp (the new one). The
 same backtest scores the val rows at their own times too (the all-rows protocol's mirror).
 With ``--test`` each seed then fits both encoders on the real training rows and scores the
-test rows as of the cut and at their own times (the real protocols), once.
+test rows as of the cut and at their own times (the real protocols), once. ``--model``:
+the network fine-tuned from the encoder (default) or frozen embeddings with sktve's HGB
+grid (``embed``).
 
     python benchmarks/bench_pretrain_horizon.py --relf1 ../shared/data/rel-f1 \
         --tasks driver-top3 --seeds 0,1,2 --test
@@ -60,15 +62,20 @@ def measure_task(
     test: bool,
     backtest: bool = True,
     scores_out: dict[str, np.ndarray] | None = None,
+    model: str = "finetune",
 ) -> dict[str, Any]:
     """Backtest (val) and, with ``test``, the real protocols, per seed and encoder.
 
     With ``scores_out``, the real fits' per-row scores go there under
     ``"{task}|{encoder}|{seed}|{view}"`` and the labels under ``"{task}|y|{split}"``.
+    ``model``: ``"finetune"`` (the network fine-tuned from the encoder) or ``"embed"``
+    (frozen embeddings and sktve's HGB grid; each view scores the grid's best head on
+    that view, for both encoders alike).
     """
     from bench_stale_training import featurise_rows, task_score
 
     from sktve import TVEClassifier, TVERegressor
+    from sktve.heads import head_grid
     from sktve.run import predict_scores, task_pretrainer
 
     task = dataset.load_task(task_name)
@@ -89,6 +96,22 @@ def measure_task(
         started = time.perf_counter()
         pretrainer = task_pretrainer(database, task, random_state=seed).fit(pretrain_rows)
         pretrain_seconds = time.perf_counter() - started
+        if model == "embed":
+            Z_fit = pretrainer.transform(fit_rows)
+            Z = {
+                view: pretrainer.transform(featurise_rows(X[split], task.time_col, clip))
+                for view, split, clip in views
+            }
+            entry = {"n_cutoffs": int(len(pretrainer.cutoffs_))}
+            for head in head_grid("hgb", binary=binary, random_state=seed):
+                head.fit(Z_fit, y_fit)
+                for view, split, _ in views:
+                    value = task_score(task, tables[split], predict_scores(head, Z[view], binary))
+                    best = entry.get(view)
+                    if best is None or (value > best if binary else value < best):
+                        entry[view] = value
+            entry["seconds"] = round(time.perf_counter() - started, 1)
+            return entry
         params: dict[str, Any] = {"loss": "absolute_error"} if not binary else {}
         estimator = (TVEClassifier if binary else TVERegressor)(
             database=database,
@@ -179,6 +202,12 @@ def main() -> None:
     parser.add_argument(
         "--save-scores", metavar="PATH", help="write the real fits' per-row scores (.npz)"
     )
+    parser.add_argument(
+        "--model",
+        choices=("finetune", "embed"),
+        default="finetune",
+        help="the fine-tuned network, or frozen embeddings with the HGB grid",
+    )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--out-dir", default=str(HERE / "results"))
     parser.add_argument("--name", default="pretrain_horizon")
@@ -197,7 +226,14 @@ def main() -> None:
     scores: dict[str, np.ndarray] | None = {} if args.save_scores else None
     results = {
         task_name: measure_task(
-            dataset, database, task_name, seeds, args.test, not args.no_backtest, scores
+            dataset,
+            database,
+            task_name,
+            seeds,
+            args.test,
+            not args.no_backtest,
+            scores,
+            args.model,
         )
         for task_name in args.tasks.split(",")
     }
