@@ -518,7 +518,8 @@ def run_task(
     if pretrain_until == "test" and until >= last + 2 * step:
         say(f"[sktve] refitting the {chosen} model with pre-training up to {until} ...")
         started = time.perf_counter()
-        fitted = refit_pretrained_until(fitted, until, X["train"], y_train, binary)
+        with limit_threads(n_threads):  # the embeddings' head (OpenMP) refits too
+            fitted = refit_pretrained_until(fitted, until, X["train"], y_train, binary)
         timings["refit_seconds"] = time.perf_counter() - started
         # The history reported: pre-training's for embeddings, fine-tuning's otherwise.
         if chosen == "embed":
