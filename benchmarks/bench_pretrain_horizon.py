@@ -4,10 +4,10 @@ Pre-training is self-supervised: its targets are what each entity does in the ne
 read from the database, with no labels. By default ``TVEPretrainer`` pre-trains at cutoffs
 up to the last time of the rows it is fitted on (a task's training rows), so under
 RelBench's cut protocol on rel-f1 the encoder has seen nothing of 2005-2010, although the
-database holds those years and test rows start in 2010. A fitted pretrainer can instead be
-fitted on rows whose times step up to ``cut - window`` ("through the cut"): it then reads
-everything up to the cut and nothing after, so test rows (at or after the cut) stay
-time-correct, and the estimator fine-tunes that encoder on the training rows as usual.
+database holds those years and test rows start in 2010. With ``pretrain_until`` at the cut
+("through the cut") it pre-trains at further cutoffs, one window apart, up to the cut and
+nothing after, so test rows (at or after the cut) stay time-correct, and the estimator
+fine-tunes that encoder on the training rows as usual.
 
 Val cannot judge that directly (val rows lie inside the pre-training period), so the
 choice is made on a backtest that moves the whole situation one gap (test - val timestamp)
@@ -40,18 +40,6 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-
-
-def through(X: pd.DataFrame, entity_col: str, time_col: str, until: pd.Timestamp, step: Any):
-    """``X`` plus one row per time from ``max(X.time) + step`` to ``until``, by ``step``.
-
-    Pre-training runs over every active entity at X's distinct times (the rows' ids do not
-    enter), so the added rows carry X's first id; they only add cutoffs.
-    """
-    step = pd.Timedelta(step)
-    extra = pd.date_range(X[time_col].max() + step, until, freq=step)
-    added = pd.DataFrame({entity_col: X[entity_col].iloc[0], time_col: extra})
-    return pd.concat([X, added], ignore_index=True)
 
 
 def measure_task(
@@ -92,9 +80,11 @@ def measure_task(
     early = (X["train"][task.time_col] + window <= back_at).to_numpy()
     X_back, y_back = X["train"][early].reset_index(drop=True), y["train"][early]
 
-    def fit_and_score(seed, fit_rows, y_fit, pretrain_rows, views, key=None) -> dict[str, Any]:
+    def fit_and_score(seed, fit_rows, y_fit, until, views, key=None) -> dict[str, Any]:
         started = time.perf_counter()
-        pretrainer = task_pretrainer(database, task, random_state=seed).fit(pretrain_rows)
+        pretrainer = task_pretrainer(database, task, random_state=seed, pretrain_until=until).fit(
+            fit_rows
+        )
         pretrain_seconds = time.perf_counter() - started
         if model == "embed":
             Z_fit = pretrainer.transform(fit_rows)
@@ -123,7 +113,7 @@ def measure_task(
             **params,
         ).fit(fit_rows, y_fit)
         entry: dict[str, Any] = {
-            "pretrain_until": str(pd.Timestamp(pretrain_rows[task.time_col].max()) + window),
+            "pretrain_until": str(pretrainer.boundary_ + window),
             "n_cutoffs": int(len(pretrainer.cutoffs_)),
             "pretrain_seconds": round(pretrain_seconds, 1),
             "finetune_seconds": round(time.perf_counter() - started - pretrain_seconds, 1),
@@ -154,15 +144,8 @@ def measure_task(
         for split in ("val", "test"):
             scores_out[f"{task_name}|y|{split}"] = y[split]
     for seed in seeds:
-        for name, until in (
-            (("default", None), ("through_cut", val_at - window)) if backtest else ()
-        ):
-            rows = (
-                X_back
-                if until is None
-                else through(X_back, task.entity_col, task.time_col, until, window)
-            )
-            entry = fit_and_score(seed, X_back, y_back, rows, val_views)
+        for name, until in (("default", None), ("through_cut", val_at)) if backtest else ():
+            entry = fit_and_score(seed, X_back, y_back, until, val_views)
             entry.update(seed=seed, encoder=name, protocol="backtest")
             results["runs"].append(entry)
             print(
@@ -175,13 +158,8 @@ def measure_task(
             )
         if not test:
             continue
-        for name, until in (("default", None), ("through_cut", test_at - window)):
-            rows = (
-                X["train"]
-                if until is None
-                else through(X["train"], task.entity_col, task.time_col, until, window)
-            )
-            entry = fit_and_score(seed, X["train"], y["train"], rows, test_views, key=name)
+        for name, until in (("default", None), ("through_cut", test_at)):
+            entry = fit_and_score(seed, X["train"], y["train"], until, test_views, key=name)
             entry.update(seed=seed, encoder=name, protocol="real")
             results["runs"].append(entry)
             print(task_name, "real", name, f"seed {seed} fitted (test in the JSON)", flush=True)

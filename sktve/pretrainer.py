@@ -78,20 +78,19 @@ def default_cutoffs(x_times: np.ndarray, step: pd.Timedelta, start: pd.Timestamp
     return np.unique(np.concatenate([back, distinct]))
 
 
-def later_cutoffs(last: np.datetime64, step: pd.Timedelta, until: pd.Timestamp) -> np.ndarray:
+def later_cutoffs(
+    last: np.datetime64, step: pd.Timedelta, until: pd.Timestamp, data_end: pd.Timestamp
+) -> np.ndarray:
     """Times ``last + step, last + 2 step, ...`` whose window ``step`` ends by ``until``.
 
-    The cutoffs ``pretrain_until`` adds after the training rows' last time.
+    The cutoffs ``pretrain_until`` adds after the training rows' last time ``last``; none
+    at or after ``data_end``, the database's last time: such a cutoff's window is empty
+    (every entity inactive) however much time passed, and would teach nothing else.
+    Empty when none fits.
     """
-    last_ts = pd.Timestamp(last)
-    if until < last_ts + step:
-        raise ValueError(
-            f"pretrain_until={until} lies before the training rows' horizon "
-            f"({last_ts + step}: their last time {last_ts} plus the window {step}), which "
-            "pre-training reads anyway; give a later time, or None."
-        )
-    n_later = int((until - last_ts) // step) - 1
-    return last + np.arange(1, n_later + 1) * np.timedelta64(step.value, "ns")
+    n_later = max(int((until - pd.Timestamp(last)) // step) - 1, 0)
+    later = np.datetime64(last, "ns") + np.arange(1, n_later + 1) * np.timedelta64(step.value, "ns")
+    return later[later < np.datetime64(data_end, "ns")]
 
 
 def _balance_inactive(
@@ -798,10 +797,14 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         # Given cutoffs may run to X's last time (later ones collapse onto as_of below).
         boundary = rows.times[known].max()
         if until is not None:
-            later = later_cutoffs(fit_times.max(), max(windows), until)
-            # A cutoff at or after the database's last row has an empty window (every
-            # entity inactive) however much time passed: it would teach nothing else.
-            later = later[later < np.datetime64(database.max_timestamp)]
+            last, step = pd.Timestamp(fit_times.max()), max(windows)
+            if until < last + step:
+                raise ValueError(
+                    f"pretrain_until={until} lies before the training rows' horizon "
+                    f"({last + step}: their last time {last} plus the window {step}), which "
+                    "pre-training reads anyway; give a later time, or None."
+                )
+            later = later_cutoffs(fit_times.max(), step, until, database.max_timestamp)
             fit_times = np.concatenate([fit_times, later])
             boundary = max(boundary, fit_times.max())
         cutoffs = None

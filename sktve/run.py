@@ -22,9 +22,10 @@ from sklearn.base import clone
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 
+from sktve._as_of import clamp_times
 from sktve.database import load_database
 from sktve.heads import head_grid
-from sktve.pretrainer import TVEPretrainer
+from sktve.pretrainer import TVEPretrainer, later_cutoffs
 
 __all__ = [
     "blend",
@@ -508,14 +509,12 @@ def run_task(
     with limit_threads(n_threads):
         metric_name, val_value = val_metric(chosen, fitted)
     until = pd.Timestamp(dataset.test_timestamp)
-    step = max(pretrainer.windows_)
-    # Refitting pays only when at least one more pre-training cutoff fits before the test
-    # timestamp (pretrain_until adds cutoffs one window apart after the training rows).
-    last = pd.Timestamp(X["train"][task.time_col].max())
-    if pretrainer.as_of_ is not None:
-        last = min(last, pretrainer.as_of_)
+    # Refitting pays only when pretrain_until adds a pre-training cutoff: the ones the
+    # refit's pretrainer would add after the training rows' (effective) last time.
+    last = clamp_times(X["train"][task.time_col].to_numpy(), pretrainer.as_of_).max()
+    added = later_cutoffs(last, max(pretrainer.windows_), until, database.max_timestamp)
     pretrained_until = None
-    if pretrain_until == "test" and until >= last + 2 * step:
+    if pretrain_until == "test" and len(added):
         say(f"[sktve] refitting the {chosen} model with pre-training up to {until} ...")
         started = time.perf_counter()
         with limit_threads(n_threads):  # the embeddings' head (OpenMP) refits too
