@@ -65,7 +65,7 @@ def _mode(values: pd.Series) -> object:
     counts = values.value_counts()
     if counts.empty:
         return None
-    best = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    best = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))  # ties: smallest text
     return best[0][0]
 
 

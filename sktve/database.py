@@ -33,6 +33,17 @@ __all__ = [
 
 TIME_DTYPE = "datetime64[ns]"
 
+
+def is_code_name(name: str) -> bool:
+    """Whether an integer column's name marks it as a code (``id``, ``...Id``, ``..._id``).
+
+    Integer codes such as ``statusId`` are labels, not quantities: the encoder's
+    featurizer and the aggregates (task vectors, AggregateFeatures) both treat such a
+    non-key column as categorical, so they agree on what it holds.
+    """
+    return name.lower() == "id" or name.endswith(("Id", "ID", "_id"))
+
+
 # Live handles by fingerprint. A handle restored from a pickle in a process that still holds
 # the same data (e.g. a fitted step returned by Pipeline(memory=...) or joblib.Memory)
 # attaches to it on first use instead of failing. Weak references: never keeps data alive.

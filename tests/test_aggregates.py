@@ -332,3 +332,19 @@ def test_as_of_parsing(_agg_db):
         AggregateFeatures(database=_agg_db, entity_table="users", as_of="soon").fit(X)
     with pytest.raises(TypeError, match="as_of must be one timestamp"):
         AggregateFeatures(database=_agg_db, entity_table="users", as_of=[_CUT]).fit(X)
+
+
+def test_integer_status_codes_become_categories_relf1(_agg_relf1):
+    """results.statusId is a code (1 = finished): one-hot modes, not a mean of codes."""
+    drivers = np.arange(0, 857, 5)
+    X = pd.DataFrame({"driverId": drivers, "date": pd.Timestamp("2004-06-01")})
+    agg = AggregateFeatures(
+        database=_agg_relf1, entity_table="drivers", window="365D", max_hops=1
+    ).fit(X)
+    names = list(agg.get_feature_names_out())
+    status = [n for n in names if "|results|statusId|" in n]
+    assert "365D|results|statusId|mode=1" in status
+    assert not any(n.endswith(("statusId|mean", "statusId|max")) for n in status)
+    out = agg.transform(X)
+    finished_mode = out[:, names.index("365D|results|statusId|mode=1")]
+    assert set(np.unique(finished_mode)) <= {0.0, 1.0} and finished_mode.sum() > 0

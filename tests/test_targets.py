@@ -201,6 +201,48 @@ def test_include_exclude(_tiny_db):
     ]
 
 
+def test_integer_codes_are_categories_as_the_encoder_reads_them():
+    """An integer column named like an id (a status code) is aggregated as categories."""
+    from sktve.graph.features import GraphFeaturizer
+
+    frames, schema = _tiny_frames()
+    orders = frames["orders"].copy()
+    orders["statusId"] = [1, 1, 2, 1, 3, 1, 2, 1, 1, 1]  # a code, not a quantity
+    orders["quantity"] = [1, 2, 3, 1, 1, 2, 2, 1, 1, 5]  # a quantity
+    frames["orders"] = orders
+    db = sktve.load_database(frames, schema=schema)
+    cols = {c.name: c.kind for c in enumerate_paths(db, "users", max_hops=1)[0].columns}
+    assert cols["statusId"] == "categorical"
+    assert cols["quantity"] == "numeric"
+    featurized = {c.name: c.kind for c in GraphFeaturizer().fit(db).columns_["orders"]}
+    assert featurized["statusId"] == cols["statusId"]
+    assert featurized["quantity"] == cols["quantity"]
+    frame = task_vectors(db, "users", ["2024-01-01"], "10D", include=["orders|statusId"])
+    assert [c for c in frame.columns if "|" in c] == [
+        f"10D|orders|statusId|{a}" for a in ("count", "nunique", "mode")
+    ]
+    # user 0 in (t, t+10D]: statuses 1, 2, 1 -> mode "1", two distinct
+    row = frame.set_index("user_id").loc[0]
+    assert row["10D|orders|statusId|mode"] == "1"
+    assert row["10D|orders|statusId|nunique"] == 2
+
+
+def test_modes_of_many_categories_over_empty_ranges():
+    """The many-category path gives no mode where a whole chunk of ranges holds no value."""
+    from sktve.targets import vectors
+
+    n_cat = vectors._FEW_CATEGORIES + 10
+    codes = np.array([0, 5, n_cat - 1, n_cat - 1, -1, -1], dtype=np.int32)
+    a = np.array([0, 0, 4, 2, 0])
+    b = np.array([0, 0, 6, 4, 3])
+    nunique, mode = vectors._categorical_stats(codes, n_cat, a, b)
+    np.testing.assert_array_equal(nunique, [0, 0, 0, 1, 3])
+    np.testing.assert_array_equal(mode, [-1, -1, -1, n_cat - 1, 0])
+    # every range empty or null: one chunk without a single value
+    nunique, mode = vectors._categorical_stats(codes, n_cat, a[:3], b[:3])
+    np.testing.assert_array_equal(mode, [-1, -1, -1])
+
+
 # ---------------------------------------------------------------------- exact values
 def test_window_boundaries_nulls_and_ties(_tiny_db):
     pairs = _pairs([0, 1, 3, 4], ["2024-01-01"] * 4)

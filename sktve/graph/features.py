@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sktve.database import Database, check_same_schema, schema_of
+from sktve.database import Database, check_same_schema, is_code_name, schema_of
 
 __all__ = [
     "ColumnSpec",
@@ -194,10 +194,6 @@ class GraphMetadata:
         return out
 
 
-def _is_id_like(name: str) -> bool:
-    return name.lower() == "id" or name.endswith(("Id", "ID", "_id"))
-
-
 def _infer_kind(series: pd.Series, max_categories: int) -> str | None:
     """Column kind from dtype and content; None for columns that cannot be featurized."""
     dtype = series.dtype
@@ -209,7 +205,7 @@ def _infer_kind(series: pd.Series, max_categories: int) -> str | None:
         return "datetime"
     if dtype.kind in "iu" or pd.api.types.is_integer_dtype(dtype):
         # Integer codes such as statusId are labels, not quantities.
-        return "categorical" if _is_id_like(str(series.name)) else "numeric"
+        return "categorical" if is_code_name(str(series.name)) else "numeric"
     if dtype.kind == "f":
         return "numeric"
     if dtype.kind == "m":

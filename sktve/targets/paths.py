@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sktve.database import Database
+from sktve.database import Database, is_code_name
 
 __all__ = [
     "AggregateSpec",
@@ -144,7 +144,9 @@ def column_kind(values: pd.Series) -> str | None:
     """The aggregation kind of a column, or None when it is not aggregated.
 
     - bool / nullable boolean -> ``"boolean"``;
-    - integer and float -> ``"numeric"``;
+    - integer and float -> ``"numeric"``, except integer codes named like ids
+      (``statusId``, ``..._id``; see :func:`sktve.database.is_code_name`) ->
+      ``"categorical"``, as the encoder's featurizer reads them;
     - pandas ``category`` -> ``"categorical"``;
     - strings -> ``"categorical"`` when they have few distinct values (at most 1000, and
       either at most 10% of the non-null rows, or at most 50 and at most half of the
@@ -168,6 +170,8 @@ def column_kind(values: pd.Series) -> str | None:
         return "categorical"
     if dtype.kind in "mM" or isinstance(dtype, pd.DatetimeTZDtype):
         return None
+    if pd.api.types.is_integer_dtype(dtype) and is_code_name(str(values.name)):
+        return "categorical"
     if pd.api.types.is_numeric_dtype(dtype) and dtype.kind != "c":
         return "numeric"
     if dtype.kind == "O" or isinstance(dtype, pd.StringDtype):

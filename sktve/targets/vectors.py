@@ -360,6 +360,8 @@ def _categorical_stats(codes: np.ndarray, n_cat: int, a, b):
         c = codes[rows]
         keep = c >= 0
         key, count = np.unique(pair[keep] * n_cat + c[keep], return_counts=True)
+        if len(key) == 0:
+            continue  # a chunk of empty ranges, or of null values only: no mode there
         p, k = key // n_cat, key % n_cat
         # Groups are sorted by (pair, code): the first maximal count per pair is the mode.
         firsts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
