@@ -162,14 +162,14 @@ def test_cut_runs_refit_the_chosen_model_pretrained_up_to_the_test_timestamp(
         pretrainer_params=FAST,
         finetune_params=FINETUNE_FAST,
     )
-    refit = run_task(str(synthetic_path), "customer-churn", out=tmp_path / "refit", **common)
-    plain = run_task(
+    refit = run_task(
         str(synthetic_path),
         "customer-churn",
-        out=tmp_path / "plain",
-        pretrain_until="train",
+        out=tmp_path / "refit",
+        pretrain_until="test",
         **common,
     )
+    plain = run_task(str(synthetic_path), "customer-churn", out=tmp_path / "plain", **common)
     test_at = refit["cut"]["test_timestamp"]
     assert refit["pretrain_until"] == test_at and plain["pretrain_until"] is None
     # Val is the chosen model's, the same with either setting; only the tested model moves.
@@ -196,14 +196,17 @@ def test_cut_runs_refit_the_chosen_model_pretrained_up_to_the_test_timestamp(
         assert repr(heads[0].estimator) == repr(heads[1].estimator)
 
 
-def test_rows_all_keeps_pretraining_to_the_training_rows_unless_asked(synthetic_path):
+@pytest.mark.parametrize("rows", ["cut", "all"])
+def test_pretraining_reads_to_the_training_rows_unless_asked(synthetic_path, rows):
     common = dict(
         model="embed", head="logistic", max_epochs=0, verbose=False, pretrainer_params=FAST
     )
-    every = run_task(str(synthetic_path), "customer-churn", rows="all", **common)
-    assert every["pretrain_until"] is None
+    plain = run_task(str(synthetic_path), "customer-churn", rows=rows, **common)
+    assert plain["pretrain_until"] is None and "refit_seconds" not in plain["timings"]
+    if rows == "cut":
+        return
     asked = run_task(
-        str(synthetic_path), "customer-churn", rows="all", pretrain_until="test", **common
+        str(synthetic_path), "customer-churn", rows=rows, pretrain_until="test", **common
     )
     assert asked["pretrain_until"] == asked["cut"]["test_timestamp"]
     with pytest.raises(ValueError, match="pretrain_until must be one of"):
