@@ -27,6 +27,7 @@ __all__ = [
     "DatabaseNotAttachedError",
     "ForeignKey",
     "TableSchema",
+    "is_code_name",
     "load_database",
     "open_relbench_dataset",
 ]
@@ -39,7 +40,24 @@ def is_code_name(name: str) -> bool:
 
     Integer codes such as ``statusId`` are labels, not quantities: the encoder's
     featurizer and the aggregates (task vectors, AggregateFeatures) both treat such a
-    non-key column as categorical, so they agree on what it holds.
+    non-key column as categorical, so they agree on what it holds. To read an integer
+    column the other way, rename it (or cast it to ``float`` to make it a number, or
+    to ``str`` to make it a category) before loading the database.
+
+    Parameters
+    ----------
+    name : str
+        Column name.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from sktve.database import is_code_name
+    >>> [is_code_name(n) for n in ("statusId", "status_id", "quantity", "id")]
+    [True, True, False, True]
     """
     return name.lower() == "id" or name.endswith(("Id", "ID", "_id"))
 
