@@ -151,7 +151,7 @@ def test_run_task_rows_all_keeps_every_row_and_sets_no_cut(synthetic_path, tmp_p
 
 
 @pytest.mark.parametrize("model", ["embed", "finetune", "blend"])
-def test_cut_runs_refit_the_chosen_model_pretrained_up_to_the_test_timestamp(
+def test_asked_refit_fits_the_chosen_model_again_pretrained_up_to_the_test_timestamp(
     synthetic_path, tmp_path, model
 ):
     common = dict(
