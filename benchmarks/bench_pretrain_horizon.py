@@ -29,9 +29,7 @@ Writes ``<out-dir>/<name>.json``; prints val only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -193,6 +191,7 @@ def main() -> None:
 
     import relbench
     import torch
+    from bench_stale_training import write_results
 
     from sktve.database import load_database
 
@@ -215,25 +214,14 @@ def main() -> None:
         )
         for task_name in args.tasks.split(",")
     }
-    out = Path(args.out_dir) / f"{args.name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "bench_pretrain_horizon",
-                "protocol": "backtest one gap earlier on val (cut and fresh); test only with "
-                "--test",
-                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                "torch_threads": args.torch_threads,
-                "results": results,
-            },
-            indent=1,
-        )
+    write_results(
+        args,
+        "bench_pretrain_horizon",
+        "backtest one gap earlier on val (cut and fresh); test only with --test",
+        results,
+        scores,
+        torch_threads=args.torch_threads,
     )
-    print(f"wrote {out}")
-    if scores is not None:
-        np.savez_compressed(args.save_scores, **scores)
-        print(f"wrote {args.save_scores}")
 
 
 if __name__ == "__main__":

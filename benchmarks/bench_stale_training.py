@@ -46,6 +46,31 @@ VARIANTS: dict[str, tuple[list[float], bool]] = {
 }
 
 
+def write_results(
+    args: argparse.Namespace,
+    benchmark: str,
+    protocol: str,
+    results: dict[str, Any],
+    scores: dict[str, np.ndarray] | None,
+    **extra: Any,
+) -> None:
+    """Write ``<out_dir>/<name>.json`` and, with ``--save-scores``, the per-row scores."""
+    out = Path(args.out_dir) / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "benchmark": benchmark,
+        "protocol": protocol,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **extra,
+        "results": results,
+    }
+    out.write_text(json.dumps(record, indent=1))
+    print(f"wrote {out}")
+    if args.save_scores:
+        np.savez_compressed(args.save_scores, **scores)
+        print(f"wrote {args.save_scores}")
+
+
 def featurise(
     agg: Any,
     X: pd.DataFrame,
@@ -391,24 +416,14 @@ def main() -> None:
             results.setdefault(task_name, {})["ft-tve|agg-hgb"] = blend
             print(task_name, "ft-tve|agg-hgb", {k: v for k, v in blend.items() if k != "runs"})
 
-    out = Path(args.out_dir) / f"{args.name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "bench_stale_training",
-                "protocol": "head chosen and variants compared on val featurised as of "
-                "min(t, val_timestamp); test only with --test",
-                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                "results": results,
-            },
-            indent=1,
-        )
+    write_results(
+        args,
+        "bench_stale_training",
+        "head chosen and variants compared on val featurised as of min(t, val_timestamp); "
+        "test only with --test",
+        results,
+        scores,
     )
-    print(f"wrote {out}")
-    if args.save_scores:
-        np.savez_compressed(args.save_scores, **scores)
-        print(f"wrote {args.save_scores}")
 
 
 if __name__ == "__main__":
