@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -55,12 +54,14 @@ def write_results(
     **extra: Any,
 ) -> None:
     """Write ``<out_dir>/<name>.json`` and, with ``--save-scores``, the per-row scores."""
+    from bench_pretrainer_relf1 import machine  # the quality benchmarks' machine record
+
     out = Path(args.out_dir) / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "benchmark": benchmark,
         "protocol": protocol,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine(),
         **extra,
         "results": results,
     }
