@@ -23,6 +23,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from sktve._as_of import clamp_times
+from sktve.bootstrap import metric_interval, paired_difference
 from sktve.database import load_database
 from sktve.heads import head_grid
 from sktve.pretrainer import TVEPretrainer, later_cutoffs
@@ -130,6 +131,42 @@ def task_metric(task: Any, pred: np.ndarray, split_table: Any) -> tuple[str, flo
     if task.task_type == TaskType.REGRESSION:
         return "mae", float(np.mean(np.abs(target - pred))), False
     raise ValueError(f"sktve run supports binary and regression tasks, not {task.task_type}.")
+
+
+def _metric_inputs(task: Any, split_table: Any) -> tuple[np.ndarray, str, np.ndarray]:
+    """(targets, bootstrap metric name, entity of each row) of a split, as task_metric scores it."""
+    from relbench.base import TaskType
+
+    binary = task.task_type == TaskType.BINARY_CLASSIFICATION
+    frame = split_table.df
+    return (
+        frame[task.target_col].to_numpy(),
+        "roc_auc" if binary else "mae",
+        frame[task.entity_col].to_numpy(),
+    )
+
+
+def split_interval(task: Any, split_table: Any, scores: np.ndarray, random_state: int) -> dict:
+    """The task metric's bootstrap interval on a split, resampling entities (drivers, users)."""
+    target, metric, groups = _metric_inputs(task, split_table)
+    return metric_interval(target, scores, metric, groups=groups, random_state=random_state)
+
+
+def split_difference(
+    task: Any, split_table: Any, first: np.ndarray, second: np.ndarray, random_state: int
+) -> dict:
+    """The task metric of ``first`` minus ``second`` on a split, paired over entity resamples."""
+    target, metric, groups = _metric_inputs(task, split_table)
+    return paired_difference(
+        target, first, second, metric, groups=groups, random_state=random_state
+    )
+
+
+def _interval_text(interval: dict) -> str:
+    return (
+        f"({interval['confidence']:.0%} interval {interval['low']:.4f}-{interval['high']:.4f} "
+        f"over {interval['n_groups']} entities)"
+    )
 
 
 def _one_line(model: Any) -> str:
@@ -392,11 +429,12 @@ def run_task(
     # (metric name, val value) of each fitted model, computed once: "auto" compares the
     # candidates, and the report and the blend's parts reuse the same numbers.
     val_of: dict[str, tuple[str, float]] = {}
+    val_scores: dict[str, np.ndarray] = {}
 
     def val_metric(name: str, fitted: Any) -> tuple[str, float]:
         if name not in val_of:
-            scores = predict_scores(fitted, X["val"], binary)
-            val_of[name] = task_metric(task, scores, tables["val"])[:2]
+            val_scores[name] = predict_scores(fitted, X["val"], binary)
+            val_of[name] = task_metric(task, val_scores[name], tables["val"])[:2]
         return val_of[name]
 
     def select_head(
@@ -433,6 +471,7 @@ def run_task(
             timings.get("head_selection_seconds", 0.0) + time.perf_counter() - started
         )
         val_of[name] = (metric, value)
+        val_scores[name] = predict_scores(chosen, Z_val, binary)
         return Pipeline([(step, features), ("head", chosen)]), fit_seconds, val_seconds
 
     timings: dict[str, float] = {}
@@ -534,14 +573,34 @@ def run_task(
         say(f"[sktve] no refit: no pre-training cutoff fits between the training rows and {until}")
     with limit_threads(n_threads):
         started = time.perf_counter()
-        _, test_value, _ = task_metric(
-            task, predict_scores(fitted, X["test"], binary), tables["test"]
-        )
+        test_scores = predict_scores(fitted, X["test"], binary)
+        _, test_value, _ = task_metric(task, test_scores, tables["test"])
         timings["test_seconds"] = time.perf_counter() - started
+    # How sure each figure is: entities resampled with all their rows (bootstrap module).
+    intervals = {
+        split: split_interval(task, tables[split], scores, random_state)
+        for split, scores in (("val", val_scores[chosen]), ("test", test_scores))
+    }
     say(
-        f"[sktve] {task_name}: val {metric_name} {val_value:.4f}  "
-        f"test {metric_name} {test_value:.4f}"
+        f"[sktve] {task_name}: val {metric_name} {val_value:.4f} "
+        f"{_interval_text(intervals['val'])}  test {metric_name} {test_value:.4f} "
+        f"{_interval_text(intervals['test'])}"
     )
+    models_val_difference = None
+    if candidates_val is not None:
+        models_val_difference = {
+            name: split_difference(
+                task, tables["val"], val_scores[name], val_scores[chosen], random_state
+            )
+            for name in candidates_val
+            if name != chosen
+        }
+        for name, difference in models_val_difference.items():
+            say(
+                f"[sktve]   val {metric_name} of {name} minus {chosen}: "
+                f"{difference['difference']:+.4f} (standard error {difference['se']:.4f} "
+                f"over {difference['n_groups']} entities)"
+            )
     embed_head = fitted.named_steps["head"] if chosen == "embed" else None
     timings["total_seconds"] = time.perf_counter() - started_run
     result = {
@@ -551,6 +610,8 @@ def run_task(
         "model": model,
         "chosen_model": chosen,
         "models_val": candidates_val,
+        # Each candidate minus the kept one on val, paired over entity resamples.
+        "models_val_difference": models_val_difference,
         # Val is that of the model as chosen; test and the saved model are the refit.
         "pretrain_until": pretrained_until,
         "rows": rows,
@@ -573,6 +634,8 @@ def run_task(
         "metric": metric_name,
         "val": val_value,
         "test": test_value,
+        "val_interval": intervals["val"],
+        "test_interval": intervals["test"],
         "timings": timings,
         "pretrain_steps": pretrainer.n_steps_,
         "steps_per_second": pretrainer.steps_per_second_,

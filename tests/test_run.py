@@ -45,6 +45,15 @@ def test_run_task_reports_val_and_test_and_saves_the_model(
             assert 0.0 <= result[split] <= 1.0
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["test"] == pytest.approx(result["test"])
+    # Each figure with its bootstrap interval over the split's entities (customers here).
+    for split in ("val", "test"):
+        interval = saved[f"{split}_interval"]
+        assert interval["metric"] == saved["metric"]
+        assert interval["value"] == pytest.approx(saved[split])
+        assert interval["low"] <= saved[split] <= interval["high"] and interval["se"] >= 0
+        frame = relbench.load_dataset(str(synthetic_path)).load_task(task_name).get_table(split).df
+        assert interval["n_groups"] == frame["customer_id"].nunique() < len(frame)
+    assert saved["models_val_difference"] is None  # one model: nothing to compare
     # What was run, as JSON values (not reprs), so that runs can be compared by script.
     import sktve
 
@@ -98,6 +107,12 @@ def test_auto_keeps_the_model_with_the_best_val(synthetic_path, tmp_path):
     assert set(vals) == {"embed", "finetune", "blend"}
     assert auto["chosen_model"] == min(vals, key=vals.get)  # MAE: lower is better
     assert auto["val"] == pytest.approx(vals[auto["chosen_model"]])
+    # How far each other candidate is from the kept one on val, with its standard error.
+    differences = auto["models_val_difference"]
+    assert set(differences) == set(vals) - {auto["chosen_model"]}
+    for name, difference in differences.items():
+        assert difference["difference"] == pytest.approx(vals[name] - auto["val"])
+        assert difference["difference"] >= 0 and difference["se"] >= 0  # MAE: the kept is lowest
     # Each candidate is the model its own run fits: the network is fine-tuned from the
     # embeddings' pretrainer, which is the one a "finetune" run pre-trains.
     for name in ("embed", "finetune"):
