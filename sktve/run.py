@@ -361,8 +361,11 @@ def run_task(
     Returns
     -------
     dict
-        What ``metrics.json`` holds: the val and test metric, the model asked for and the
-        one kept (with every candidate's val for ``"auto"``), how far the tested model's
+        What ``metrics.json`` holds: the val and test metric, each with its bootstrap
+        interval over the split's entities (``val_interval``, ``test_interval``; see
+        :mod:`sktve.bootstrap`), the model asked for and the one kept (with every
+        candidate's val for ``"auto"``, and ``models_val_difference``: each other
+        candidate minus the kept one on val, paired), how far the tested model's
         pre-training read (``pretrain_until``; val is always that of the model as chosen,
         pre-trained up to the training rows' horizon), the dataset,
         task, rows protocol and cut, random_state, threads, every fitted part's settings
