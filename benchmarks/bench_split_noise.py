@@ -5,8 +5,10 @@ test and, with ``--rows both``, cut-test scores per seed) and, for each task, sp
 method, resamples the split's drivers with all their rows (:mod:`sktve.bootstrap`):
 
 - the method's metric and its standard error over drivers (mean over seeds);
-- the method minus ``agg-hgb`` (AggregateFeatures + HGB), paired on the same resamples:
-  its mean over seeds, standard error and the share of resamples where the method wins.
+- the method minus a baseline (``--baseline``, default ``agg-hgb``: AggregateFeatures +
+  HGB; ``ft-random``: the same network fine-tuned from random initialisation), paired on
+  the same resamples: its mean over seeds, standard error and the share of resamples
+  where the method wins.
 
 The blend ``ft-tve|agg-hgb`` is rebuilt from the saved scores with the quality benchmark's
 own rule (the weight best on val). Nothing is chosen here: the scores were scored before;
@@ -38,7 +40,7 @@ from bench_quality_relf1 import BLEND_WEIGHTS, blend_and_test  # noqa: E402
 
 from sktve.bootstrap import metric_interval, paired_difference  # noqa: E402
 
-BASELINE = "agg-hgb"
+AGGREGATES = "agg-hgb"
 BLEND = ("ft-tve|agg-hgb", "ft-tve")
 
 
@@ -63,10 +65,10 @@ def add_blends(task: Any, tables: dict, entry: dict) -> None:
     blend, network = BLEND
     seeds = sorted({seed for seed, method in entry["scores"] if method == network})
     for seed in seeds:
-        if (seed, BASELINE) not in entry["scores"] or (seed, blend) in entry["scores"]:
+        if (seed, AGGREGATES) not in entry["scores"] or (seed, blend) in entry["scores"]:
             continue
         first = {"scores": entry["scores"][seed, network]}
-        second = {"scores": entry["scores"][seed, BASELINE]}
+        second = {"scores": entry["scores"][seed, AGGREGATES]}
         w = blend_and_test(first, second, task, tables, BLEND_WEIGHTS)["chosen_head"][
             "weight_on_finetuned"
         ]
@@ -76,7 +78,9 @@ def add_blends(task: Any, tables: dict, entry: dict) -> None:
         }
 
 
-def summarise(task: Any, tables: dict, entry: dict, n_resamples: int) -> list[dict[str, Any]]:
+def summarise(
+    task: Any, tables: dict, entry: dict, n_resamples: int, baseline: str = AGGREGATES
+) -> list[dict[str, Any]]:
     binary = task.task_type.value == "binary_classification"
     metric = "roc_auc" if binary else "mae"
     scale = 100.0 if binary else 1.0  # AUROC in points, as the quality tables
@@ -106,12 +110,12 @@ def summarise(task: Any, tables: dict, entry: dict, n_resamples: int) -> list[di
                         y, scores, metric, groups=groups, n_resamples=n_resamples, random_state=seed
                     )
                 )
-                if method != BASELINE and (seed, BASELINE) in entry["scores"]:
+                if method != baseline and (seed, baseline) in entry["scores"]:
                     against.append(
                         paired_difference(
                             y,
                             scores,
-                            entry["scores"][seed, BASELINE][split],
+                            entry["scores"][seed, baseline][split],
                             metric,
                             groups=groups,
                             n_resamples=n_resamples,
@@ -148,7 +152,7 @@ def markdown(result: dict[str, Any]) -> str:
         "Standard errors over drivers (each resample draws the split's drivers with all "
         f"their rows; {result['n_resamples']} resamples, mean over seeds). AUROC in points.",
         "",
-        "| task | split | method | drivers / rows | value ± SE | minus AggregateFeatures + HGB "
+        f"| task | split | method | drivers / rows | value ± SE | minus {result['baseline']} "
         "± SE (paired) | share of resamples better |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -171,6 +175,9 @@ def main() -> None:
     parser.add_argument("--relf1", default=str(HERE.parents[1] / "shared" / "data" / "rel-f1"))
     parser.add_argument("--scores", nargs="+", required=True, help=".npz files of --save-scores")
     parser.add_argument("--n-resamples", type=int, default=1000)
+    parser.add_argument(
+        "--baseline", default=AGGREGATES, help="the method every other is compared with"
+    )
     parser.add_argument("--out-dir", default=str(HERE / "results"))
     parser.add_argument("--name", default="split_noise")
     args = parser.parse_args()
@@ -184,11 +191,12 @@ def main() -> None:
         task = dataset.load_task(task_name)
         tables = {s: task.get_table(s, mask_input_cols=False) for s in ("val", "test")}
         add_blends(task, tables, entry)
-        rows.extend(summarise(task, tables, entry, args.n_resamples))
+        rows.extend(summarise(task, tables, entry, args.n_resamples, args.baseline))
     result = {
         "benchmark": "split_noise",
         "scores": [Path(p).name for p in args.scores],
         "n_resamples": args.n_resamples,
+        "baseline": args.baseline,
         "resampling": "drivers with all their rows (sktve.bootstrap), seeded by the run's seed",
         "machine": machine(),
         "rows": rows,
