@@ -319,9 +319,10 @@ def blend_and_test(
         "head_select_seconds": 0.0,
         "head_test_seconds": 0.0,
     }
-    if "test_cut" in a and "test_cut" in b:
-        blended = w * a["test_cut"] + (1 - w) * b["test_cut"]
-        outcome["test_cut"] = task_metric(task, blended, tables["test"])[1]
+    # The blend's own scores, so that --save-scores keeps them beside its parts'.
+    outcome["scores"] = {split: w * a[split] + (1 - w) * b[split] for split in a if split in b}
+    if "test_cut" in outcome["scores"]:
+        outcome["test_cut"] = task_metric(task, outcome["scores"]["test_cut"], tables["test"])[1]
     return outcome
 
 
@@ -330,17 +331,22 @@ class ScoreLog:
 
     Combining methods (blend weights, stacking) can then be compared on val without
     refitting anything; ``--save-scores PATH`` writes one ``.npz`` with keys
-    ``"{task}|{seed}|{method}|{split}"`` for scores and ``"{task}|y|{split}"`` for labels.
+    ``"{task}|{seed}|{method}|{split}"`` for scores, ``"{task}|y|{split}"`` for labels,
+    ``"{task}|ids|{split}"`` for each row's entity (the unit ``bench_split_noise.py``
+    resamples) and ``"{task}|task_type"``.
     """
 
     def __init__(self, path: str | None) -> None:
         self.path = None if path is None else Path(path)
         self.arrays: dict[str, np.ndarray] = {}
 
-    def labels(self, task: str, tables: dict, target_col: str) -> None:
+    def labels(self, task: str, tables: dict, relbench_task: Any) -> None:
         if self.path is not None:
             for split in ("val", "test"):
-                self.arrays[f"{task}|y|{split}"] = tables[split].df[target_col].to_numpy()
+                frame = tables[split].df
+                self.arrays[f"{task}|y|{split}"] = frame[relbench_task.target_col].to_numpy()
+                self.arrays[f"{task}|ids|{split}"] = frame[relbench_task.entity_col].to_numpy()
+            self.arrays[f"{task}|task_type"] = np.array(relbench_task.task_type.value)
 
     def add(self, task: str, seed: int, method: str, outcome: dict[str, Any]) -> None:
         if self.path is not None:
@@ -715,7 +721,7 @@ def main() -> None:
         task = dataset.load_task(task_name)
         binary = task.task_type.value == "binary_classification"
         tables = {s: task.get_table(s, mask_input_cols=False) for s in ("train", "val", "test")}
-        score_log.labels(task_name, tables, task.target_col)
+        score_log.labels(task_name, tables, task)
         cols = [task.entity_col, task.time_col]
         X = {s: t.df[cols].reset_index(drop=True) for s, t in tables.items()}
         y_train = tables["train"].df[task.target_col].to_numpy()

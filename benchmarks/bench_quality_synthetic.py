@@ -401,7 +401,7 @@ def main() -> None:
                 cols = [task.entity_col, task.time_col]
                 X = {s: t.df[cols].reset_index(drop=True) for s, t in tables.items()}
                 y_train = tables["train"].df[task.target_col].to_numpy()
-                score_log.labels(f"{key}|{seed}", tables, task.target_col)
+                score_log.labels(f"{key}|{seed}", tables, task)
                 log(
                     f"{key} seed {seed}: {len(X['train'])} train / {len(X['val'])} val / "
                     f"{len(X['test'])} test rows, window {task.timedelta}"

@@ -1,25 +1,30 @@
-"""How much of a rel-f1 comparison is the split's own noise? Bootstrap over drivers.
+"""How much of a comparison is the split's own noise? Bootstrap over the split's entities.
 
-Reads the scores that ``bench_quality_relf1.py --save-scores`` wrote (every method's val,
-test and, with ``--rows both``, cut-test scores per seed) and, for each task, split and
-method, resamples the split's drivers with all their rows (:mod:`sktve.bootstrap`):
+Reads the scores that ``bench_quality_relf1.py`` or ``bench_quality_synthetic.py`` wrote
+with ``--save-scores`` (every method's val, test and, where there is one, cut-test scores
+per seed, with the labels and each row's entity) and, for each task, split and method,
+resamples the split's entities (rel-f1's drivers, the synthetic customers and members)
+with all their rows (:mod:`sktve.bootstrap`):
 
-- the method's metric and its standard error over drivers (mean over seeds);
+- the method's metric and its standard error over entities (mean over seeds);
 - the method minus a baseline (``--baseline``, default ``agg-hgb``: AggregateFeatures +
   HGB; ``ft-random``: the same network fine-tuned from random initialisation), paired on
   the same resamples: its mean over seeds, standard error and the share of resamples
   where the method wins.
 
-The blend ``ft-tve|agg-hgb`` is rebuilt from the saved scores with the quality benchmark's
-own rule (the weight best on val). Nothing is chosen here: the scores were scored before;
-this measures how far apart two methods must be before a split of 42-56 drivers can tell.
+Score files written before they held the entities and the blend's own scores (rel-f1
+runs) are completed from the RelBench task tables (``--relf1``), the blend rebuilt with
+the quality benchmark's rule (the weight best on val). Nothing is chosen here: the scores
+were scored before; this measures how far apart two methods must be before a split of a
+few dozen entities can tell.
 
     python benchmarks/bench_quality_relf1.py --rows both --tasks driver-dnf \\
         --methods "agg-hgb,ft-tve,ft-tve+agg,ft-tve|agg-hgb" --save-scores dnf.npz
-    python benchmarks/bench_split_noise.py --relf1 ../shared/data/rel-f1 \\
-        --scores top3.npz dnf.npz position.npz
+    python benchmarks/bench_split_noise.py --scores top3.npz dnf.npz position.npz
+    python benchmarks/bench_quality_synthetic.py --save-scores syn.npz --blend-weights 0.3
+    python benchmarks/bench_split_noise.py --scores syn.npz --name split_noise_synthetic
 
-Writes ``benchmarks/results/split_noise.json`` and ``split_noise.md``.
+Writes ``benchmarks/results/split_noise.json`` and ``split_noise.md`` (``--name``).
 """
 
 from __future__ import annotations
@@ -44,56 +49,81 @@ AGGREGATES = "agg-hgb"
 BLEND = ("ft-tve|agg-hgb", "ft-tve")
 
 
+#: Keys of a score file that are not a method's scores: labels, entity ids, task type.
+LABEL_KINDS = ("y", "ids", "task_type")
+
+
 def load_scores(paths: list[str]) -> dict[str, dict]:
-    """{task: {"y": {split: labels}, "scores": {(seed, method): {split: scores}}}}."""
+    """{task: {"labels": {(seed, kind, split): array}, "scores": {(seed, method): {split: ...}}}}.
+
+    Labels, entity ids and the task type are shared by every seed (seed None: rel-f1, one
+    database) or held per seed (the synthetic benchmark draws a database per seed).
+    """
     out: dict[str, dict] = {}
     for path in paths:
         saved = np.load(path)
         for key in saved.files:
-            task, who, *rest = key.split("|")
-            entry = out.setdefault(task, {"y": {}, "scores": {}})
-            if who == "y":
-                entry["y"][rest[0]] = saved[key]
-            else:
-                method, split = "|".join(rest[:-1]), rest[-1]
-                entry["scores"].setdefault((int(who), method), {})[split] = saved[key]
+            parts = key.split("|")
+            entry = out.setdefault(parts[0], {"labels": {}, "scores": {}})
+            if parts[1] in LABEL_KINDS:  # task|y|split, task|ids|split, task|task_type
+                entry["labels"][None, parts[1], (parts[2:] or [None])[0]] = saved[key]
+            elif parts[2] in LABEL_KINDS:  # task|seed|y|split, ...
+                entry["labels"][int(parts[1]), parts[2], (parts[3:] or [None])[0]] = saved[key]
+            else:  # task|seed|method|split; a blend's method name holds a "|"
+                method, split = "|".join(parts[2:-1]), parts[-1]
+                entry["scores"].setdefault((int(parts[1]), method), {})[split] = saved[key]
     return out
 
 
-def add_blends(task: Any, tables: dict, entry: dict) -> None:
-    """The blend of ft-tve and agg-hgb per seed, weight chosen on val as the benchmark does."""
-    blend, network = BLEND
-    seeds = sorted({seed for seed, method in entry["scores"] if method == network})
-    for seed in seeds:
-        if (seed, AGGREGATES) not in entry["scores"] or (seed, blend) in entry["scores"]:
-            continue
-        first = {"scores": entry["scores"][seed, network]}
-        second = {"scores": entry["scores"][seed, AGGREGATES]}
-        w = blend_and_test(first, second, task, tables, BLEND_WEIGHTS)["chosen_head"][
-            "weight_on_finetuned"
-        ]
-        entry["scores"][seed, blend] = {
-            split: w * first["scores"][split] + (1 - w) * second["scores"][split]
-            for split in first["scores"]
-        }
+def label(entry: dict, seed: int, kind: str, split: str | None) -> np.ndarray | None:
+    """A seed's labels, ids or task type (its own, else the ones every seed shares)."""
+    found = entry["labels"].get((seed, kind, split))
+    return entry["labels"].get((None, kind, split)) if found is None else found
+
+
+class RelBenchFallback:
+    """Entity ids, task type and blends for score files written before they held them.
+
+    Such files came from rel-f1 runs: the task tables give each row's driver, and the
+    quality benchmark's own rule rebuilds the blend (the weight best on val).
+    """
+
+    def __init__(self, relf1: str) -> None:
+        self.relf1 = relf1
+        self._dataset = None
+
+    def task(self, name: str) -> tuple[Any, dict]:
+        import relbench
+
+        if self._dataset is None:
+            self._dataset = relbench.load_dataset(self.relf1)
+        task = self._dataset.load_task(name)
+        return task, {s: task.get_table(s, mask_input_cols=False) for s in ("val", "test")}
+
+    def complete(self, name: str, entry: dict) -> None:
+        if label(entry, 0, "ids", "val") is not None and label(entry, 0, "task_type", None):
+            return
+        task, tables = self.task(name)
+        for split in ("val", "test"):
+            entry["labels"][None, "ids", split] = tables[split].df[task.entity_col].to_numpy()
+        entry["labels"][None, "task_type", None] = np.array(task.task_type.value)
+        blend, network = BLEND
+        for seed in sorted({seed for seed, method in entry["scores"] if method == network}):
+            if (seed, AGGREGATES) not in entry["scores"] or (seed, blend) in entry["scores"]:
+                continue
+            first = {"scores": entry["scores"][seed, network]}
+            second = {"scores": entry["scores"][seed, AGGREGATES]}
+            outcome = blend_and_test(first, second, task, tables, BLEND_WEIGHTS)
+            entry["scores"][seed, blend] = outcome["scores"]
 
 
 def summarise(
-    task: Any, tables: dict, entry: dict, n_resamples: int, baseline: str = AGGREGATES
+    name: str, entry: dict, n_resamples: int, baseline: str = AGGREGATES
 ) -> list[dict[str, Any]]:
-    binary = task.task_type.value == "binary_classification"
-    metric = "roc_auc" if binary else "mae"
-    scale = 100.0 if binary else 1.0  # AUROC in points, as the quality tables
     rows = []
     methods = sorted({method for _, method in entry["scores"]})
     for split in ("val", "test", "test_cut"):
-        table = tables["val" if split == "val" else "test"]
-        y = entry["y"]["val" if split == "val" else "test"]
-        groups = table.df[task.entity_col].to_numpy()
-        if len(groups) != len(y):
-            raise SystemExit(
-                f"{task.name}: {len(y)} saved labels but {len(groups)} rows in {split}"
-            )
+        labelled = "val" if split == "val" else "test"  # the cut changes features, not labels
         for method in methods:
             seeds = sorted(
                 seed
@@ -104,32 +134,25 @@ def summarise(
                 continue
             alone, against = [], []
             for seed in seeds:
+                y = label(entry, seed, "y", labelled)
+                groups = label(entry, seed, "ids", labelled)
+                binary = str(label(entry, seed, "task_type", None)) == "binary_classification"
+                metric = "roc_auc" if binary else "mae"
                 scores = entry["scores"][seed, method][split]
-                alone.append(
-                    metric_interval(
-                        y, scores, metric, groups=groups, n_resamples=n_resamples, random_state=seed
-                    )
-                )
+                common = {"groups": groups, "n_resamples": n_resamples, "random_state": seed}
+                alone.append(metric_interval(y, scores, metric, **common))
                 if method != baseline and (seed, baseline) in entry["scores"]:
-                    against.append(
-                        paired_difference(
-                            y,
-                            scores,
-                            entry["scores"][seed, baseline][split],
-                            metric,
-                            groups=groups,
-                            n_resamples=n_resamples,
-                            random_state=seed,
-                        )
-                    )
+                    other = entry["scores"][seed, baseline][split]
+                    against.append(paired_difference(y, scores, other, metric, **common))
+            scale = 100.0 if metric == "roc_auc" else 1.0  # AUROC in points, as the tables
             row = {
-                "task": task.name,
+                "task": name,
                 "split": split,
                 "method": method,
                 "seeds": seeds,
                 "metric": metric,
-                "n_rows": len(y),
-                "n_drivers": alone[0]["n_groups"],
+                "n_rows": round(float(np.mean([a["n_rows"] for a in alone])), 1),
+                "n_entities": round(float(np.mean([a["n_groups"] for a in alone])), 1),
                 "value": round(scale * float(np.mean([a["value"] for a in alone])), 4),
                 "se": round(scale * float(np.mean([a["se"] for a in alone])), 4),
             }
@@ -149,10 +172,10 @@ def summarise(
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        "Standard errors over drivers (each resample draws the split's drivers with all "
+        "Standard errors over entities (each resample draws the split's entities with all "
         f"their rows; {result['n_resamples']} resamples, mean over seeds). AUROC in points.",
         "",
-        f"| task | split | method | drivers / rows | value ± SE | minus {result['baseline']} "
+        f"| task | split | method | entities / rows | value ± SE | minus {result['baseline']} "
         "± SE (paired) | share of resamples better |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -164,7 +187,8 @@ def markdown(result: dict[str, Any]) -> str:
         )
         share = f"{r['share_better_than_baseline']:.2f}" if "minus_baseline" in r else ""
         lines.append(
-            f"| {r['task']} | {r['split']} | {r['method']} | {r['n_drivers']} / {r['n_rows']} | "
+            f"| {r['task']} | {r['split']} | {r['method']} | "
+            f"{r['n_entities']:g} / {r['n_rows']:g} | "
             f"{r['value']:.3f} ± {r['se']:.3f} | {diff} | {share} |"
         )
     return "\n".join(lines) + "\n"
@@ -182,22 +206,18 @@ def main() -> None:
     parser.add_argument("--name", default="split_noise")
     args = parser.parse_args()
 
-    import relbench
-
-    dataset = relbench.load_dataset(args.relf1)
     saved = load_scores(args.scores)
+    fallback = RelBenchFallback(args.relf1)
     rows: list[dict[str, Any]] = []
-    for task_name, entry in saved.items():
-        task = dataset.load_task(task_name)
-        tables = {s: task.get_table(s, mask_input_cols=False) for s in ("val", "test")}
-        add_blends(task, tables, entry)
-        rows.extend(summarise(task, tables, entry, args.n_resamples, args.baseline))
+    for name, entry in saved.items():
+        fallback.complete(name, entry)
+        rows.extend(summarise(name, entry, args.n_resamples, args.baseline))
     result = {
         "benchmark": "split_noise",
         "scores": [Path(p).name for p in args.scores],
         "n_resamples": args.n_resamples,
         "baseline": args.baseline,
-        "resampling": "drivers with all their rows (sktve.bootstrap), seeded by the run's seed",
+        "resampling": "entities with all their rows (sktve.bootstrap), seeded by the run's seed",
         "machine": machine(),
         "rows": rows,
     }
