@@ -49,8 +49,10 @@ is written to its own results file (``<name>.json`` and ``<name>_cut.json``).
     python benchmarks/bench_quality_relf1.py --rows both --methods agg-hgb,tve-hgb,ft-tve,...
     python benchmarks/bench_quality_relf1.py --quick      # one task, one seed, 2 epochs
 
-Writes ``benchmarks/results/quality_relf1.json``, ``quality_relf1.md`` and PNG plots
-(pre-training loss curves, PCA of test embeddings) next to them; ``--quick`` writes to
+Writes ``benchmarks/results/quality_relf1.json``, ``quality_relf1.md``, PNG plots
+(pre-training loss curves, PCA of test embeddings) and ``quality_relf1_noise.json`` / ``.md``
+(each method's standard error over the split's drivers and its paired difference from
+``agg-hgb``, ``bench_split_noise.py``) next to them; ``--quick`` writes to
 ``benchmarks/results/quick/`` instead.
 """
 
@@ -338,26 +340,36 @@ class ScoreLog:
 
     def __init__(self, path: str | None) -> None:
         self.path = None if path is None else Path(path)
+        # Kept in memory either way: the split-noise summary of every run reads them.
         self.arrays: dict[str, np.ndarray] = {}
 
     def labels(self, task: str, tables: dict, relbench_task: Any) -> None:
-        if self.path is not None:
-            for split in ("val", "test"):
-                frame = tables[split].df
-                self.arrays[f"{task}|y|{split}"] = frame[relbench_task.target_col].to_numpy()
-                self.arrays[f"{task}|ids|{split}"] = frame[relbench_task.entity_col].to_numpy()
-            self.arrays[f"{task}|task_type"] = np.array(relbench_task.task_type.value)
+        for split in ("val", "test"):
+            frame = tables[split].df
+            self.arrays[f"{task}|y|{split}"] = frame[relbench_task.target_col].to_numpy()
+            self.arrays[f"{task}|ids|{split}"] = frame[relbench_task.entity_col].to_numpy()
+        self.arrays[f"{task}|task_type"] = np.array(relbench_task.task_type.value)
 
     def add(self, task: str, seed: int, method: str, outcome: dict[str, Any]) -> None:
-        if self.path is not None:
-            for split, scores in outcome.get("scores", {}).items():
-                self.arrays[f"{task}|{seed}|{method}|{split}"] = np.asarray(scores)
+        for split, scores in outcome.get("scores", {}).items():
+            self.arrays[f"{task}|{seed}|{method}|{split}"] = np.asarray(scores)
 
     def write(self) -> None:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(self.path, **self.arrays)
             print(f"wrote {len(self.arrays)} score arrays to {self.path}", flush=True)
+
+    def write_noise(self, out_dir: Path, name: str) -> None:
+        """``<name>.json`` / ``.md``: each method's standard error over the split's entities
+        and its paired difference from AggregateFeatures + HGB (``bench_split_noise.py``)."""
+        from bench_split_noise import AGGREGATES, collect, write_noise
+
+        saved = collect(self.arrays)
+        if not any(method == AGGREGATES for e in saved.values() for _, method in e["scores"]):
+            return  # nothing to compare with
+        write_noise(saved, ["this run"], out_dir, name)
+        print(f"wrote {out_dir / name}.json and .md (split noise)", flush=True)
 
 
 def entity_features(drivers: pd.DataFrame, X: pd.DataFrame, entity_col: str) -> pd.DataFrame:
@@ -926,6 +938,7 @@ def main() -> None:
                 record(task_name, seed, method, cost, outcome)
 
     score_log.write()
+    score_log.write_noise(out_dir, f"{args.name}_noise")
     protocols = {args.rows: runs}
     if cut is not None:
         protocols = {

@@ -30,7 +30,9 @@ Metric: AUROC for binary tasks, MAE for regression (:func:`sktve.run.task_metric
     python benchmarks/bench_quality_synthetic.py --seeds 0      # one seed
     python benchmarks/bench_quality_synthetic.py --quick        # one seed, tiny data, 2 epochs
 
-Writes ``benchmarks/results/quality_synthetic.json`` and ``quality_synthetic.md``
+Writes ``benchmarks/results/quality_synthetic.json``, ``quality_synthetic.md`` and
+``quality_synthetic_noise.json`` / ``.md`` (standard errors over each split's customers or
+members, and paired differences from ``agg-hgb``; ``bench_split_noise.py``)
 (``--quick``: under ``benchmarks/results/quick/``).
 """
 
@@ -548,6 +550,7 @@ def main() -> None:
     (out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
     (out_dir / f"{args.name}.md").write_text(markdown(result))
     score_log.write()
+    score_log.write_noise(out_dir, f"{args.name}_noise")
     print(markdown(result))
     print(f"wrote {out_dir / args.name}.json and .md", flush=True)
 

@@ -24,7 +24,9 @@ few dozen entities can tell.
     python benchmarks/bench_quality_synthetic.py --save-scores syn.npz --blend-weights 0.3
     python benchmarks/bench_split_noise.py --scores syn.npz --name split_noise_synthetic
 
-Writes ``benchmarks/results/split_noise.json`` and ``split_noise.md`` (``--name``).
+Writes ``benchmarks/results/split_noise.json`` and ``split_noise.md`` (``--name``). The two
+quality benchmarks write the same summary of their own run as ``<name>_noise.json`` / ``.md``
+(:func:`write_noise`), whether or not they save the scores.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,25 +56,33 @@ BLEND = ("ft-tve|agg-hgb", "ft-tve")
 LABEL_KINDS = ("y", "ids", "task_type")
 
 
-def load_scores(paths: list[str]) -> dict[str, dict]:
+def collect(arrays: Mapping[str, np.ndarray], out: dict[str, dict] | None = None) -> dict:
     """{task: {"labels": {(seed, kind, split): array}, "scores": {(seed, method): {split: ...}}}}.
 
+    ``arrays`` holds a score file's keys (``ScoreLog`` in ``bench_quality_relf1.py``).
     Labels, entity ids and the task type are shared by every seed (seed None: rel-f1, one
     database) or held per seed (the synthetic benchmark draws a database per seed).
     """
+    out = {} if out is None else out
+    for key in arrays:
+        parts = key.split("|")
+        entry = out.setdefault(parts[0], {"labels": {}, "scores": {}})
+        if parts[1] in LABEL_KINDS:  # task|y|split, task|ids|split, task|task_type
+            entry["labels"][None, parts[1], (parts[2:] or [None])[0]] = arrays[key]
+        elif parts[2] in LABEL_KINDS:  # task|seed|y|split, ...
+            entry["labels"][int(parts[1]), parts[2], (parts[3:] or [None])[0]] = arrays[key]
+        else:  # task|seed|method|split; a blend's method name holds a "|"
+            method, split = "|".join(parts[2:-1]), parts[-1]
+            entry["scores"].setdefault((int(parts[1]), method), {})[split] = arrays[key]
+    return out
+
+
+def load_scores(paths: list[str]) -> dict[str, dict]:
+    """:func:`collect` over the ``--save-scores`` files at ``paths``."""
     out: dict[str, dict] = {}
     for path in paths:
         saved = np.load(path)
-        for key in saved.files:
-            parts = key.split("|")
-            entry = out.setdefault(parts[0], {"labels": {}, "scores": {}})
-            if parts[1] in LABEL_KINDS:  # task|y|split, task|ids|split, task|task_type
-                entry["labels"][None, parts[1], (parts[2:] or [None])[0]] = saved[key]
-            elif parts[2] in LABEL_KINDS:  # task|seed|y|split, ...
-                entry["labels"][int(parts[1]), parts[2], (parts[3:] or [None])[0]] = saved[key]
-            else:  # task|seed|method|split; a blend's method name holds a "|"
-                method, split = "|".join(parts[2:-1]), parts[-1]
-                entry["scores"].setdefault((int(parts[1]), method), {})[split] = saved[key]
+        collect({key: saved[key] for key in saved.files}, out)
     return out
 
 
@@ -186,8 +197,9 @@ def markdown(result: dict[str, Any]) -> str:
             else ""
         )
         share = f"{r['share_better_than_baseline']:.2f}" if "minus_baseline" in r else ""
+        method = r["method"].replace("|", "\\|")  # a bare "|" would end the table cell
         lines.append(
-            f"| {r['task']} | {r['split']} | {r['method']} | "
+            f"| {r['task']} | {r['split']} | {method} | "
             f"{r['n_entities']:g} / {r['n_rows']:g} | "
             f"{r['value']:.3f} ± {r['se']:.3f} | {diff} | {share} |"
         )
@@ -208,24 +220,44 @@ def main() -> None:
 
     saved = load_scores(args.scores)
     fallback = RelBenchFallback(args.relf1)
-    rows: list[dict[str, Any]] = []
     for name, entry in saved.items():
         fallback.complete(name, entry)
-        rows.extend(summarise(name, entry, args.n_resamples, args.baseline))
+    rows = write_noise(
+        saved,
+        [Path(p).name for p in args.scores],
+        Path(args.out_dir),
+        args.name,
+        args.n_resamples,
+        args.baseline,
+    )
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
+def write_noise(
+    saved: dict[str, dict],
+    sources: list[str],
+    out_dir: Path,
+    name: str,
+    n_resamples: int = 1000,
+    baseline: str = AGGREGATES,
+) -> list[dict[str, Any]]:
+    """Summarise every task of ``saved`` (see :func:`collect`); write ``name`` .json and .md."""
+    rows: list[dict[str, Any]] = []
+    for task_name, entry in saved.items():
+        rows.extend(summarise(task_name, entry, n_resamples, baseline))
     result = {
         "benchmark": "split_noise",
-        "scores": [Path(p).name for p in args.scores],
-        "n_resamples": args.n_resamples,
-        "baseline": args.baseline,
+        "scores": sources,
+        "n_resamples": n_resamples,
+        "baseline": baseline,
         "resampling": "entities with all their rows (sktve.bootstrap), seeded by the run's seed",
         "machine": machine(),
         "rows": rows,
     }
-    out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=2))
-    (out_dir / f"{args.name}.md").write_text(markdown(result))
-    print(pd.DataFrame(rows).to_string(index=False))
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (out_dir / f"{name}.md").write_text(markdown(result))
+    return rows
 
 
 if __name__ == "__main__":
