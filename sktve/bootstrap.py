@@ -89,6 +89,34 @@ def _replicate_weights(
     return counts[:, inverse].astype(np.float64)
 
 
+class _Scorer:
+    """One model's scores, prepared once (sorted, for AUROC) and scored under weight blocks."""
+
+    def __init__(self, y: np.ndarray, scores: np.ndarray, metric: str) -> None:
+        self.metric = metric
+        if metric == "mae":
+            self.errors = np.abs(y - scores)
+            return
+        self.order = np.argsort(scores, kind="stable")
+        ranked = scores[self.order]
+        # One group per distinct score: tied rows share their comparisons half and half.
+        self.starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+        self.positive = y[self.order] == 1.0
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if self.metric == "mae":
+                return weights @ self.errors / weights.sum(axis=1)
+            # Weighted Mann-Whitney statistic: per distinct score, the positives' weight
+            # times the negatives' weight below it, ties counting half.
+            w = weights[:, self.order]
+            pos = np.add.reduceat(w * self.positive, self.starts, axis=1)
+            neg = np.add.reduceat(w * ~self.positive, self.starts, axis=1)
+            below = np.cumsum(neg, axis=1) - neg
+            pairs = pos.sum(axis=1) * neg.sum(axis=1)
+            return (pos * (below + 0.5 * neg)).sum(axis=1) / pairs
+
+
 def replicate_metric(y_true: Any, y_score: Any, metric: str, weights: np.ndarray) -> np.ndarray:
     """``metric`` of ``y_score`` under each row of ``weights`` (one replicate per row).
 
@@ -111,32 +139,19 @@ def replicate_metric(y_true: Any, y_score: Any, metric: str, weights: np.ndarray
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     if weights.shape[1] != len(y):
         raise ValueError(f"weights have {weights.shape[1]} columns for {len(y)} rows.")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if metric == "mae":
-            return weights @ np.abs(y - s) / weights.sum(axis=1)
-        # Weighted Mann-Whitney statistic: per distinct score, the positives' weight times
-        # the negatives' weight below it, ties counting half.
-        order = np.argsort(s, kind="stable")
-        sorted_scores = s[order]
-        starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-        w = weights[:, order]
-        positive = y[order] == 1.0
-        pos = np.add.reduceat(w * positive, starts, axis=1)
-        neg = np.add.reduceat(w * ~positive, starts, axis=1)
-        below = np.cumsum(neg, axis=1) - neg
-        pairs = pos.sum(axis=1) * neg.sum(axis=1)
-        return (pos * (below + 0.5 * neg)).sum(axis=1) / pairs
+    return _Scorer(y, s, metric)(weights)
 
 
 def _replicates(y, arrays, metric, inverse, n_resamples, random_state) -> list[np.ndarray]:
     """Each array's metric on the same ``n_resamples`` cluster replicates."""
     rng = np.random.default_rng(random_state)
     block = max(1, _BLOCK_CELLS // len(y))
+    scorers = [_Scorer(y, s, metric) for s in arrays]  # sorted once, not once per block
     out: list[list[np.ndarray]] = [[] for _ in arrays]
     for first in range(0, n_resamples, block):
         weights = _replicate_weights(inverse, min(block, n_resamples - first), rng)
-        for i, s in enumerate(arrays):
-            out[i].append(replicate_metric(y, s, metric, weights))
+        for i, scorer in enumerate(scorers):
+            out[i].append(scorer(weights))
     return [np.concatenate(parts) for parts in out]
 
 
@@ -205,7 +220,7 @@ def metric_interval(
     """
     _check_resampling(n_resamples, confidence)
     y, arrays, inverse = _check_inputs(y_true, [y_score], metric, groups)
-    value = float(replicate_metric(y, arrays[0], metric, np.ones((1, len(y))))[0])
+    value = float(_Scorer(y, arrays[0], metric)(np.ones((1, len(y))))[0])
     (values,) = _replicates(y, arrays, metric, inverse, int(n_resamples), random_state)
     return {
         "metric": metric,
@@ -253,7 +268,7 @@ def paired_difference(
     _check_resampling(n_resamples, confidence)
     y, arrays, inverse = _check_inputs(y_true, [first_score, second_score], metric, groups)
     ones = np.ones((1, len(y)))
-    first, second = (float(replicate_metric(y, a, metric, ones)[0]) for a in arrays)
+    first, second = (float(_Scorer(y, a, metric)(ones)[0]) for a in arrays)
     a, b = _replicates(y, arrays, metric, inverse, int(n_resamples), random_state)
     differences = a - b
     finite = np.isfinite(differences)
