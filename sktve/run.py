@@ -133,30 +133,30 @@ def task_metric(task: Any, pred: np.ndarray, split_table: Any) -> tuple[str, flo
     raise ValueError(f"sktve run supports binary and regression tasks, not {task.task_type}.")
 
 
-def _metric_inputs(task: Any, split_table: Any) -> tuple[np.ndarray, str, np.ndarray]:
-    """(targets, bootstrap metric name, entity of each row) of a split, as task_metric scores it."""
-    from relbench.base import TaskType
-
-    binary = task.task_type == TaskType.BINARY_CLASSIFICATION
+def _split_rows(task: Any, split_table: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, entity of each row) of a split: what the bootstrap resamples."""
     frame = split_table.df
-    return (
-        frame[task.target_col].to_numpy(),
-        "roc_auc" if binary else "mae",
-        frame[task.entity_col].to_numpy(),
-    )
+    return frame[task.target_col].to_numpy(), frame[task.entity_col].to_numpy()
 
 
-def split_interval(task: Any, split_table: Any, scores: np.ndarray, random_state: int) -> dict:
-    """The task metric's bootstrap interval on a split, resampling entities (drivers, users)."""
-    target, metric, groups = _metric_inputs(task, split_table)
+def split_interval(
+    task: Any, split_table: Any, scores: np.ndarray, metric: str, random_state: int
+) -> dict:
+    """``metric`` (:func:`task_metric`'s name) on a split with its interval over entities."""
+    target, groups = _split_rows(task, split_table)
     return metric_interval(target, scores, metric, groups=groups, random_state=random_state)
 
 
 def split_difference(
-    task: Any, split_table: Any, first: np.ndarray, second: np.ndarray, random_state: int
+    task: Any,
+    split_table: Any,
+    first: np.ndarray,
+    second: np.ndarray,
+    metric: str,
+    random_state: int,
 ) -> dict:
-    """The task metric of ``first`` minus ``second`` on a split, paired over entity resamples."""
-    target, metric, groups = _metric_inputs(task, split_table)
+    """``metric`` of ``first`` minus ``second`` on a split, paired over entity resamples."""
+    target, groups = _split_rows(task, split_table)
     return paired_difference(
         target, first, second, metric, groups=groups, random_state=random_state
     )
@@ -581,7 +581,7 @@ def run_task(
         timings["test_seconds"] = time.perf_counter() - started
     # How sure each figure is: entities resampled with all their rows (bootstrap module).
     intervals = {
-        split: split_interval(task, tables[split], scores, random_state)
+        split: split_interval(task, tables[split], scores, metric_name, random_state)
         for split, scores in (("val", val_scores[chosen]), ("test", test_scores))
     }
     say(
@@ -593,7 +593,7 @@ def run_task(
     if candidates_val is not None:
         models_val_difference = {
             name: split_difference(
-                task, tables["val"], val_scores[name], val_scores[chosen], random_state
+                task, tables["val"], val_scores[name], val_scores[chosen], metric_name, random_state
             )
             for name in candidates_val
             if name != chosen

@@ -45,13 +45,14 @@ def test_run_task_reports_val_and_test_and_saves_the_model(
             assert 0.0 <= result[split] <= 1.0
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["test"] == pytest.approx(result["test"])
+    task = relbench.load_dataset(str(synthetic_path)).load_task(task_name)
     # Each figure with its bootstrap interval over the split's entities (customers here).
     for split in ("val", "test"):
         interval = saved[f"{split}_interval"]
         assert interval["metric"] == saved["metric"]
         assert interval["value"] == pytest.approx(saved[split])
         assert interval["low"] <= saved[split] <= interval["high"] and interval["se"] >= 0
-        frame = relbench.load_dataset(str(synthetic_path)).load_task(task_name).get_table(split).df
+        frame = task.get_table(split).df
         assert interval["n_groups"] == frame["customer_id"].nunique() < len(frame)
     assert saved["models_val_difference"] is None  # one model: nothing to compare
     # What was run, as JSON values (not reprs), so that runs can be compared by script.
@@ -66,11 +67,8 @@ def test_run_task_reports_val_and_test_and_saves_the_model(
     assert saved["pretrainer"]["entity_table"] == "customers"
     assert "database" not in saved["pretrainer"] and "verbose" not in saved["pretrainer"]
     assert {"pretrain_seconds", "test_seconds"} <= set(saved["timings"])
-    assert saved["n_rows"]["val"] == len(
-        relbench.load_dataset(str(synthetic_path)).load_task(task_name).get_table("val").df
-    )
+    assert saved["n_rows"]["val"] == len(task.get_table("val").df)
     fitted = joblib.load(out / "pipeline.joblib")
-    task = relbench.load_dataset(str(synthetic_path)).load_task(task_name)
     X_val = task.get_table("val").df[[task.entity_col, task.time_col]]
     # The saved model finds its (folder-based) database again on its own.
     preds = fitted.predict(X_val)
