@@ -12,10 +12,10 @@ The log prints val only; test is in the JSON.
 
     python benchmarks/bench_main_job.py --datasets ../shared/data/rel-f1 \
         --rows cut,all --models blend,embed --name main_job_relf1
-    python benchmarks/bench_main_job.py --datasets synthetic,library --rows cut \
+    python benchmarks/bench_main_job.py --datasets synthetic,library,bank --rows cut \
         --models blend,embed --seeds 0,1,2 --name main_job_synthetic
 
-``synthetic`` and ``library`` are sktve's synthetic schemas (:mod:`sktve.datasets`, their
+``synthetic``, ``library`` and ``bank`` are sktve's synthetic schemas (:mod:`sktve.datasets`, their
 default sizes, one database per seed); any other value is a RelBench folder or name, whose
 binary and regression entity tasks are all run unless ``--tasks`` names some. Writes
 ``<out-dir>/<name>.json``.
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SYNTHETIC = {"synthetic": "ecommerce", "library": "library"}
+SYNTHETIC = {"synthetic": "ecommerce", "library": "library", "bank": "bank"}
 
 
 def dataset_folder(source: str, seed: int, scratch: Path) -> str:
@@ -62,7 +62,7 @@ def entity_tasks(folder: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", default="synthetic,library")
+    parser.add_argument("--datasets", default="synthetic,library,bank")
     parser.add_argument("--tasks", default=None, help="comma-separated (default: every task)")
     parser.add_argument("--rows", default="cut", help="comma-separated: cut, all")
     parser.add_argument(

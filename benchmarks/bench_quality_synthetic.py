@@ -1,8 +1,9 @@
 """Downstream quality on every synthetic schema: TVE methods against AggregateFeatures + HGB.
 
 For every schema in :data:`sktve.datasets.SYNTHETIC_SCHEMAS` (the e-commerce shop the
-library was developed on, and the lending library nobody tuned for), every task of it and
-every seed, the seed draws a fresh database (``random_state=seed``) and seeds every model.
+library was developed on, and the lending library and the bank nobody tuned for), every
+task of it and every seed, the seed draws a fresh database (``random_state=seed``) and
+seeds every model.
 Each method fits on train, chooses what it chooses on val only, and predicts test once.
 
 Methods (``--methods``, comma-separated):
@@ -26,7 +27,7 @@ schema, the best TVE method is not worse than AggregateFeatures + HGB").
 
 Metric: AUROC for binary tasks, MAE for regression (:func:`sktve.run.task_metric`).
 
-    python benchmarks/bench_quality_synthetic.py                # 2 schemas x 2 tasks x 3 seeds
+    python benchmarks/bench_quality_synthetic.py                # 3 schemas x 2 tasks x 3 seeds
     python benchmarks/bench_quality_synthetic.py --seeds 0      # one seed
     python benchmarks/bench_quality_synthetic.py --quick        # one seed, tiny data, 2 epochs
 
@@ -95,10 +96,12 @@ METHOD_LABELS = {
 SIZES = {
     "ecommerce": {"n_customers": 300, "n_orders": 5000},
     "library": {"n_members": 300, "n_loans": 6000},
+    "bank": {"n_accounts": 500, "n_transactions": 10000},  # disputes are rare: more rows
 }
 QUICK_SIZES = {
     "ecommerce": {"n_customers": 80, "n_orders": 1200},
     "library": {"n_members": 80, "n_loans": 1500},
+    "bank": {"n_accounts": 80, "n_transactions": 1500},
 }
 
 

@@ -8,8 +8,11 @@ their orders, returns and reviews. It serves the demo and most tests, and
 :func:`make_synthetic_dataset` writes it as a RelBench 3 folder with two forecast tasks
 (``customer-churn`` and ``customer-spend``) so the same code path as for real RelBench
 data is exercised, offline. A second schema, a lending library (members, books, loans,
-fines, reviews; :func:`make_library_dataset`), lives in ``sktve.synthetic_library``
-and is re-exported here; ``SYNTHETIC_SCHEMAS`` names every schema's dataset writer.
+fines, reviews; :func:`make_library_dataset`), lives in ``sktve.synthetic_library``, and
+a third, a bank (accounts opened over time and referred by other accounts, merchants,
+transactions, disputes two hops from the account, logins; :func:`make_bank_dataset`), in
+``sktve.synthetic_bank``; both are re-exported here. ``SYNTHETIC_SCHEMAS`` names every
+schema's dataset writer.
 
 Generation is vectorised numpy (loops run over weeks or over a handful of categories,
 never over rows), so ten million orders take seconds, not minutes.
@@ -27,7 +30,10 @@ import pandas as pd
 
 __all__ = [
     "SYNTHETIC_SCHEMAS",
+    "bank_tasks",
     "library_tasks",
+    "make_bank_database",
+    "make_bank_dataset",
     "make_library_database",
     "make_library_dataset",
     "make_synthetic_database",
@@ -880,8 +886,13 @@ def train_val_cv(task: Any) -> tuple[pd.DataFrame, pd.Series, Any]:
     return X, y, PredefinedSplit(fold)
 
 
-# The library schema lives in its own module, which imports this one's helpers only when
-# called, so either module can be imported first.
+# The library and bank schemas live in their own modules, which import this one's helpers
+# only when called, so either module can be imported first.
+from sktve.synthetic_bank import (  # noqa: E402
+    bank_tasks,
+    make_bank_database,
+    make_bank_dataset,
+)
 from sktve.synthetic_library import (  # noqa: E402
     library_tasks,
     make_library_database,
@@ -893,4 +904,5 @@ from sktve.synthetic_library import (  # noqa: E402
 SYNTHETIC_SCHEMAS: dict[str, Callable[..., Path]] = {
     "ecommerce": make_synthetic_dataset,
     "library": make_library_dataset,
+    "bank": make_bank_dataset,
 }

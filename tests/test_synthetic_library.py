@@ -160,8 +160,8 @@ def test_planted_signal_history_beats_a_constant(dataset):
     assert auc > 0.6, auc
 
 
-def test_registry_lists_both_schemas(tmp_path):
-    assert set(SYNTHETIC_SCHEMAS) == {"ecommerce", "library"}
+def test_registry_lists_every_schema(tmp_path):
+    assert set(SYNTHETIC_SCHEMAS) == {"ecommerce", "library", "bank"}
     assert SYNTHETIC_SCHEMAS["ecommerce"] is make_synthetic_dataset
     assert SYNTHETIC_SCHEMAS["library"] is make_library_dataset
     path = SYNTHETIC_SCHEMAS["library"](tmp_path / "lib", random_state=0, n_members=80)
