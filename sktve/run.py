@@ -365,7 +365,10 @@ def run_task(
         interval over the split's entities (``val_interval``, ``test_interval``; see
         :mod:`sktve.bootstrap`), the model asked for and the one kept (with every
         candidate's val for ``"auto"``, and ``models_val_difference``: each other
-        candidate minus the kept one on val, paired), how far the tested model's
+        candidate minus the kept one on val, paired), ``aggregates_val_difference`` (for
+        ``"blend"`` and ``"auto"``: the kept model minus the AggregateFeatures pipeline
+        alone on val, paired: whether pre-training adds to the aggregates on this task;
+        the aggregates alone are a reference, never kept), how far the tested model's
         pre-training read (``pretrain_until``; val is always that of the model as chosen,
         pre-trained up to the training rows' horizon), the dataset,
         task, rows protocol and cut, random_state, threads, every fitted part's settings
@@ -604,6 +607,24 @@ def run_task(
                 f"{difference['difference']:+.4f} (standard error {difference['se']:.4f} "
                 f"over {difference['n_groups']} entities)"
             )
+    # Does pre-training earn its place on this task? The kept model against the
+    # aggregates alone (fitted for the blend), on val only: a reference, not a candidate.
+    aggregates_val_difference = None
+    if "aggregates" in val_scores:
+        aggregates_val_difference = split_difference(
+            task,
+            tables["val"],
+            val_scores[chosen],
+            val_scores["aggregates"],
+            metric_name,
+            random_state,
+        )
+        say(
+            f"[sktve]   val {metric_name} of {chosen} minus the aggregates alone: "
+            f"{aggregates_val_difference['difference']:+.4f} (standard error "
+            f"{aggregates_val_difference['se']:.4f} over "
+            f"{aggregates_val_difference['n_groups']} entities)"
+        )
     embed_head = fitted.named_steps["head"] if chosen == "embed" else None
     timings["total_seconds"] = time.perf_counter() - started_run
     result = {
@@ -615,6 +636,8 @@ def run_task(
         "models_val": candidates_val,
         # Each candidate minus the kept one on val, paired over entity resamples.
         "models_val_difference": models_val_difference,
+        # The kept model minus AggregateFeatures + head alone on val ("blend", "auto").
+        "aggregates_val_difference": aggregates_val_difference,
         # Val is that of the model as chosen; test and the saved model are the refit.
         "pretrain_until": pretrained_until,
         "rows": rows,

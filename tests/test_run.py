@@ -55,6 +55,14 @@ def test_run_task_reports_val_and_test_and_saves_the_model(
         frame = task.get_table(split).df
         assert interval["n_groups"] == frame["customer_id"].nunique() < len(frame)
     assert saved["models_val_difference"] is None  # one model: nothing to compare
+    # The blend is measured against its aggregates alone; the other models fit none.
+    reference = saved["aggregates_val_difference"]
+    if model == "blend":
+        expected = saved["val"] - saved["parts"]["aggregates"]["val"]
+        assert reference["difference"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+        assert reference["se"] > 0 and reference["n_groups"] == saved["val_interval"]["n_groups"]
+    else:
+        assert reference is None
     # What was run, as JSON values (not reprs), so that runs can be compared by script.
     import sktve
 
@@ -111,6 +119,12 @@ def test_auto_keeps_the_model_with_the_best_val(synthetic_path, tmp_path):
     for name, difference in differences.items():
         assert difference["difference"] == pytest.approx(vals[name] - auto["val"])
         assert difference["difference"] >= 0 and difference["se"] >= 0  # MAE: the kept is lowest
+    # The aggregates alone are a reference on val, not a candidate.
+    reference = auto["aggregates_val_difference"]
+    assert "aggregates" not in vals
+    assert reference["difference"] == pytest.approx(
+        auto["val"] - auto["parts"]["aggregates"]["val"]
+    )
     # Each candidate is the model its own run fits: the network is fine-tuned from the
     # embeddings' pretrainer, which is the one a "finetune" run pre-trains.
     for name in ("embed", "finetune"):
