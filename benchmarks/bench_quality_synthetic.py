@@ -227,8 +227,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Total: {result['total_seconds']:.0f} s, {result['settings']['torch_threads']} torch "
         f"thread(s), on {m['cpu_count']} CPUs ({m['processor']}, {m['memory_gib']} GiB); "
-        f"load average at the end {m['load_average_at_end']}.",
+        f"load average at the end {m['load_average_at_end']}"
+        + (" (of the first run)." if "merged_from" in result else "."),
     ]
+    if "merged_from" in result:
+        lines += ["", "Merged from " + ", ".join(result["merged_from"]) + " (nothing refitted)."]
     return "\n".join(lines) + "\n"
 
 
@@ -242,6 +245,39 @@ def render(path: Path) -> None:
     path.write_text(json.dumps(result, indent=2, default=str))
     path.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
+
+
+def merge(paths: list[str], out_path: Path) -> None:
+    """One results JSON (and its markdown) from runs of the same settings on other schemas,
+    tasks or seeds, e.g. a schema added later: nothing is refitted."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    # Everything but the sizes must match, or the table would mix settings.
+    for path, part in zip(paths[1:], parts[1:]):
+        for key, value in parts[0]["settings"].items():
+            if key != "sizes" and part["settings"].get(key) != value:
+                raise SystemExit(f"{path}: settings[{key!r}] differs from {paths[0]}'s")
+    result = dict(parts[0])
+    result["schemas"] = list(dict.fromkeys(s for part in parts for s in part["schemas"]))
+    result["task_keys"] = list(dict.fromkeys(k for part in parts for k in part["task_keys"]))
+    result["seeds"] = sorted({s for part in parts for s in part["seeds"]})
+    result["methods"] = [m for m in METHODS if any(m in part["methods"] for part in parts)]
+    result["settings"] = {
+        **parts[0]["settings"],
+        "sizes": {k: v for part in parts for k, v in part["settings"]["sizes"].items()},
+    }
+    runs = [r for part in parts for r in part["runs"]]
+    seen = [(r["task"], r["seed"], r["method"]) for r in runs]
+    if len(set(seen)) != len(seen):
+        raise SystemExit("two parts hold the same (task, seed, method) run")
+    result["runs"] = runs
+    for key in ("data", "pretraining"):
+        result[key] = [r for part in parts for r in part[key]]
+    result["machines"] = [part["machine"] for part in parts]
+    result["total_seconds"] = round(sum(part["total_seconds"] for part in parts), 1)
+    result["merged_from"] = [Path(p).name for p in paths]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2, default=str))
+    render(out_path)
 
 
 def main() -> None:
@@ -299,10 +335,21 @@ def main() -> None:
         help="rewrite the summary, verdicts and markdown of a results JSON from its runs "
         "(nothing is refitted)",
     )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="results JSONs of the same settings (other schemas, tasks or seeds) to merge "
+        "into <out-dir>/<name>.json and .md (nothing is refitted)",
+    )
     args = parser.parse_args()
     weights = blend_weights(args.blend_weights)  # a bad value fails now, not after fits
     if args.render:
         render(Path(args.render))
+        return
+    if args.merge:
+        out_dir = Path(args.out_dir) if args.out_dir else HERE / "results"
+        merge(args.merge, out_dir / f"{args.name}.json")
         return
 
     import relbench
