@@ -30,6 +30,7 @@ Metric: AUROC for binary tasks, MAE for regression (:func:`sktve.run.task_metric
     python benchmarks/bench_quality_synthetic.py                # 3 schemas x 2 tasks x 3 seeds
     python benchmarks/bench_quality_synthetic.py --seeds 0      # one seed
     python benchmarks/bench_quality_synthetic.py --quick        # one seed, tiny data, 2 epochs
+    python benchmarks/bench_quality_synthetic.py --rows all     # every row, no cut
 
 Writes ``benchmarks/results/quality_synthetic.json``, ``quality_synthetic.md`` and
 ``quality_synthetic_noise.json`` / ``.md`` (standard errors over each split's customers or
@@ -157,7 +158,8 @@ def markdown(result: dict[str, Any]) -> str:
         "Each seed draws a fresh database and seeds every model; choices on val, test "
         "predicted once. Sizes: "
         + "; ".join(f"{s}: {v}" for s, v in result["settings"]["sizes"].items())
-        + ".",
+        + ". Rows: "
+        + ("every row (--rows all)." if "--rows all" in result["settings"]["data"] else "cut."),
         "",
     ]
     for split, title in (("test", "Test"), ("val", "Val (model selection split)")):
@@ -318,6 +320,14 @@ def main() -> None:
         help="multiply every size (entities and fact rows alike, so an entity's history "
         "keeps its length): more val and test rows, less noise in each verdict",
     )
+    parser.add_argument(
+        "--rows",
+        choices=("cut", "all"),
+        default="cut",
+        help="cut (default): the database up to the test timestamp, test rows featurised "
+        "as of it (RelBench's protocol); all: every row, each test row featurised at its "
+        "own time",
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, tiny data, 2 epochs")
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--name", default="quality_synthetic", help="output file stem")
@@ -424,10 +434,11 @@ def main() -> None:
                 workdir / f"{schema}-{seed}", random_state=seed, **sizes[schema]
             )
             dataset = relbench.load_dataset(str(path))
-            # The database as RelBench hands it to models: rows up to the test timestamp,
-            # featurised as of it.
-            database = load_database(dataset, upto_test_timestamp=True)
-            as_of = dataset.test_timestamp
+            # "cut": the database as RelBench hands it to models, rows up to the test
+            # timestamp, featurised as of it; "all": every row (each feature still reads
+            # only rows at or before its row's time).
+            database = load_database(dataset, upto_test_timestamp=args.rows == "cut")
+            as_of = dataset.test_timestamp if args.rows == "cut" else None
             data_seconds = time.perf_counter() - started
             task_names = sorted(p.name for p in (path / "tasks").iterdir())
             data_info.append(
@@ -568,7 +579,12 @@ def main() -> None:
         "settings": {
             "sizes": {s: sizes[s] for s in schemas},
             "data": "each seed draws a fresh database (random_state=seed) and seeds every "
-            "model; the database is cut at the test timestamp with as_of there",
+            "model; "
+            + (
+                "the database is cut at the test timestamp with as_of there"
+                if args.rows == "cut"
+                else "every row of the database (--rows all), no as_of"
+            ),
             "tve": "TVEPretrainer defaults, window = task.timedelta"
             + (", max_epochs=2" if args.quick else "")
             + "".join(f", {k}={v!r}" for k, v in args.tve_params.items()),
