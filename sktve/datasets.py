@@ -168,6 +168,19 @@ def _weeks(start: pd.Timestamp, end_excl: pd.Timestamp) -> tuple[np.ndarray, np.
     return starts, lengths
 
 
+def _draw_cells(weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Exactly ``n`` flat cell indices of ``weights`` drawn proportionally, in sorted order.
+
+    Inverse CDF on sorted uniforms: cumulative exponential spacings are sorted by
+    construction, so no sort of ``n`` draws is needed (O(n), not O(n log n)).
+    """
+    cum = np.cumsum(weights.ravel(), dtype=np.float64)
+    spacings = np.cumsum(rng.exponential(1.0, n + 1))
+    u = spacings[:-1] / spacings[-1] * cum[-1]
+    del spacings
+    return np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1)
+
+
 def _objects(values: Sequence[str], index: np.ndarray) -> np.ndarray:
     # Fancy indexing an object array shares the few distinct str objects: fast and small,
     # and object (not pandas' str dtype) is what DuckDB ingests reliably.
@@ -324,15 +337,9 @@ def _generate(
         )
         w = np.exp(base + walk + season[k]) * churn_factor * (signup_ns <= t)
         weights[:, k] = w * (week_len[k] / (7 * day))
-    # Exactly n_orders (customer, week) cells drawn proportionally to the weights, by
-    # inverse-CDF on sorted uniforms (cumulative exponential spacings: sorted in O(n)).
-    cum = np.cumsum(weights.ravel(), dtype=np.float64)
+    # Exactly n_orders (customer, week) cells drawn proportionally to the weights.
+    cell = _draw_cells(weights, n_orders, rng)
     del weights
-    spacings = np.cumsum(rng.exponential(1.0, n_orders + 1))
-    u = spacings[:-1] / spacings[-1] * cum[-1]
-    del spacings
-    cell = np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1)
-    del cum, u
     cust = (cell // n_weeks).astype(np.int64)
     week = cell % n_weeks
     del cell

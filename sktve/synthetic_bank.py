@@ -127,18 +127,6 @@ LEFT JOIN future f ON f.timestamp = a.timestamp AND f.account_id = a.account_id"
 )
 
 
-def _draw_cells(weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Exactly ``n`` flat cell indices of ``weights`` drawn proportionally, in sorted order.
-
-    Inverse CDF on sorted uniforms (cumulative exponential spacings are sorted by
-    construction), so no sort of ``n`` draws is needed.
-    """
-    cum = np.cumsum(weights.ravel(), dtype=np.float64)
-    spacings = np.cumsum(rng.exponential(1.0, n + 1))
-    u = spacings[:-1] / spacings[-1] * cum[-1]
-    return np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1)
-
-
 def _by_time(ns: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
     """``ns`` and ``columns`` reordered by time (stable), as RelBench wants its fact tables."""
     order = np.argsort(ns, kind="stable")
@@ -154,7 +142,7 @@ def _generate(
     end_excl: pd.Timestamp,
     rng: np.random.Generator,
 ) -> dict[str, pd.DataFrame]:
-    from sktve.datasets import _objects, _sigmoid, _to_time, _weeks
+    from sktve.datasets import _draw_cells, _objects, _sigmoid, _to_time, _weeks
 
     n_cat = len(_CATEGORIES)
     day = pd.Timedelta(days=1).value

@@ -139,7 +139,7 @@ def _generate(
     end_excl: pd.Timestamp,
     rng: np.random.Generator,
 ) -> dict[str, pd.DataFrame]:
-    from sktve.datasets import _objects, _sigmoid, _to_time, _weeks
+    from sktve.datasets import _draw_cells, _objects, _sigmoid, _to_time, _weeks
 
     n_genre = len(_GENRES)
     day = pd.Timedelta(days=1).value
@@ -261,15 +261,9 @@ def _generate(
         )
         w = np.exp(base + walk + season[k]) * lapse_factor * (joined_ns <= t)
         weights[:, k] = w * (week_len[k] / (7 * day))
-    # Exactly n_loans (member, week) cells drawn proportionally to the weights, by inverse
-    # CDF on sorted uniforms (cumulative exponential spacings are sorted by construction).
-    cum = np.cumsum(weights.ravel(), dtype=np.float64)
+    # Exactly n_loans (member, week) cells drawn proportionally to the weights.
+    cell = _draw_cells(weights, n_loans, rng)
     del weights
-    spacings = np.cumsum(rng.exponential(1.0, n_loans + 1))
-    u = spacings[:-1] / spacings[-1] * cum[-1]
-    del spacings
-    cell = np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1)
-    del cum, u
     member = (cell // n_weeks).astype(np.int64)
     week = cell % n_weeks
     del cell
