@@ -14,6 +14,12 @@ from typing import Any
 __all__ = ["main"]
 
 SYNTHETIC = "synthetic"
+# Source names written on the fly: the embedded synthetic database (the e-commerce shop)
+# and the other synthetic schemas (sktve.datasets.SYNTHETIC_SCHEMAS), each at its
+# default size and random_state=0. A folder of the same name in the working directory
+# wins: it is what the user pointed at.
+SYNTHETIC_SOURCES = {SYNTHETIC: "ecommerce", "library": "library", "bank": "bank"}
+SOURCE_HELP = "RelBench folder, RelBench name, or 'synthetic', 'library' or 'bank'"
 ROWS_HELP = (
     "cut: the database as RelBench hands it to models, rows up to the test timestamp "
     "(default); all: every row of the folder, each feature still reading only rows at or "
@@ -23,20 +29,23 @@ ROWS_HELP = (
 
 @contextmanager
 def _resolved_source(source: str, workdir: Path | None = None) -> Iterator[str]:
-    """The source as a RelBench folder or name; ``synthetic`` is written for the block.
+    """The source as a RelBench folder or name; a synthetic schema's name
+    (:data:`SYNTHETIC_SOURCES`) is written for the block.
 
     With ``workdir`` the synthetic folder is written there and kept (next to the saved
     pipeline that refers to it); otherwise into a temporary folder removed afterwards.
     """
-    if source != SYNTHETIC:
+    if source not in SYNTHETIC_SOURCES or Path(source).exists():
         yield source
         return
-    from sktve.datasets import make_synthetic_dataset
+    from sktve.datasets import SYNTHETIC_SCHEMAS
+
+    write = SYNTHETIC_SCHEMAS[SYNTHETIC_SOURCES[source]]
 
     def written(root: Path) -> str:
-        path = root / "synthetic"
+        path = root / source
         if not (path / "manifest.yaml").exists():
-            make_synthetic_dataset(path, random_state=0)
+            write(path, random_state=0)
         return str(path)
 
     if workdir is not None:
@@ -148,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         "info",
         help="describe a database: tables, columns, keys, time ranges, schema graph, tasks",
         description="Describe a database. SOURCE is a RelBench 3 folder, a RelBench dataset "
-        "name, or 'synthetic' for the embedded synthetic database.",
+        "name, or 'synthetic' for the embedded synthetic database ('library' and 'bank': "
+        "the other synthetic schemas).",
     )
-    info.add_argument("source", help="RelBench folder, RelBench name, or 'synthetic'")
+    info.add_argument("source", help=SOURCE_HELP)
     info.add_argument("--rows", choices=("cut", "all"), default="cut", help=ROWS_HELP)
     # The earlier spelling of --rows all.
     info.add_argument("--all-rows", action="store_true", help=argparse.SUPPRESS)
@@ -162,9 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=helptext, description=helptext)
         if name == "run":
-            cmd.add_argument(
-                "--dataset", required=True, help="RelBench folder, name, or 'synthetic'"
-            )
+            cmd.add_argument("--dataset", required=True, help=SOURCE_HELP)
             cmd.add_argument("--task", required=True, help="task name, e.g. driver-top3")
         cmd.add_argument(
             "--model",

@@ -44,6 +44,27 @@ def test_info_on_synthetic(capsys):
     assert "customers" in out and "orders.customer_id -> customers" in out
 
 
+@pytest.mark.parametrize(
+    "source, table, task",
+    [("library", "members", "member-lapse"), ("bank", "accounts", "account-dispute")],
+)
+def test_info_on_the_other_synthetic_schemas(source, table, task, capsys):
+    assert main(["info", source]) == 0
+    out = capsys.readouterr().out
+    assert table in out and task in out
+
+
+def test_a_folder_named_like_a_synthetic_schema_wins(synthetic_path, tmp_path, monkeypatch, capsys):
+    # The user's folder called "bank" (here: the shop) is read, not the synthetic bank.
+    import shutil
+
+    shutil.copytree(synthetic_path, tmp_path / "bank")
+    monkeypatch.chdir(tmp_path)
+    assert main(["info", "bank"]) == 0
+    out = capsys.readouterr().out
+    assert "customers" in out and "accounts" not in out
+
+
 def test_info_on_missing_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["info", str(tmp_path)]) == 2
     assert "manifest.yaml" in capsys.readouterr().err
