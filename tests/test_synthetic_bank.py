@@ -18,7 +18,7 @@ from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
-from sktve import AggregateFeatures, Database, TVEPretrainer, load_database
+from sktve import AggregateFeatures, Database, TVEClassifier, TVEPretrainer, load_database
 from sktve.datasets import (
     SYNTHETIC_SCHEMAS,
     bank_tasks,
@@ -236,6 +236,40 @@ def test_estimators_are_time_correct_on_the_bank(small_bank, bank_rows, make):
     else:
         # Aggregates learn nothing past the rows' times: fitted anew, the same features.
         np.testing.assert_array_equal(other.fit(bank_rows).transform(bank_rows), Z)
+
+
+def test_finetuned_network_is_time_correct_on_the_bank(small_bank, bank_rows):
+    # Fine-tuning from TVE with the aggregates as side features, through the referrer key
+    # and the accounts' own times: rows after every time of X change no prediction, and
+    # rows after that time plus the pre-training window change nothing fitted.
+    frames, schema = small_bank
+    y = (bank_rows["account_id"].to_numpy() % 2).astype(int)  # wiring, not accuracy
+    pretrainer = TVEPretrainer(
+        window="30D", embedding_dim=8, fanouts=(6, 3), max_epochs=1, steps_per_epoch=2
+    )
+    params = dict(
+        entity_table="accounts",
+        pretrainer=pretrainer,
+        side_features=AggregateFeatures(window="90D", max_hops=1),
+        max_epochs=2,
+        steps_per_epoch=3,
+        batch_size=64,
+        hidden_dim=8,
+        random_state=0,
+    )
+    fitted = TVEClassifier(database=load_database(frames, schema=schema), **params)
+    proba = fitted.fit(bank_rows, y).predict_proba(bank_rows)
+    boundary = bank_rows["timestamp"].max()
+    late = load_database(perturb_after(frames, schema, boundary), schema=schema)
+    other = clone(fitted).set_params(database=late)
+    other.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    other._fitted_database_param = None
+    np.testing.assert_array_equal(other.predict_proba(bank_rows), proba)
+    later = perturb_after(frames, schema, boundary + pd.Timedelta("30D"))
+    refitted = TVEClassifier(database=load_database(later, schema=schema), **params)
+    refitted.fit(bank_rows, y)
+    assert refitted.encoder_state_ == fitted.encoder_state_
+    assert refitted.head_state_ == fitted.head_state_
 
 
 def test_registry_lists_the_bank(tmp_path):
