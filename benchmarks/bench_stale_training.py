@@ -123,6 +123,7 @@ def measure_task(
     test: bool,
     scores_out: dict[str, np.ndarray] | None = None,
     pretrain_until_test: bool = False,
+    variant_table: dict[str, tuple[list[float], bool]] = VARIANTS,
 ) -> dict[str, Any]:
     """Each (model, variant)'s val-cut, val (and test) scores on one task.
 
@@ -183,7 +184,7 @@ def measure_task(
     seed_scores: dict[str, dict[str, list[np.ndarray]]] = {}
     # The aggregates' heads: agg-hgb's results, and ft-tve+agg's starting point.
     for name in variants if {"agg-hgb", "ft-tve+agg"} & set(models) else []:
-        lags, lag_col = VARIANTS[name]
+        lags, lag_col = variant_table[name]
         started = time.perf_counter()
         F_train = pd.concat(
             [featurise(agg, X["train"], task.time_col, lag, None, lag_col) for lag in lags],
@@ -227,7 +228,7 @@ def measure_task(
         pretrain_seconds = round(time.perf_counter() - started, 1)
         for model_name in networks:
             for name in variants:
-                lags, lag_col = VARIANTS[name]
+                lags, lag_col = variant_table[name]
                 if lag_col:
                     continue  # the network has no column for the lag
                 started = time.perf_counter()
@@ -358,6 +359,13 @@ def main() -> None:
         default="agg-hgb",
         help="comma-separated: agg-hgb, ft-tve, ft-random, ft-tve+agg (networks skip stale+lag)",
     )
+    parser.add_argument(
+        "--stale-lags",
+        default=None,
+        help="comma-separated time spans replacing the stale variants' lags (default: 0, "
+        "half a year, 1, 2 and 3 years, for rel-f1's years-long cut), e.g. '0D,30D,60D' "
+        "for a database whose test rows run weeks past the cut",
+    )
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the fine-tuned networks")
     parser.add_argument(
         "--test",
@@ -392,6 +400,10 @@ def main() -> None:
     # ``--test`` also scores the all-rows protocol.
     database = load_database(dataset, upto_test_timestamp=False)
     variants = args.variants.split(",")
+    variant_table = dict(VARIANTS)
+    if args.stale_lags:
+        lags = [pd.Timedelta(lag) / YEAR for lag in args.stale_lags.split(",")]
+        variant_table.update({"stale": (lags, False), "stale+lag": (lags, True)})
     models = args.models.split(",")
     scores: dict[str, np.ndarray] = {}
     results: dict[str, dict[str, Any]] = {}
@@ -410,6 +422,7 @@ def main() -> None:
                 args.test,
                 scores,
                 args.pretrain_until_test,
+                variant_table,
             )
     if args.blend_from or {"agg-hgb", "ft-tve"} <= set(models):
         for task_name in args.tasks.split(","):

@@ -235,7 +235,7 @@ def _generate(
     accounts.loc[~referred, "referrer_id"] = pd.NA
 
     # ------------------------------------------------------------------ account takeovers
-    # A quarter of the accounts are taken over once, at a random time while active: 3-10
+    # Two accounts in five are taken over once, at a random time while active: 3-10
     # failed logins over the week before, then 2-6 online payments at foreign merchants in
     # the following week, most of them disputed as fraud 2-20 days later.
     taken = np.flatnonzero(rng.random(n_accounts) < 0.4)
@@ -348,7 +348,7 @@ def _generate(
     # ------------------------------------------------------------------ disputes
     # Three causes, one dispute per payment at most (the first cause wins): takeover
     # payments (90%, 2-20 days later), payments at a merchant gone bad (35%, 5-40 days
-    # later), and complaints, driven by the account's propensity (about 1%, 3-30 days).
+    # later), and complaints, driven by the account's propensity (about 4%, 3-30 days).
     u = rng.random(n_tx)
     at_bad = tx_ns >= bad_from[merchant]
     p_complain = _sigmoid(-3.5 + 1.2 * complain[account])
@@ -425,7 +425,7 @@ def make_bank_database(
     - ``branches`` (static): ``branch_id``, ``region``, ``kind`` (urban, rural, online);
     - ``accounts`` (time column ``opened_at``: accounts appear over time):
       ``account_id``, ``branch_id`` -> ``branches``, ``referrer_id`` -> ``accounts``
-      (the account that referred this one, null for 60%), ``product`` (checking,
+      (the account that referred this one, null for more than half), ``product`` (checking,
       savings, business, student), ``age`` (about 5% null);
     - ``merchants`` (static): ``merchant_id``, ``category``, ``country``;
     - ``transactions`` (time column ``tx_time``): ``tx_id``, ``account_id``,
@@ -439,11 +439,12 @@ def make_bank_database(
     Each account has latent traits: a spending rate (drifting, with rare jumps to a new
     level, peaking in the first week of each month), a ticket size, a preferred category,
     a propensity to complain and a dormancy time after which it (almost) stops paying,
-    fading over the two months before. Referred accounts resemble their referrer. A
-    quarter of the accounts are taken over once: a burst of failed logins over a week,
-    then a few online payments at foreign merchants, most disputed as fraud 2-20 days
-    later. About 6% of merchants turn bad at a random time; 35% of their later payments
-    are disputed as not received, 5-40 days later.
+    fading over the two months before. Referred accounts resemble their referrer. Two
+    accounts in five are taken over once: a burst of failed logins over a week, then a
+    few online payments at foreign merchants, most disputed as fraud 2-20 days later.
+    About 10% of merchants turn bad at a random time; 35% of their later payments are
+    disputed as not received, 5-40 days later. Complaints (about 4% of payments) follow
+    each account's propensity.
 
     Parameters
     ----------
@@ -451,7 +452,7 @@ def make_bank_database(
         Rows of ``accounts``.
     n_transactions : int, default=6000
         Rows of ``transactions`` (exactly, less the few takeover payments that would fall
-        after ``end``). ``logins`` gets about as many rows, ``disputes`` a few percent.
+        after ``end``). ``logins`` gets about as many rows, ``disputes`` about a tenth.
     n_merchants : int, optional
         Rows of ``merchants``; default ``clip(n_accounts // 3, 30, 20_000)``.
     n_branches : int, optional
