@@ -19,6 +19,8 @@ the metric of their scores averaged over the seeds).
     python benchmarks/bench_stale_training.py --relf1 ../shared/data/rel-f1 --tasks driver-dnf
     python benchmarks/bench_stale_training.py --relf1 ../shared/data/rel-f1 \
         --tasks driver-position --variants fresh,stale --models ft-tve,ft-random --test
+    python benchmarks/bench_stale_training.py --relf1 bank_folder --tasks account-dispute \
+        --stale-lags 0D,30D,60D --variants fresh,stale --models agg-hgb,ft-tve
 
 Writes ``<out-dir>/<name>.json``.
 """
