@@ -104,6 +104,11 @@ def main() -> None:
                         "metric": result["metric"],
                         "val": result["val"],
                         "test": result["test"],
+                        # How sure: the intervals and the paired differences on val.
+                        "val_interval": result["val_interval"],
+                        "test_interval": result["test_interval"],
+                        "models_val_difference": result["models_val_difference"],
+                        "aggregates_val_difference": result["aggregates_val_difference"],
                         "parts_val": {
                             part: found["val"]
                             for part, found in result["parts"].items()
