@@ -1,7 +1,17 @@
-"""Perturb the future: change every row of a database later than a boundary."""
+"""Perturb the future: change every row of a database later than a boundary, and move a
+fitted estimator onto the changed database without refitting it."""
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
+
+
+def with_fitted_state(fitted, **params):
+    """A clone of ``fitted`` with ``params`` set and its fitted state (the attributes
+    ending in ``_``) copied over: the same fitted model, e.g. on another database."""
+    est = clone(fitted).set_params(**params)
+    est.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    return est
 
 
 def perturb_after(frames, schema, boundary):

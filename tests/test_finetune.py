@@ -7,7 +7,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from _perturb import perturb_after
+from _perturb import perturb_after, with_fitted_state
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor, VotingClassifier
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
@@ -245,8 +245,7 @@ def test_predictions_ignore_rows_after_each_time(fitted, frames, X):
     tables, schema = frames
     perturbed = load_database(perturb_after(tables, schema, X["timestamp"].max()), schema=schema)
     before = fitted.predict_proba(X)
-    est = clone(fitted).set_params(database=perturbed)
-    est.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    est = with_fitted_state(fitted, database=perturbed)
     est._fitted_database_param = None
     np.testing.assert_array_equal(est.predict_proba(X), before)
 

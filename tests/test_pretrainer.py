@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _perturb import perturb_after as _perturb_after
+from _perturb import with_fitted_state
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
@@ -113,9 +114,8 @@ def test_transform_ignores_rows_after_each_time(fitted, frames, X):
     boundary = X["timestamp"].max()
     perturbed = load_database(_perturb_after(tables, schema, boundary), schema=schema)
     before = fitted.transform(X)
-    est = clone(fitted).set_params(database=perturbed)
     # Same fitted state, other database: only rows at or before each row's time may matter.
-    est.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    est = with_fitted_state(fitted, database=perturbed)
     np.testing.assert_array_equal(est.transform(X), before)
 
 
@@ -212,8 +212,7 @@ def test_unknown_entities_policy(fitted, X):
     X_bad.loc[X_bad.index[0], "customer_id"] = 99_999
     with pytest.raises(ValueError, match="not in table 'customers'"):
         fitted.transform(X_bad)
-    zeros = clone(fitted).set_params(handle_unknown="zeros")
-    zeros.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    zeros = with_fitted_state(fitted, handle_unknown="zeros")
     Z = zeros.transform(X_bad)
     assert (Z[0] == 0).all() and np.abs(Z[1:]).sum() > 0
 
@@ -384,8 +383,7 @@ def test_as_of_clamps_boundary_and_cutoffs(fitted_as_of, db, X):
 def test_as_of_transform_ignores_rows_after_the_cut(fitted_as_of, frames, X):
     tables, schema = frames
     future = _add_rows_after(_perturb_after(tables, schema, AS_OF), schema, AS_OF)
-    est = clone(fitted_as_of).set_params(database=load_database(future, schema=schema))
-    est.__dict__.update({k: v for k, v in fitted_as_of.__dict__.items() if k.endswith("_")})
+    est = with_fitted_state(fitted_as_of, database=load_database(future, schema=schema))
     # Every row of X, also those later than the cut, sees nothing after as_of.
     np.testing.assert_array_equal(est.transform(X), fitted_as_of.transform(X))
 
@@ -520,9 +518,8 @@ def test_pretrain_until_bad_values(db, X, params, error, message):
 # ---------------------------------------------------------------- output (task vectors)
 def _with_output(fitted, output):
     """The fitted estimator with another ``output`` (no refit: the map is fitted state)."""
-    est = clone(fitted).set_params(output=output)
-    fitted_state = {k: v for k, v in fitted.__dict__.items() if k.endswith("_")}
-    est.__dict__.update(fitted_state, _n_features_out=fitted._n_features_out)
+    est = with_fitted_state(fitted, output=output)
+    est._n_features_out = fitted._n_features_out
     return est
 
 
@@ -698,8 +695,7 @@ def test_history_counts_are_time_correct_and_change_the_embedding(frames, X, db,
     # Rows referencing the entities later than every row of X (moved and added) change
     # the whole-history counts only after X's times: the embeddings stay the same.
     future = _add_rows_after(_perturb_after(tables, schema, boundary), schema, boundary)
-    est = clone(counted).set_params(database=load_database(future, schema=schema))
-    est.__dict__.update({k: v for k, v in counted.__dict__.items() if k.endswith("_")})
+    est = with_fitted_state(counted, database=load_database(future, schema=schema))
     np.testing.assert_array_equal(est.transform(X), Z)
     # ... while rows added inside it change them.
     early = _add_rows_after(tables, schema, X["timestamp"].min() - pd.Timedelta("30D"))
