@@ -28,6 +28,8 @@ from sktve.datasets import (
 )
 
 TABLES = {"branches", "accounts", "merchants", "transactions", "disputes", "logins"}
+# A small pre-training budget: the estimator tests check wiring and time-correctness.
+PRETRAIN = dict(window="30D", embedding_dim=8, fanouts=(6, 3), max_epochs=1, steps_per_epoch=2)
 TIME_COLS = {
     "accounts": "opened_at",
     "transactions": "tx_time",
@@ -207,15 +209,7 @@ def test_estimators_are_time_correct_on_the_bank(small_bank, bank_rows, make):
     db = load_database(frames, schema=schema)
     if make == "pretrainer":
         est = TVEPretrainer(
-            database=db,
-            entity_table="accounts",
-            window="30D",
-            embedding_dim=8,
-            fanouts=(6, 3),
-            max_epochs=1,
-            steps_per_epoch=2,
-            batch_size=64,
-            random_state=0,
+            database=db, entity_table="accounts", batch_size=64, random_state=0, **PRETRAIN
         )
     else:
         est = AggregateFeatures(
@@ -244,12 +238,9 @@ def test_finetuned_network_is_time_correct_on_the_bank(small_bank, bank_rows):
     # rows after that time plus the pre-training window change nothing fitted.
     frames, schema = small_bank
     y = (bank_rows["account_id"].to_numpy() % 2).astype(int)  # wiring, not accuracy
-    pretrainer = TVEPretrainer(
-        window="30D", embedding_dim=8, fanouts=(6, 3), max_epochs=1, steps_per_epoch=2
-    )
     params = dict(
         entity_table="accounts",
-        pretrainer=pretrainer,
+        pretrainer=TVEPretrainer(**PRETRAIN),
         side_features=AggregateFeatures(window="90D", max_hops=1),
         max_epochs=2,
         steps_per_epoch=3,
