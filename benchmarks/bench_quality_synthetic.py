@@ -237,16 +237,22 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(path: Path) -> None:
-    """Recompute the summary and verdicts of a results JSON from its runs; rewrite .md."""
-    result = json.loads(path.read_text())
+def write_result(result: dict[str, Any], path: Path) -> str:
+    """Set the summary and verdicts from the runs, write ``path`` and its ``.md``; return
+    the markdown."""
     result["summary"] = summarise(result["runs"], result["task_keys"], result["methods"])
     result["verdicts"] = {
         key: best_tve_verdict(result["summary"], result["runs"], key) for key in result["task_keys"]
     }
     path.write_text(json.dumps(result, indent=2, default=str))
-    path.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    text = markdown(result)
+    path.with_suffix(".md").write_text(text)
+    return text
+
+
+def render(path: Path) -> None:
+    """Recompute the summary and verdicts of a results JSON from its runs; rewrite .md."""
+    print(write_result(json.loads(path.read_text()), path))
 
 
 def merge(paths: list[str], out_path: Path) -> None:
@@ -278,8 +284,7 @@ def merge(paths: list[str], out_path: Path) -> None:
     result["total_seconds"] = round(sum(part["total_seconds"] for part in parts), 1)
     result["merged_from"] = [Path(p).name for p in paths]
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2, default=str))
-    render(out_path)
+    print(write_result(result, out_path))
 
 
 def main() -> None:
@@ -567,8 +572,6 @@ def main() -> None:
                     cost["peak_rss_gib"] = max(ft_cost["peak_rss_gib"], agg_cost["peak_rss_gib"])
                     record(key, schema, task_name, seed, "ft-tve|agg-hgb", cost, outcome)
 
-    summary = summarise(runs, task_keys, methods)
-    verdicts = {key: best_tve_verdict(summary, runs, key) for key in task_keys}
     result = {
         "benchmark": "quality_synthetic",
         "schemas": schemas,
@@ -606,18 +609,17 @@ def main() -> None:
             "blend_weights": args.blend_weights,
         },
         "machine": {**machine(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "summary": summary,
-        "verdicts": verdicts,
+        "summary": None,  # set from the runs by write_result
+        "verdicts": None,
         "data": data_info,
         "pretraining": pretrain_info,
         "runs": runs,
         "total_seconds": round(time.perf_counter() - started_all, 1),
     }
-    (out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
-    (out_dir / f"{args.name}.md").write_text(markdown(result))
+    text = write_result(result, out_dir / f"{args.name}.json")
     score_log.write()
     score_log.write_noise(out_dir, f"{args.name}_noise")
-    print(markdown(result))
+    print(text)
     print(f"wrote {out_dir / args.name}.json and .md", flush=True)
 
 
