@@ -33,18 +33,19 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SYNTHETIC = {"synthetic": "ecommerce", "library": "library", "bank": "bank"}
 
 
 def dataset_folder(source: str, seed: int, scratch: Path) -> str:
     """A RelBench folder for ``source``: a synthetic schema written for ``seed``, or itself."""
-    if source not in SYNTHETIC:
+    from sktve.cli import SYNTHETIC_SOURCES  # the names `sktve run` takes, same schemas
+
+    if source not in SYNTHETIC_SOURCES:
         return source
     from sktve.datasets import SYNTHETIC_SCHEMAS
 
     folder = scratch / f"{source}-{seed}"
     if not folder.exists():
-        SYNTHETIC_SCHEMAS[SYNTHETIC[source]](folder, random_state=seed)
+        SYNTHETIC_SCHEMAS[SYNTHETIC_SOURCES[source]](folder, random_state=seed)
     return str(folder)
 
 
