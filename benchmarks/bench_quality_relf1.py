@@ -36,6 +36,10 @@ score them (and to choose the side estimator's HGB), test is predicted once.
 
 ``--train-years N`` fits heads and fine-tuning on the training rows of the last N years
 only (TVE pre-training still reads every training row), to measure what older rows add.
+``--label-fraction F`` keeps the labels of a random fraction F of the training entities
+(drawn with ``--label-seed``): heads and fine-tuning see only those entities' training rows,
+while TVE pre-training and AggregateFeatures' fit, which read no labels, see every training
+row. Val and test are unchanged. It measures what pre-training is worth when labels are few.
 
 ``--rows both`` fits every model once on the database with every row, then predicts test
 twice: with every row, and on the database cut at the test timestamp with ``as_of`` set
@@ -372,6 +376,52 @@ class ScoreLog:
         print(f"wrote {out_dir / name}.json and .md (split noise)", flush=True)
 
 
+def labelled_rows(X_train: pd.DataFrame, entity_col: str, fraction: float, seed: int) -> np.ndarray:
+    """Mask of the training rows whose entity is among a random ``fraction`` of them.
+
+    Labels are scarce per entity in practice (some customers were followed up), so whole
+    entities are kept or dropped; at least one entity is kept.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"--label-fraction must lie in (0, 1], got {fraction}")
+    entities = np.unique(X_train[entity_col].to_numpy())
+    n_keep = max(1, round(fraction * len(entities)))
+    keep = np.random.default_rng(seed).choice(entities, size=n_keep, replace=False)
+    return X_train[entity_col].isin(keep).to_numpy()
+
+
+def label_subset(
+    X: dict, y_train: np.ndarray, entity_col: str, fraction: float, seed: int, binary: bool
+) -> tuple[dict, np.ndarray, dict[str, Any]]:
+    """``X`` with its train rows cut to :func:`labelled_rows`, their labels, and a summary."""
+    mask = labelled_rows(X["train"], entity_col, fraction, seed)
+    if binary and len(np.unique(y_train[mask])) < 2:
+        raise ValueError(
+            f"--label-fraction {fraction} with seed {seed} left a single class among "
+            f"{mask.sum()} training rows: raise the fraction or change the seed"
+        )
+    subset = {**X, "train": X["train"][mask].reset_index(drop=True)}
+    info = {
+        "label_fraction": fraction,
+        "label_seed": seed,
+        "labelled_entities": int(subset["train"][entity_col].nunique()),
+        "entities": int(X["train"][entity_col].nunique()),
+        "labelled_rows": int(mask.sum()),
+        "rows": len(mask),
+    }
+    return subset, y_train[mask], info
+
+
+def fit_then_transform(estimator: Any, X_fit: pd.DataFrame | None) -> Any:
+    """``estimator.fit_transform``, or with ``X_fit``: fit on it, transform the rows given.
+
+    Under ``--label-fraction`` what reads no labels is fitted on every training row.
+    """
+    if X_fit is None:
+        return estimator.fit_transform
+    return lambda rows: estimator.fit(X_fit).transform(rows)
+
+
 def entity_features(drivers: pd.DataFrame, X: pd.DataFrame, entity_col: str) -> pd.DataFrame:
     """The drivers table's own columns joined to each task row (RelBench LightGBM protocol)."""
     table = pd.DataFrame(
@@ -647,6 +697,17 @@ def main() -> None:
         "before the latest training timestamp only (TVE pre-training still reads every "
         "training row); default: every training row",
     )
+    parser.add_argument(
+        "--label-fraction",
+        type=float,
+        default=None,
+        help="heads and fine-tuning learn from the training rows of this random fraction of "
+        "the training entities only (TVE pre-training and AggregateFeatures' fit, which read "
+        "no labels, still see every training row); default: every entity",
+    )
+    parser.add_argument(
+        "--label-seed", type=int, default=0, help="seed of the --label-fraction draw"
+    )
     args = parser.parse_args()
     weights = blend_weights(args.blend_weights)  # a bad value fails now, not after fits
     if args.merge:
@@ -712,6 +773,7 @@ def main() -> None:
     embeddings: dict[str, dict[str, Any]] = {}
     pretrain_info: list[dict[str, Any]] = []
     agg_info: dict[str, Any] = {}
+    label_info: dict[str, Any] = {}
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started_all:7.1f}s] {message}", flush=True)
@@ -752,6 +814,12 @@ def main() -> None:
                 f"{task_name}: heads and fine-tuning on the {len(X['train'])} training rows "
                 f"after {since.date()} (--train-years {args.train_years:g})"
             )
+        if args.label_fraction is not None:
+            X, y_train, info = label_subset(
+                X, y_train, task.entity_col, args.label_fraction, args.label_seed, binary
+            )
+            label_info[task_name] = info
+            log(f"{task_name}: heads and fine-tuning on labelled entities only: {info}")
         logistic = partial(heads, "logistic", binary, size=args.hgb_grid)
         hgb = partial(heads, "hgb", binary, size=args.hgb_grid)
 
@@ -778,7 +846,8 @@ def main() -> None:
                 max_hops=args.agg_hops,
                 as_of=as_of,
             )
-            agg_feats, agg_cost = timed_features(agg.fit_transform, agg.transform, X)
+            agg_fit = fit_then_transform(agg, None if args.label_fraction is None else X_pretrain)
+            agg_feats, agg_cost = timed_features(agg_fit, agg.transform, X)
             agg_feats = with_cut_test(agg_feats, agg.transform, agg, X["test"], cut)
             agg_info[task_name] = {
                 "windows": agg_windows,
@@ -963,6 +1032,7 @@ def main() -> None:
             pretrain_info,
             fit_check,
             time.perf_counter() - started_all,
+            label_info,
         )
 
 
@@ -982,6 +1052,7 @@ def write_protocol(
     pretrain_info,
     fit_check,
     total_seconds,
+    label_info=None,
 ) -> None:
     """One protocol's results: JSON, markdown and plots."""
     import torch
@@ -1005,6 +1076,8 @@ def write_protocol(
             "aggregate_windows": agg_windows,
             "aggregate_max_hops": args.agg_hops,
             "train_years": args.train_years,
+            "label_fraction": args.label_fraction,
+            "labels": label_info or None,
             "rows": ROWS_NOTES[rows_kind],
             "as_of": "the test timestamp" if rows_kind == "cut" else None,
             "finetune": "TVEClassifier / TVERegressor defaults (regression loss "
