@@ -213,6 +213,9 @@ def main() -> None:
         "runs": [{"fraction": f, "scores": [Path(p).name for p in paths]} for f, paths in runs],
         "n_resamples": args.n_resamples,
         "tve_methods": tve_methods,
+        "differences": "minus_agg / minus_random and the verdicts' tve_minus_* are the method "
+        "minus the baseline in the metric's units (AUROC x 100: positive is better; MAE: "
+        "negative is better); the markdown shows them as gains (positive = better)",
         "machine": machine(),
         "verdicts": verdicts(rows, tve_methods),
         "rows": rows,
