@@ -412,20 +412,16 @@ def label_subset(
     return subset, y_train[mask], info
 
 
-def zero_empty_columns(features: dict) -> dict:
+def zero_empty_train_columns(features: dict) -> dict:
     """``features`` with the train columns that hold no value on any train row set to 0.
 
     Under ``--label-fraction`` the aggregates are fitted on every training row but the head
-    sees the labelled ones only, where a column can be all NaN; HistGradientBoosting cannot
-    bin such a column (scikit-learn 1.9 raises), and it carries nothing for that head.
+    sees the labelled ones only, where a column can be all NaN
+    (:func:`sktve.heads.zero_empty_columns`).
     """
-    train = features["train"]
-    empty = np.isnan(train).all(axis=0)
-    if not empty.any():
-        return features
-    train = train.copy()
-    train[:, empty] = 0.0
-    return {**features, "train": train}
+    from sktve.heads import zero_empty_columns
+
+    return {**features, "train": zero_empty_columns(features["train"])}
 
 
 def fit_then_transform(estimator: Any, X_fit: pd.DataFrame | None) -> Any:
@@ -865,7 +861,7 @@ def main() -> None:
             agg_fit = fit_then_transform(agg, None if args.label_fraction is None else X_pretrain)
             agg_feats, agg_cost = timed_features(agg_fit, agg.transform, X)
             if args.label_fraction is not None:
-                agg_feats = zero_empty_columns(agg_feats)
+                agg_feats = zero_empty_train_columns(agg_feats)
             agg_feats = with_cut_test(agg_feats, agg.transform, agg, X["test"], cut)
             agg_info[task_name] = {
                 "windows": agg_windows,

@@ -73,7 +73,7 @@ from bench_quality_relf1 import (  # noqa: E402
     label_subset,
     select_and_test,
     summarise,
-    zero_empty_columns,
+    zero_empty_train_columns,
 )
 
 METHODS = (
@@ -514,7 +514,7 @@ def main() -> None:
                     agg_fit = fit_then_transform(agg, X_fit)
                     agg_feats, agg_cost = timed_features(agg_fit, agg.transform, X)
                     if X_fit is not None:
-                        agg_feats = zero_empty_columns(agg_feats)
+                        agg_feats = zero_empty_train_columns(agg_feats)
                     if "agg-hgb" in methods:
                         outcome = select_and_test(hgb, agg_feats, y_train, task, tables, binary)
                         agg_head = clone(outcome["model"])

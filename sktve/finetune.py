@@ -66,6 +66,7 @@ from sktve.encoder_runtime import (
     state_to_bytes,
 )
 from sktve.graph import GraphFeaturizer
+from sktve.heads import zero_empty_columns
 from sktve.pretrainer import TVEPretrainer, target_windows
 from sktve.staleness import parse_lags, shift_times
 from sktve.training import TrainingConfig, resolve_device, train_loop
@@ -398,14 +399,8 @@ class _TVEFineTuner(BaseEstimator):
         from sklearn.model_selection import GroupKFold
 
         def fit_on(index: np.ndarray) -> Any:
-            part = raw[index]
-            # HistGradientBoosting cannot bin a column that is all NaN on its training rows
-            # (a fold can miss every row where an aggregate is defined): such a column
-            # carries nothing there, so it becomes a constant.
-            empty = np.isnan(part).all(axis=0)
-            if empty.any():
-                part = part.copy()
-                part[:, empty] = 0.0
+            # A fold can miss every row where an aggregate is defined.
+            part = zero_empty_columns(raw[index])
             return clone(self.side_estimator).fit(part, targets[index].squeeze())
 
         offsets = np.zeros((len(raw), self.n_outputs_), dtype=np.float32)

@@ -106,6 +106,22 @@ class SkorchMLPRegressor(RegressorMixin, _SkorchMLP):
         return self.net_.predict(np.asarray(X, dtype=np.float32)).reshape(-1)
 
 
+def zero_empty_columns(X: np.ndarray) -> np.ndarray:
+    """``X`` with its all-NaN columns set to 0 (a copy; ``X`` itself when there are none).
+
+    HistGradientBoosting cannot bin a column that is all NaN on its training rows
+    (scikit-learn 1.9 raises), which happens when features fitted on more rows (every row
+    of X, every training row) meet a subset of them (a fold, the labelled rows). Such a
+    column carries nothing for those rows, so a constant stands in for it.
+    """
+    empty = np.isnan(X).all(axis=0)
+    if not empty.any():
+        return X
+    X = X.copy()
+    X[:, empty] = 0.0
+    return X
+
+
 def head_grid(head: str, *, binary: bool, random_state: int = 0) -> list[Any]:
     """Candidate heads of one kind, to be chosen between on the validation split.
 

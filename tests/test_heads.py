@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import mean_absolute_error, roc_auc_score
 
-from sktve.heads import SkorchMLPClassifier, SkorchMLPRegressor, head_grid
+from sktve.heads import SkorchMLPClassifier, SkorchMLPRegressor, head_grid, zero_empty_columns
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +59,18 @@ def test_hgb_regression_grid_escapes_a_target_mostly_at_its_median():
     constant = mean_absolute_error(y[test], np.full(len(y[test]), np.median(y[train])))
     # The grid holds a model that uses the feature (chosen on validation in sktve's runs).
     assert min(errors) < 0.9 * constant
+
+
+def test_zero_empty_columns_lets_hgb_fit_and_leaves_the_input_alone():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    X[:, 1] = np.nan
+    X[::2, 2] = np.nan  # partly missing: kept as it is
+    y = (X[:, 0] > 0).astype(int)
+    filled = zero_empty_columns(X)
+    assert np.isnan(X[:, 1]).all()  # the caller's array is not changed
+    np.testing.assert_array_equal(filled[:, 1], 0.0)
+    np.testing.assert_array_equal(filled[:, [0, 2]], X[:, [0, 2]])
+    HistGradientBoostingClassifier(max_iter=5).fit(filled, y)
+    complete = rng.normal(size=(5, 2))
+    assert zero_empty_columns(complete) is complete  # nothing to fill: no copy
