@@ -116,6 +116,11 @@ class FineTuneHead(nn.Module):
         return self.mlp(torch.cat(parts, dim=1))
 
 
+# The probe embeds at most this many epochs' worth of training rows (one pass of the
+# encoder over them, without gradients).
+_PROBE_EPOCHS = 4
+
+
 def time_ordered_split(times_ns: np.ndarray, fraction: float) -> np.ndarray:
     """Mask of the rows whose timestamps are the latest ``fraction`` of X's distinct ones.
 
@@ -202,6 +207,7 @@ class _TVEFineTuner(BaseEstimator):
         average_epochs: float | None = None,
         refit: bool = False,
         recentre: bool = True,
+        probe_head: bool = False,
         memory: Any = None,
         n_jobs: int | None = None,
         n_workers: int = 1,
@@ -233,6 +239,7 @@ class _TVEFineTuner(BaseEstimator):
         self.average_epochs = average_epochs
         self.refit = refit
         self.recentre = recentre
+        self.probe_head = probe_head
         self.memory = memory
         self.n_jobs = n_jobs
         self.n_workers = n_workers
@@ -295,7 +302,11 @@ class _TVEFineTuner(BaseEstimator):
             raise ValueError(
                 f"average_epochs must be None or a positive number, got {self.average_epochs!r}."
             )
-        for pname, value in (("refit", self.refit), ("recentre", self.recentre)):
+        for pname, value in (
+            ("refit", self.refit),
+            ("recentre", self.recentre),
+            ("probe_head", self.probe_head),
+        ):
             if not isinstance(value, bool | np.bool_):
                 raise ValueError(f"{pname} must be True or False, got {value!r}.")
         for pname, value in (
@@ -621,6 +632,19 @@ class _TVEFineTuner(BaseEstimator):
             flush=True,
         )
         finetune_started = time.perf_counter()
+        self.probe_history_, self.probe_epoch_ = [], 0
+        if self.probe_head and len(train_idx):
+            say("[sktve] probing: the head alone on the frozen encoder's embeddings", flush=True)
+            self.probe_history_, self.probe_epoch_ = self._probe(
+                (sampler, encoder, head),
+                positions,
+                seed_times,
+                (side_t, offsets_t, targets_t),
+                train_idx,
+                val_idx,
+                config,
+                dist,
+            )
         groups = [
             {"params": list(encoder.parameters()), "lr": float(self.encoder_lr_scale)},
             {"params": list(head.parameters()), "lr": 1.0},
@@ -643,7 +667,9 @@ class _TVEFineTuner(BaseEstimator):
             train_idx,
             val_idx,
             config,
-            evaluate_start=offsets_t is not None,
+            # A side estimator's prediction or a probed head is already a model: keep it
+            # when no epoch of fine-tuning beats it.
+            evaluate_start=offsets_t is not None or bool(self.probe_head),
             holdout_eval=holdout_eval,
             **loop,
         )
@@ -699,6 +725,64 @@ class _TVEFineTuner(BaseEstimator):
             del self.feature_names_in_
         self._runtime = None
         return self
+
+    def _probe(
+        self,
+        model: tuple[Any, nn.Module, nn.Module],
+        positions: np.ndarray,
+        seed_times: np.ndarray,
+        row_tensors: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor],
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        config: TrainingConfig,
+        dist: Any,
+    ) -> tuple[list[dict[str, float]], int]:
+        """Train the head alone on the frozen encoder's embeddings; (history, best epoch).
+
+        Linear probing before fine-tuning: a head that starts as a fitted model sends
+        the encoder gradients about what the labels need, where a random head's first
+        steps mostly reshape the pre-trained weights, and early stopping can keep the
+        probed model when fine-tuning only overfits (few labelled rows). Embeddings are
+        computed once, in eval mode, for at most ``_PROBE_EPOCHS`` epochs' worth of
+        training rows (a random subset beyond that) and every held-out row; early
+        stopping watches the held-out loss.
+        """
+        sampler, encoder, head = model
+        side_t, offsets_t, targets_t = row_tensors
+        cap = _PROBE_EPOCHS * config.steps_per_epoch * config.batch_size
+        if len(train_idx) > cap:
+            rng = np.random.default_rng(config.random_state)
+            train_idx = np.sort(rng.choice(train_idx, cap, replace=False))
+        rows = np.concatenate([train_idx, val_idx])
+        encoder.eval()
+        embedding = embed_rows(
+            sampler, encoder, self.entity_table, positions[rows], seed_times[rows], self.verbose
+        )
+        device = next(head.parameters()).device
+
+        def probe_loss(index: np.ndarray, train: bool) -> torch.Tensor:
+            picked = rows[index]
+            extra = None if side_t is None else side_t[picked].to(device)
+            output = head(embedding[index].to(device), extra)
+            if offsets_t is not None:
+                output = output + offsets_t[picked].to(device)
+            return self._loss(output, targets_t[picked].to(device))
+
+        def probe_terms(index: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            count = torch.tensor(float(len(index)), device=device)
+            return probe_loss(index, train) * count, count
+
+        history, best_epoch, _, _ = train_loop(
+            [head],
+            probe_loss,
+            np.arange(len(train_idx)),
+            np.arange(len(train_idx), len(rows)),
+            config,
+            evaluate_start=True,
+            dist=dist,
+            batch_terms=probe_terms if dist is not None else None,
+        )
+        return history, best_epoch
 
     def _starting_encoder(
         self, X: Any, rows: TaskRows, database: Database, random_state: int
@@ -928,6 +1012,12 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         squared error), so the network's level follows X's latest rows. Not applied with
         a user's ``X_val``, a ``side_estimator`` (refitted on every row before predict) or
         after a refit.
+    probe_head : bool, default=False
+        Linear probing, then fine-tuning: first train the head alone on the frozen
+        encoder's embeddings (same optimizer settings, early stopping on the held-out
+        loss), then fine-tune encoder and head together from there, keeping the probed
+        model when no epoch of fine-tuning beats it on the held-out rows. Costs one pass
+        of the encoder over (up to four epochs' worth of) the training rows.
     memory : str, Path or joblib.Memory, optional
         Caches pre-training (passed to the pretrainer): a grid search over fine-tuning
         parameters pre-trains once.
@@ -958,6 +1048,10 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         and ``holdout_score`` (the scorer's value) when ``scoring`` is not ``"loss"``.
     best_epoch_ : int
         The epoch whose weights early stopping chose (0: the starting weights).
+    probe_epoch_ : int
+        The probe's best epoch (0: none, or the head as initialised; see ``probe_head``).
+    probe_history_ : list of dict
+        The probe's per-epoch losses (empty without ``probe_head``).
     refit_epochs_ : int
         Epochs of the refit on every row of X (0 when there was none; see ``refit``).
     output_shift_ : float
@@ -1108,6 +1202,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         average_epochs: float | None = None,
         refit: bool = False,
         recentre: bool = True,
+        probe_head: bool = False,
         memory: Any = None,
         n_jobs: int | None = None,
         n_workers: int = 1,
@@ -1140,6 +1235,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.average_epochs = average_epochs
         self.refit = refit
         self.recentre = recentre
+        self.probe_head = probe_head
         self.memory = memory
         self.n_jobs = n_jobs
         self.n_workers = n_workers

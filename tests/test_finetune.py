@@ -7,14 +7,17 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from _perturb import perturb_after, with_fitted_state
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor, VotingClassifier
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
+import sktve.finetune as finetune_module
 import sktve.pretrainer as pretrainer_module
 from sktve import AggregateFeatures, TVEClassifier, TVEPretrainer, TVERegressor, load_database
 from sktve.datasets import make_synthetic_database
+from sktve.encoder_runtime import build_encoder
 from sktve.finetune import time_ordered_split
 
 PRETRAIN = dict(window="30D", embedding_dim=16, fanouts=(8, 4), max_epochs=1, steps_per_epoch=2)
@@ -225,6 +228,37 @@ def test_deterministic_given_random_state(fitted, db, X, y_binary):
     np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
 
 
+def test_probe_trains_the_head_alone_then_fine_tunes_from_it(db, X, y_binary, monkeypatch):
+    calls = []
+    real_loop = finetune_module.train_loop
+
+    def recording_loop(modules, *args, **kwargs):
+        frozen = [p.detach().clone() for m in modules[:-1] for p in m.parameters()]
+        result = real_loop(modules, *args, **kwargs)
+        calls.append((len(modules), kwargs.get("evaluate_start"), frozen))
+        return result
+
+    monkeypatch.setattr(finetune_module, "train_loop", recording_loop)
+    clf = _classifier(db, probe_head=True).fit(X, y_binary)
+    # First the head alone (the encoder is not among the trained modules), then encoder
+    # and head together, starting from (and able to keep) the probed head.
+    assert [(n, start) for n, start, _ in calls] == [(1, True), (2, True)]
+    assert len(clf.probe_history_) >= 1 and 0 <= clf.probe_epoch_ <= len(clf.probe_history_)
+    assert all(np.isfinite(e["holdout_loss"]) for e in clf.probe_history_)
+    # The fine-tuning loop started from the pre-trained encoder: the probe did not move it.
+    pretrained = build_encoder(
+        clf.pretrainer_.featurizer_, clf.encoder_spec_, clf.pretrainer_.encoder_state_
+    )
+    for before, weight in zip(calls[1][2], pretrained.parameters()):
+        torch.testing.assert_close(before, weight.detach())
+    monkeypatch.undo()
+    again = _classifier(db, probe_head=True).fit(X, y_binary)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    plain = _classifier(db).fit(X, y_binary)
+    assert plain.probe_history_ == [] and plain.probe_epoch_ == 0
+    assert not np.allclose(plain.predict_proba(X), clf.predict_proba(X))
+
+
 def test_random_init_skips_pretraining_and_differs(db, X, y_binary, monkeypatch, fitted):
     calls = []
     monkeypatch.setattr(pretrainer_module, "pretrain", lambda *a, **k: calls.append(1))
@@ -250,13 +284,12 @@ def test_predictions_ignore_rows_after_each_time(fitted, frames, X):
     np.testing.assert_array_equal(est.predict_proba(X), before)
 
 
-@pytest.mark.parametrize("stale_lags", [None, ["0D", "45D"]])
-def test_fit_ignores_rows_after_boundary_plus_window(frames, X, y_binary, stale_lags):
+@pytest.mark.parametrize("extra", [{}, {"stale_lags": ["0D", "45D"]}, {"probe_head": True}])
+def test_fit_ignores_rows_after_boundary_plus_window(frames, X, y_binary, extra):
     tables, schema = frames
     boundary = X["timestamp"].max() + pd.Timedelta("30D")
     perturbed = load_database(perturb_after(tables, schema, boundary), schema=schema)
-    params = dict(side_features=AggregateFeatures(window="90D", include="orders"))
-    params.update(stale_lags=stale_lags)
+    params = dict(side_features=AggregateFeatures(window="90D", include="orders"), **extra)
     a = _classifier(load_database(tables, schema=schema), **params).fit(X, y_binary)
     b = _classifier(perturbed, **params).fit(X, y_binary)
     assert a.encoder_state_ == b.encoder_state_ and a.head_state_ == b.head_state_
@@ -440,6 +473,7 @@ def test_clone_keeps_params(fitted):
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"refit": "yes"}, "refit must be True or False"),
         ({"recentre": 1}, "recentre must be True or False"),
+        ({"probe_head": "yes"}, "probe_head must be True or False"),
         ({"scoring": "auroc"}, "scoring must be 'loss', a scikit-learn scorer name"),
         ({"scoring": 3}, "scoring must be 'loss'"),
         ({"average_epochs": 0}, "average_epochs must be None or a positive number"),
