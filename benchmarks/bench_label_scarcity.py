@@ -16,11 +16,17 @@ fraction, summarises over every label draw and seed:
 
 Nothing is chosen from test: the TVE method is chosen on val over all runs of a cell.
 
+Variant arms (the same runs with other ``--ft-params``) are read under a tag
+(``FILE.npz@TAG``: methods become ``METHOD@TAG``) and compared with the untagged methods by
+``--pairs METHOD@TAG:METHOD``, paired over entities on the same seeds and draws.
+
     python benchmarks/bench_quality_relf1.py --rows both --label-fraction 0.1 --label-seed 0 \\
         --methods "agg-hgb,ft-tve,ft-random,ft-tve|agg-hgb" --blend-weights 0.3 \\
         --save-scores lf0.1_l0.npz
     python benchmarks/bench_label_scarcity.py --runs 0.1=lf0.1_l0.npz 0.1=lf0.1_l1.npz \\
         1=full.npz --name label_scarcity_relf1
+    python benchmarks/bench_label_scarcity.py --runs 0.1=lf0.1_l0.npz+probe0.1_l0.npz@probe \\
+        ... --pairs "ft-tve@probe:ft-tve" --name probe_relf1
 
 Writes ``benchmarks/results/<name>.json`` and ``.md``.
 """
@@ -50,7 +56,9 @@ def parse_runs(specs: list[str]) -> list[tuple[float, list[str]]]:
     """``["0.1=a.npz+b.npz", ...]`` -> ``[(0.1, ["a.npz", "b.npz"]), ...]``.
 
     Files joined by ``+`` are parts of one label draw (e.g. two runs of other methods with
-    the same ``--label-seed``); their scores are read as one run.
+    the same ``--label-seed``); their scores are read as one run. A file written
+    ``b.npz@TAG`` is a variant arm (e.g. another ``--ft-params``): its methods are read as
+    ``METHOD@TAG``, to be compared with the untagged ones by ``--pairs``.
     """
     runs = []
     for spec in specs:
@@ -61,16 +69,44 @@ def parse_runs(specs: list[str]) -> list[tuple[float, list[str]]]:
     return runs
 
 
-def cell_rows(runs: list[tuple[float, list[str]]], n_resamples: int) -> list[dict[str, Any]]:
-    """One row per (task, fraction, split, method), pooled over the draws and seeds."""
+def load_tagged(specs: list[str]) -> dict[str, dict]:
+    """:func:`load_scores` over ``PATH`` / ``PATH@TAG`` specs, a tag renaming the file's methods."""
+    out: dict[str, dict] = {}
+    for spec in specs:
+        path, _, tag = spec.partition("@")
+        for task, entry in load_scores([path]).items():
+            merged = out.setdefault(task, {"labels": {}, "scores": {}})
+            merged["labels"].update(entry["labels"])
+            for (seed, method), splits in entry["scores"].items():
+                name = f"{method}@{tag}" if tag else method
+                merged["scores"].setdefault((seed, name), {}).update(splits)
+    return out
+
+
+def cell_rows(
+    runs: list[tuple[float, list[str]]],
+    n_resamples: int,
+    pairs: list[tuple[str, str]] = (),
+) -> list[dict[str, Any]]:
+    """One row per (task, fraction, split, method), pooled over the draws and seeds.
+
+    Each method is compared with ``agg-hgb`` and ``ft-random``; each ``(method, other)`` of
+    ``pairs`` adds ``minus_<other>`` to the method's rows (paired over entities, the same
+    seeds and draw).
+    """
     pooled: dict[tuple, list[dict]] = defaultdict(list)
     for fraction, paths in runs:
         source = "+".join(Path(p).name for p in paths)
-        for task, entry in load_scores(paths).items():
-            for baseline in (AGGREGATES, RANDOM):
-                if not any(method == baseline for _, method in entry["scores"]):
-                    continue
-                for row in summarise(task, entry, n_resamples, baseline):
+        for task, entry in load_tagged(paths).items():
+            present = {method for _, method in entry["scores"]}
+            comparisons = [(b, entry) for b in (AGGREGATES, RANDOM) if b in present]
+            for method, other in pairs:
+                if method in present and other in present:
+                    # Only the pair's two methods: the bootstrap is the slow part.
+                    scores = {k: v for k, v in entry["scores"].items() if k[1] in (method, other)}
+                    comparisons.append((other, {**entry, "scores": scores}))
+            for baseline, scored in comparisons:
+                for row in summarise(task, scored, n_resamples, baseline):
                     key = (task, fraction, row["split"], row["method"])
                     pooled[key].append({**row, "baseline": baseline, "source": source})
     rows = []
@@ -89,7 +125,7 @@ def cell_rows(runs: list[tuple[float, list[str]]], n_resamples: int) -> list[dic
         }
         for p in parts:
             if "minus_baseline" in p:
-                tag = "agg" if p["baseline"] == AGGREGATES else "random"
+                tag = {AGGREGATES: "agg", RANDOM: "random"}.get(p["baseline"], p["baseline"])
                 row.setdefault(f"minus_{tag}", []).append(p["minus_baseline"])
                 row.setdefault(f"minus_{tag}_se", []).append(p["minus_baseline_se"])
                 row.setdefault(f"share_better_than_{tag}", []).append(
@@ -181,7 +217,46 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{random_cell} |"
             )
         lines.append("")
+    for method, other in result.get("pairs", []):
+        lines += pair_table(rows, method, other)
     return "\n".join(lines)
+
+
+def pair_table(rows: list[dict[str, Any]], method: str, other: str) -> list[str]:
+    """Markdown rows of ``method`` against ``other``, per split, task and fraction."""
+    index = {(r["task"], r["fraction"], r["split"], r["method"]): r for r in rows}
+    lines = []
+    for split in ("val", "test", "test_cut"):
+        cells = sorted(
+            {(r["task"], -r["fraction"]) for r in rows if r["split"] == split},
+        )
+        table = []
+        for task, neg_fraction in cells:
+            fraction = -neg_fraction
+            mine, theirs = (
+                index.get((task, fraction, split, method)),
+                index.get((task, fraction, split, other)),
+            )
+            if mine is None or theirs is None or f"minus_{other}" not in mine:
+                continue
+            auc = mine["metric"] == "roc_auc"
+            fmt = "{:.2f}" if auc else "{:.3f}"
+            gain = (1.0 if auc else -1.0) * mine[f"minus_{other}"]
+            table.append(
+                f"| {task} | {fraction:g} | {mine['runs']} | {fmt.format(theirs['value'])} | "
+                f"{fmt.format(mine['value'])} | {gain:+.3f} ± {mine[f'minus_{other}_se']:.3f} |"
+            )
+        if table:
+            a, b = (m.replace("|", "\\|") for m in (method, other))
+            lines += [
+                f"**{split}: {a} against {b}** (gain: positive = {a} better)",
+                "",
+                f"| task | fraction | runs | {b} | {a} | gain |",
+                "|---|---|---|---|---|---|",
+                *table,
+                "",
+            ]
+    return lines
 
 
 def main() -> None:
@@ -192,13 +267,19 @@ def main() -> None:
         required=True,
         help="FRACTION=PATH.npz: a --save-scores file of a quality benchmark run with "
         "--label-fraction FRACTION (1 for every label); several files of one fraction "
-        "(label draws) are pooled",
+        "(label draws) are pooled; PATH.npz@TAG reads a variant arm's methods as METHOD@TAG",
     )
     parser.add_argument(
         "--tve-methods",
         default=f"{NETWORK},{BLEND}",
         help="the TVE methods among which val picks the one compared with agg-hgb "
         f"(any of {', '.join(m for m in METHOD_ORDER if m not in (AGGREGATES, RANDOM))})",
+    )
+    parser.add_argument(
+        "--pairs",
+        default="",
+        help="METHOD:OTHER,...: also compare these methods paired over entities, e.g. "
+        "'ft-tve@probe:ft-tve' for a tagged arm (see --runs) against the untagged run",
     )
     parser.add_argument("--n-resamples", type=int, default=1000)
     parser.add_argument("--out-dir", default=str(HERE / "results"))
@@ -207,12 +288,16 @@ def main() -> None:
 
     runs = parse_runs(args.runs)
     tve_methods = [m for m in args.tve_methods.split(",") if m]
-    rows = cell_rows(runs, args.n_resamples)
+    pairs = [tuple(p.split(":", 1)) for p in args.pairs.split(",") if p]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit(f"--pairs takes METHOD:OTHER[,METHOD:OTHER...], got {args.pairs!r}")
+    rows = cell_rows(runs, args.n_resamples, pairs)
     result = {
         "benchmark": "label_scarcity",
         "runs": [{"fraction": f, "scores": [Path(p).name for p in paths]} for f, paths in runs],
         "n_resamples": args.n_resamples,
         "tve_methods": tve_methods,
+        "pairs": [list(p) for p in pairs],
         "differences": "minus_agg / minus_random and the verdicts' tve_minus_* are the method "
         "minus the baseline in the metric's units (AUROC x 100: positive is better; MAE: "
         "negative is better); the markdown shows them as gains (positive = better)",
