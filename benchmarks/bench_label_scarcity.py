@@ -69,6 +69,11 @@ def parse_runs(specs: list[str]) -> list[tuple[float, list[str]]]:
     return runs
 
 
+def difference_tag(baseline: str) -> str:
+    """The name of a row's ``minus_<tag>`` fields against ``baseline``."""
+    return {AGGREGATES: "agg", RANDOM: "random"}.get(baseline, baseline)
+
+
 def load_tagged(specs: list[str]) -> dict[str, dict]:
     """:func:`load_scores` over ``PATH`` / ``PATH@TAG`` specs, a tag renaming the file's methods."""
     out: dict[str, dict] = {}
@@ -101,6 +106,9 @@ def cell_rows(
             present = {method for _, method in entry["scores"]}
             comparisons = [(b, entry) for b in (AGGREGATES, RANDOM) if b in present]
             for method, other in pairs:
+                # Against agg-hgb or ft-random every method is compared already.
+                if other in (AGGREGATES, RANDOM):
+                    continue
                 if method in present and other in present:
                     # Only the pair's two methods: the bootstrap is the slow part.
                     scores = {k: v for k, v in entry["scores"].items() if k[1] in (method, other)}
@@ -125,7 +133,7 @@ def cell_rows(
         }
         for p in parts:
             if "minus_baseline" in p:
-                tag = {AGGREGATES: "agg", RANDOM: "random"}.get(p["baseline"], p["baseline"])
+                tag = difference_tag(p["baseline"])
                 row.setdefault(f"minus_{tag}", []).append(p["minus_baseline"])
                 row.setdefault(f"minus_{tag}_se", []).append(p["minus_baseline_se"])
                 row.setdefault(f"share_better_than_{tag}", []).append(
@@ -237,14 +245,15 @@ def pair_table(rows: list[dict[str, Any]], method: str, other: str) -> list[str]
                 index.get((task, fraction, split, method)),
                 index.get((task, fraction, split, other)),
             )
-            if mine is None or theirs is None or f"minus_{other}" not in mine:
+            tag = difference_tag(other)
+            if mine is None or theirs is None or f"minus_{tag}" not in mine:
                 continue
             auc = mine["metric"] == "roc_auc"
             fmt = "{:.2f}" if auc else "{:.3f}"
-            gain = (1.0 if auc else -1.0) * mine[f"minus_{other}"]
+            gain = (1.0 if auc else -1.0) * mine[f"minus_{tag}"]
             table.append(
                 f"| {task} | {fraction:g} | {mine['runs']} | {fmt.format(theirs['value'])} | "
-                f"{fmt.format(mine['value'])} | {gain:+.3f} ± {mine[f'minus_{other}_se']:.3f} |"
+                f"{fmt.format(mine['value'])} | {gain:+.3f} ± {mine[f'minus_{tag}_se']:.3f} |"
             )
         if table:
             a, b = (m.replace("|", "\\|") for m in (method, other))
