@@ -271,6 +271,9 @@ def finetune_and_test(
             "best_epoch": estimator.best_epoch_,
             "epochs": len(estimator.history_),
             "steps": estimator.n_steps_,
+            # With probe_head: the head-only epochs before fine-tuning, and the one kept.
+            "probe_epoch": estimator.probe_epoch_,
+            "probe_epochs": len(estimator.probe_history_),
         },
         head_select_seconds=0.0,
         head_test_seconds=0.0,

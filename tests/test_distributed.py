@@ -268,18 +268,28 @@ def _finetuner(database=None, **extra):
     )
 
 
-@pytest.mark.parametrize("scoring", ["loss", "roc_auc"])
-def test_fine_tuning_on_two_ranks_matches_one_process(scoring):
+@pytest.mark.parametrize(
+    "scoring, probe_head", [("loss", False), ("roc_auc", False), ("loss", True)]
+)
+def test_fine_tuning_on_two_ranks_matches_one_process(scoring, probe_head):
     """TVEClassifier(n_workers=2): batches sharded over 2 spawned ranks, same training."""
     database, X, y = _database(), _X(), _labels()
-    one = _finetuner(database, scoring=scoring).fit(X, y)
-    two = _finetuner(database, n_workers=2, scoring=scoring).fit(X, y)
+    params = dict(scoring=scoring, probe_head=probe_head)
+    one = _finetuner(database, **params).fit(X, y)
+    two = _finetuner(database, n_workers=2, **params).fit(X, y)
     assert two.n_workers == 2 and two.database_ is database
     keys = ("train_loss", "holdout_loss") + (("holdout_score",) if scoring != "loss" else ())
     for key in keys:
         np.testing.assert_allclose(
             [h[key] for h in two.history_], [h[key] for h in one.history_], rtol=1e-3
         )
-    assert two.best_epoch_ == one.best_epoch_
+        if probe_head:  # the probe's head-only epochs too
+            assert len(one.probe_history_) >= 1
+            np.testing.assert_allclose(
+                [h[key] for h in two.probe_history_],
+                [h[key] for h in one.probe_history_],
+                rtol=1e-3,
+            )
+    assert two.best_epoch_ == one.best_epoch_ and two.probe_epoch_ == one.probe_epoch_
     # The estimator fitted in the ranks predicts here, on this process's database.
     np.testing.assert_allclose(two.predict_proba(X), one.predict_proba(X), atol=1e-3)
