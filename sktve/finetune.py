@@ -22,6 +22,7 @@ import copy
 import math
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,19 @@ def time_ordered_split(times_ns: np.ndarray, fraction: float) -> np.ndarray:
     if n_holdout == 0:
         return np.zeros(len(times_ns), dtype=bool)
     return times_ns >= distinct[-n_holdout]
+
+
+def summed_terms(
+    batch_loss: Callable[[np.ndarray, bool], torch.Tensor], device: torch.device
+) -> Callable[[np.ndarray, bool], tuple[torch.Tensor, torch.Tensor]]:
+    """``batch_loss`` in ``train_loop``'s data-parallel form: ``(sum of row losses, rows)``,
+    so that ranks' shards add up."""
+
+    def terms(index: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.tensor(float(len(index)), device=device)
+        return batch_loss(index, train) * rows, rows
+
+    return terms
 
 
 def _side_preprocessor(n_rows: int) -> Any:
@@ -571,19 +585,13 @@ class _TVEFineTuner(BaseEstimator):
         side_t = None if side is None else torch.from_numpy(side)
         offsets_t = None if offsets is None else torch.from_numpy(offsets)
 
+        row_tensors = (side_t, offsets_t, targets_t)
+
         def batch_loss(index: np.ndarray, train: bool) -> torch.Tensor:
             batch = sampler.sample(self.entity_table, positions[index], seed_times[index])
-            embedding = encoder(batch.to(device))
-            extra = None if side_t is None else side_t[index].to(device)
-            output = head(embedding, extra)
-            if offsets_t is not None:
-                output = output + offsets_t[index].to(device)
-            return self._loss(output, targets_t[index].to(device))
+            return self._head_loss(head, encoder(batch.to(device)), index, row_tensors)
 
-        def batch_terms(index: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-            # Data-parallel form: (sum of row losses, rows), so ranks' shards add up.
-            rows = torch.tensor(float(len(index)), device=device)
-            return batch_loss(index, train) * rows, rows
+        batch_terms = summed_terms(batch_loss, device)
 
         def held_out_outputs() -> np.ndarray:
             return head_outputs(
@@ -639,7 +647,7 @@ class _TVEFineTuner(BaseEstimator):
                 (sampler, encoder, head),
                 positions,
                 seed_times,
-                (side_t, offsets_t, targets_t),
+                row_tensors,
                 train_idx,
                 val_idx,
                 config,
@@ -726,6 +734,23 @@ class _TVEFineTuner(BaseEstimator):
         self._runtime = None
         return self
 
+    def _head_loss(
+        self,
+        head: nn.Module,
+        embedding: torch.Tensor,
+        index: np.ndarray,
+        row_tensors: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor],
+    ) -> torch.Tensor:
+        """Mean loss of the head on rows ``index``, given their embeddings (on the head's
+        device): side features beside the embedding, side-estimator offsets added."""
+        side_t, offsets_t, targets_t = row_tensors
+        device = embedding.device
+        extra = None if side_t is None else side_t[index].to(device)
+        output = head(embedding, extra)
+        if offsets_t is not None:
+            output = output + offsets_t[index].to(device)
+        return self._loss(output, targets_t[index].to(device))
+
     def _probe(
         self,
         model: tuple[Any, nn.Module, nn.Module],
@@ -748,7 +773,6 @@ class _TVEFineTuner(BaseEstimator):
         stopping watches the held-out loss.
         """
         sampler, encoder, head = model
-        side_t, offsets_t, targets_t = row_tensors
         cap = _PROBE_EPOCHS * config.steps_per_epoch * config.batch_size
         if len(train_idx) > cap:
             rng = np.random.default_rng(config.random_state)
@@ -761,16 +785,7 @@ class _TVEFineTuner(BaseEstimator):
         device = next(head.parameters()).device
 
         def probe_loss(index: np.ndarray, train: bool) -> torch.Tensor:
-            picked = rows[index]
-            extra = None if side_t is None else side_t[picked].to(device)
-            output = head(embedding[index].to(device), extra)
-            if offsets_t is not None:
-                output = output + offsets_t[picked].to(device)
-            return self._loss(output, targets_t[picked].to(device))
-
-        def probe_terms(index: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-            count = torch.tensor(float(len(index)), device=device)
-            return probe_loss(index, train) * count, count
+            return self._head_loss(head, embedding[index].to(device), rows[index], row_tensors)
 
         history, best_epoch, _, _ = train_loop(
             [head],
@@ -780,7 +795,7 @@ class _TVEFineTuner(BaseEstimator):
             config,
             evaluate_start=True,
             dist=dist,
-            batch_terms=probe_terms if dist is not None else None,
+            batch_terms=summed_terms(probe_loss, device) if dist is not None else None,
         )
         return history, best_epoch
 
