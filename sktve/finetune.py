@@ -34,7 +34,12 @@ from sklearn.metrics import get_scorer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _num_samples, check_is_fitted
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _num_samples,
+    check_is_fitted,
+    has_fit_parameter,
+)
 from torch import nn
 
 from sktve._as_of import clamp_times, parse_as_of
@@ -122,6 +127,28 @@ class FineTuneHead(nn.Module):
 _PROBE_EPOCHS = 4
 
 
+def _row_weights(sample_weight: Any, X: Any) -> np.ndarray | None:
+    """``sample_weight`` checked by scikit-learn (finite, non-negative, one per row, not all
+    zero), as float64; None when absent or all equal, so that equal weights are exactly no
+    weights."""
+    if sample_weight is None:
+        return None
+    weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+    return None if np.all(weights == weights[0]) else weights
+
+
+def _weighted_mean(losses: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    # A batch of zero-weight rows contributes nothing (and no NaN).
+    return (losses * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The smallest value at which the cumulative weight reaches half the total."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
 def time_ordered_split(times_ns: np.ndarray, fraction: float) -> np.ndarray:
     """Mask of the rows whose timestamps are the latest ``fraction`` of X's distinct ones.
 
@@ -139,13 +166,17 @@ def time_ordered_split(times_ns: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def summed_terms(
-    batch_loss: Callable[[np.ndarray, bool], torch.Tensor], device: torch.device
+    batch_loss: Callable[[np.ndarray, bool], torch.Tensor],
+    device: torch.device,
+    row_weights: np.ndarray | None = None,
 ) -> Callable[[np.ndarray, bool], tuple[torch.Tensor, torch.Tensor]]:
-    """``batch_loss`` in ``train_loop``'s data-parallel form: ``(sum of row losses, rows)``,
-    so that ranks' shards add up."""
+    """``batch_loss`` in ``train_loop``'s data-parallel form: ``(sum of weighted row
+    losses, sum of weights)``, so that ranks' shards add up (every row weighs 1 unless
+    ``row_weights`` says otherwise)."""
 
     def terms(index: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = torch.tensor(float(len(index)), device=device)
+        total = len(index) if row_weights is None else float(row_weights[index].sum())
+        rows = torch.tensor(float(total), device=device)
         return batch_loss(index, train) * rows, rows
 
     return terms
@@ -385,17 +416,22 @@ class _TVEFineTuner(BaseEstimator):
     def _encode_targets(self, y: Any, n_rows: int) -> tuple[np.ndarray, int]:
         raise NotImplementedError
 
-    def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _loss(
+        self, output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean loss over the rows, weighted by ``weight`` when given."""
         raise NotImplementedError
 
-    def _output_bias(self, targets: np.ndarray) -> np.ndarray:
+    def _output_bias(self, targets: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
     def _offset(self, model: Any, side: np.ndarray) -> np.ndarray:
         """The side estimator's prediction in the head's output units (n_rows, n_outputs)."""
         raise NotImplementedError
 
-    def _output_shift(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+    def _output_shift(
+        self, outputs: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
+    ) -> float:
         """Shift of the head's output that centres it on held-out rows (regression only)."""
         return 0.0
 
@@ -411,6 +447,7 @@ class _TVEFineTuner(BaseEstimator):
         train_idx: np.ndarray,
         val_idx: np.ndarray,
         refit_all: bool,
+        weights: np.ndarray | None = None,
     ) -> np.ndarray:
         """Offsets from the side estimator: out-of-fold on training rows, held-out on the rest.
 
@@ -423,10 +460,18 @@ class _TVEFineTuner(BaseEstimator):
         """
         from sklearn.model_selection import GroupKFold
 
+        if weights is not None and not has_fit_parameter(self.side_estimator, "sample_weight"):
+            raise ValueError(
+                f"side_estimator {type(self.side_estimator).__name__} does not accept "
+                "sample_weight in fit, so it cannot follow the rows' weights; give a side "
+                "estimator that does, or fit without sample_weight."
+            )
+
         def fit_on(index: np.ndarray) -> Any:
             # A fold can miss every row where an aggregate is defined.
             part = zero_empty_columns(raw[index])
-            return clone(self.side_estimator).fit(part, targets[index].squeeze())
+            extra = {} if weights is None else {"sample_weight": weights[index]}
+            return clone(self.side_estimator).fit(part, targets[index].squeeze(), **extra)
 
         offsets = np.zeros((len(raw), self.n_outputs_), dtype=np.float32)
         groups = group_times[train_idx]
@@ -449,7 +494,9 @@ class _TVEFineTuner(BaseEstimator):
         return offsets
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _TVEFineTuner:
+    def fit(
+        self, X: Any, y: Any, X_val: Any = None, y_val: Any = None, sample_weight: Any = None
+    ) -> _TVEFineTuner:
         """Pre-train (unless given a fitted pretrainer or ``init="random"``), then fine-tune.
 
         Parameters
@@ -459,6 +506,13 @@ class _TVEFineTuner(BaseEstimator):
         X_val, y_val : optional
             A validation set for early stopping. Default: the rows of X with the latest
             ``validation_fraction`` of its distinct timestamps are held out.
+        sample_weight : array-like of shape (n_rows,), optional
+            Non-negative weight of each row of X in the fine-tuning loss (a weighted mean
+            per batch), in the held-out loss or ``scoring`` of the rows X holds out, in the
+            head's starting bias, ``recentre`` and the side estimator's fits (which must
+            then accept ``sample_weight``). Rows of ``X_val`` weigh 1. Pre-training and
+            side features read no labels and ignore it. Equal weights give exactly the
+            fit without them.
 
         Returns
         -------
@@ -473,11 +527,13 @@ class _TVEFineTuner(BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise ValueError("give both X_val and y_val, or neither.")
         if int(self.n_workers) > 1:
-            return self._fit_data_parallel(X, y, X_val, y_val)
+            return self._fit_data_parallel(X, y, X_val, y_val, sample_weight)
         with limit_threads(resolve_n_threads(self.n_jobs)):
-            return self._fit(X, y, X_val, y_val)
+            return self._fit(X, y, X_val, y_val, sample_weight)
 
-    def _fit_data_parallel(self, X: Any, y: Any, X_val: Any, y_val: Any) -> _TVEFineTuner:
+    def _fit_data_parallel(
+        self, X: Any, y: Any, X_val: Any, y_val: Any, sample_weight: Any = None
+    ) -> _TVEFineTuner:
         """``fit`` on ``n_workers`` spawned ranks; this estimator takes rank 0's result."""
         if context() is not None:
             raise spawn_in_group_error()
@@ -487,7 +543,7 @@ class _TVEFineTuner(BaseEstimator):
         one_rank = copy.copy(self).set_params(n_workers=1)
         fitted = run_data_parallel(
             _fit_in_rank,
-            (one_rank, ship_database(database), X, y, X_val, y_val),
+            (one_rank, ship_database(database), X, y, X_val, y_val, sample_weight),
             n_workers,
             max(1, resolve_n_threads(self.n_jobs) // n_workers),
             backend_for(resolve_device(self.device)),
@@ -501,7 +557,9 @@ class _TVEFineTuner(BaseEstimator):
         self._runtime = None
         return self
 
-    def _fit(self, X: Any, y: Any, X_val: Any, y_val: Any) -> _TVEFineTuner:
+    def _fit(
+        self, X: Any, y: Any, X_val: Any, y_val: Any, sample_weight: Any = None
+    ) -> _TVEFineTuner:
         started = time.perf_counter()
         say = print if self.verbose else (lambda *a, **k: None)
         database = load_database(self._database_param())
@@ -515,6 +573,7 @@ class _TVEFineTuner(BaseEstimator):
             raise ValueError("X is empty: give at least one (entity id, time) row.")
         targets, n_outputs = self._encode_targets(y, n_rows)
         labels = np.asarray(y)
+        weights = _row_weights(sample_weight, X)
         rows = self._resolve_rows(X, database)
         random_state = (
             int(np.random.default_rng().integers(2**31 - 1))
@@ -540,6 +599,8 @@ class _TVEFineTuner(BaseEstimator):
             times = np.concatenate([times, val_rows.times])
             targets = np.concatenate([targets, val_targets])
             labels = np.concatenate([labels, np.asarray(y_val)])
+            if weights is not None:
+                weights = np.concatenate([weights, np.ones(len(val_rows.keys))])
             is_val = np.r_[np.zeros(len(rows.keys), bool), np.ones(len(val_rows.keys), bool)]
         else:
             is_val = time_ordered_split(rows.times_ns, float(self.validation_fraction))
@@ -557,11 +618,30 @@ class _TVEFineTuner(BaseEstimator):
             seed_times = clamp_times(times, self.as_of_).view(np.int64)
             positions, keys, group_times = positions[copy_of], keys[copy_of], group_times[copy_of]
             targets, labels, is_val = targets[copy_of], labels[copy_of], is_val[copy_of]
+            weights = None if weights is None else weights[copy_of]
         train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        if weights is not None:
+            for name, index in (("training", train_idx), ("held-out", val_idx)):
+                if len(index) and not weights[index].sum() > 0:
+                    raise ValueError(
+                        f"sample_weight is zero for every {name} row ({len(index)} rows; "
+                        "the held-out rows are X's latest timestamps unless X_val is given), "
+                        "so fine-tuning has nothing to fit or to stop on there; give those "
+                        "rows some weight."
+                    )
 
         self.n_outputs_ = n_outputs
         side, offsets = self._side_inputs(
-            X, X_val, lags, database, random_state, targets, group_times, train_idx, val_idx
+            X,
+            X_val,
+            lags,
+            database,
+            random_state,
+            targets,
+            group_times,
+            train_idx,
+            val_idx,
+            weights,
         )
         side_dim = 0 if side is None else side.shape[1]
         head = FineTuneHead(
@@ -569,7 +649,10 @@ class _TVEFineTuner(BaseEstimator):
         )
         with torch.no_grad():
             if offsets is None:
-                head.mlp[-1].bias.copy_(torch.from_numpy(self._output_bias(targets[train_idx])))
+                bias = self._output_bias(
+                    targets[train_idx], None if weights is None else weights[train_idx]
+                )
+                head.mlp[-1].bias.copy_(torch.from_numpy(bias))
             else:
                 # Start exactly at the side estimator's prediction; the network learns the
                 # correction.
@@ -584,14 +667,15 @@ class _TVEFineTuner(BaseEstimator):
         targets_t = torch.from_numpy(targets)
         side_t = None if side is None else torch.from_numpy(side)
         offsets_t = None if offsets is None else torch.from_numpy(offsets)
+        weights_t = None if weights is None else torch.from_numpy(weights.astype(np.float32))
 
-        row_tensors = (side_t, offsets_t, targets_t)
+        row_tensors = (side_t, offsets_t, targets_t, weights_t)
 
         def batch_loss(index: np.ndarray, train: bool) -> torch.Tensor:
             batch = sampler.sample(self.entity_table, positions[index], seed_times[index])
             return self._head_loss(head, encoder(batch.to(device)), index, row_tensors)
 
-        batch_terms = summed_terms(batch_loss, device)
+        batch_terms = summed_terms(batch_loss, device, weights)
 
         def held_out_outputs() -> np.ndarray:
             return head_outputs(
@@ -608,10 +692,19 @@ class _TVEFineTuner(BaseEstimator):
             scorer = get_scorer(self.scoring)
             X_held = pd.DataFrame({rows.entity_col: keys[val_idx], rows.time_col: times[val_idx]})
 
+            held_weights = {} if weights is None else {"sample_weight": weights[val_idx]}
+
             def holdout_eval() -> tuple[float, float]:
                 outputs = held_out_outputs()
-                loss = float(self._loss(torch.from_numpy(outputs), targets_t[val_idx]))
-                score = float(scorer(self._held_out_view(outputs), X_held, labels[val_idx]))
+                loss = float(
+                    self._loss(
+                        torch.from_numpy(outputs),
+                        targets_t[val_idx],
+                        None if weights_t is None else weights_t[val_idx],
+                    )
+                )
+                view = self._held_out_view(outputs)
+                score = float(scorer(view, X_held, labels[val_idx], **held_weights))
                 if not math.isfinite(score):
                     raise ValueError(
                         f"scoring={self.scoring!r} gave {score} on the {len(val_idx)} "
@@ -668,6 +761,7 @@ class _TVEFineTuner(BaseEstimator):
             "param_groups": groups,
             "dist": dist,
             "batch_terms": batch_terms if dist is not None else None,
+            "row_weights": weights,
         }
         history, best_epoch, n_steps, steps_per_second = train_loop(
             [encoder, head],
@@ -709,7 +803,11 @@ class _TVEFineTuner(BaseEstimator):
             # spans -1.2 to +0.8 on val); the latest rows of X pin it.
             encoder.eval()
             head.eval()
-            self.output_shift_ = self._output_shift(held_out_outputs(), targets[val_idx])
+            self.output_shift_ = self._output_shift(
+                held_out_outputs(),
+                targets[val_idx],
+                None if weights is None else weights[val_idx],
+            )
         self.featurizer_ = featurizer
         self.encoder_spec_ = spec
         self.encoder_state_ = state_to_bytes(encoder.state_dict())
@@ -739,24 +837,26 @@ class _TVEFineTuner(BaseEstimator):
         head: nn.Module,
         embedding: torch.Tensor,
         index: np.ndarray,
-        row_tensors: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor],
+        row_tensors: tuple,
     ) -> torch.Tensor:
         """Mean loss of the head on rows ``index``, given their embeddings (on the head's
-        device): side features beside the embedding, side-estimator offsets added."""
-        side_t, offsets_t, targets_t = row_tensors
+        device): side features beside the embedding, side-estimator offsets added, rows
+        weighted by ``sample_weight`` when given."""
+        side_t, offsets_t, targets_t, weights_t = row_tensors
         device = embedding.device
         extra = None if side_t is None else side_t[index].to(device)
         output = head(embedding, extra)
         if offsets_t is not None:
             output = output + offsets_t[index].to(device)
-        return self._loss(output, targets_t[index].to(device))
+        weight = None if weights_t is None else weights_t[index].to(device)
+        return self._loss(output, targets_t[index].to(device), weight)
 
     def _probe(
         self,
         model: tuple[Any, nn.Module, nn.Module],
         positions: np.ndarray,
         seed_times: np.ndarray,
-        row_tensors: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor],
+        row_tensors: tuple,
         train_idx: np.ndarray,
         val_idx: np.ndarray,
         config: TrainingConfig,
@@ -787,6 +887,8 @@ class _TVEFineTuner(BaseEstimator):
         def probe_loss(index: np.ndarray, train: bool) -> torch.Tensor:
             return self._head_loss(head, embedding[index].to(device), rows[index], row_tensors)
 
+        weights_t = row_tensors[3]
+        row_weights = None if weights_t is None else weights_t.numpy()[rows]
         history, best_epoch, _, _ = train_loop(
             [head],
             probe_loss,
@@ -795,7 +897,10 @@ class _TVEFineTuner(BaseEstimator):
             config,
             evaluate_start=True,
             dist=dist,
-            batch_terms=summed_terms(probe_loss, device) if dist is not None else None,
+            batch_terms=(
+                summed_terms(probe_loss, device, row_weights) if dist is not None else None
+            ),
+            row_weights=row_weights,
         )
         return history, best_epoch
 
@@ -838,6 +943,7 @@ class _TVEFineTuner(BaseEstimator):
         group_times: np.ndarray,
         train_idx: np.ndarray,
         val_idx: np.ndarray,
+        weights: np.ndarray | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(preprocessed side features, side-estimator offsets), each None when not asked.
 
@@ -870,7 +976,7 @@ class _TVEFineTuner(BaseEstimator):
             message = "[sktve] side estimator: out-of-fold predictions as the starting point"
             print(message, flush=True)
         offsets = self._side_offsets(
-            raw, targets, group_times, train_idx, val_idx, refit_all=X_val is None
+            raw, targets, group_times, train_idx, val_idx, refit_all=X_val is None, weights=weights
         )
         return side, offsets
 
@@ -1112,12 +1218,19 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
             )
         return index.astype(np.int64), len(self.classes_)
 
-    def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(output, target)
+    def _loss(
+        self, output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if weight is None:
+            return nn.functional.cross_entropy(output, target)
+        return _weighted_mean(nn.functional.cross_entropy(output, target, reduction="none"), weight)
 
-    def _output_bias(self, targets: np.ndarray) -> np.ndarray:
-        # Start at the class priors, so the first steps do not have to learn them.
-        counts = np.bincount(targets, minlength=len(self.classes_)).astype(np.float64) + 1.0
+    def _output_bias(self, targets: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        # Start at the class priors, so the first steps do not have to learn them. Weights
+        # are rescaled to the row count, so the +1 smoothing means the same with or without.
+        if weights is not None:
+            weights = weights * (len(weights) / weights.sum())
+        counts = np.bincount(targets, weights=weights, minlength=len(self.classes_)) + 1.0
         return np.log(counts / counts.sum()).astype(np.float32)
 
     def _offset(self, model: Any, side: np.ndarray) -> np.ndarray:
@@ -1286,21 +1399,33 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         scaled = (y - self.target_centre_) / self.target_scale_
         return scaled.astype(np.float32).reshape(-1, 1), 1
 
-    def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.loss == "absolute_error":
-            return nn.functional.l1_loss(output, target)
-        return nn.functional.mse_loss(output, target)
+    def _loss(
+        self, output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        loss = nn.functional.l1_loss if self.loss == "absolute_error" else nn.functional.mse_loss
+        if weight is None:
+            return loss(output, target)
+        return _weighted_mean(loss(output, target, reduction="none")[:, 0], weight)
 
-    def _output_bias(self, targets: np.ndarray) -> np.ndarray:
-        centre = np.median(targets) if self.loss == "absolute_error" else targets.mean()
-        return np.asarray([centre], dtype=np.float32)
+    def _output_bias(self, targets: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        return np.asarray([self._centre(targets[:, 0], weights)], dtype=np.float32)
+
+    def _centre(self, values: np.ndarray, weights: np.ndarray | None) -> float:
+        """The loss's own centre of ``values``: the (weighted) median or mean."""
+        if self.loss == "absolute_error":
+            return float(
+                np.median(values) if weights is None else _weighted_median(values, weights)
+            )
+        return float(np.average(values, weights=weights))
 
     def _offset(self, model: Any, side: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(side), dtype=np.float32).reshape(-1, 1)
 
-    def _output_shift(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+    def _output_shift(
+        self, outputs: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
+    ) -> float:
         residual = targets[:, 0].astype(np.float64) - outputs[:, 0]
-        return float(np.median(residual) if self.loss == "absolute_error" else residual.mean())
+        return self._centre(residual, weights)
 
     def _held_out_view(self, outputs: np.ndarray) -> _HeldOutRegressor:
         return _HeldOutRegressor(self, outputs)
@@ -1362,8 +1487,14 @@ def _warn_copies_before_start(times: np.ndarray, database: Database) -> None:
 
 
 def _fit_in_rank(
-    estimator: _TVEFineTuner, shipped: tuple, X: Any, y: Any, X_val: Any, y_val: Any
+    estimator: _TVEFineTuner,
+    shipped: tuple,
+    X: Any,
+    y: Any,
+    X_val: Any,
+    y_val: Any,
+    sample_weight: Any = None,
 ) -> _TVEFineTuner:
     """In a spawned rank: attach the shipped database, then fit over the group."""
     attach_shipped(*shipped)
-    return estimator.fit(X, y, X_val, y_val)
+    return estimator.fit(X, y, X_val, y_val, sample_weight=sample_weight)

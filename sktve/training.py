@@ -109,6 +109,7 @@ def train_loop(
     n_epochs: int | None = None,
     holdout_eval: Callable[[], tuple[float, float]] | None = None,
     average_epochs: float | None = None,
+    row_weights: np.ndarray | None = None,
 ) -> tuple[list[dict[str, float]], int, int, float]:
     """The loop that pre-training and fine-tuning share.
 
@@ -154,6 +155,10 @@ def train_loop(
         criterion (a negated score, e.g. minus the AUROC) instead of the loss, and each
         epoch's history records ``-criterion`` as ``holdout_score``. It must cover every
         held-out row itself (with ``dist``, return the same values on every rank).
+    row_weights : ndarray, optional
+        Weight of each row (indexed as ``train_idx`` and ``holdout_idx``) when
+        ``batch_loss`` is a weighted mean: held-out batches are then combined by their
+        weight, not their row count. Default: every row weighs 1.
 
     Returns
     -------
@@ -209,11 +214,12 @@ def train_loop(
         with torch.no_grad():
             for start in range(0, len(holdout_idx), config.eval_batch_size):
                 rows = holdout_idx[start : start + config.eval_batch_size]
+                rows_weight = len(rows) if row_weights is None else float(row_weights[rows].sum())
                 if dist is None:
-                    total += float(batch_loss(rows, False)) * len(rows)
+                    total += float(batch_loss(rows, False)) * rows_weight
                 else:
-                    total += sharded_loss(batch_terms, rows, dist) * len(rows)
-                weight += len(rows)
+                    total += sharded_loss(batch_terms, rows, dist) * rows_weight
+                weight += rows_weight
         return total / weight
 
     def snapshot() -> list[dict[str, torch.Tensor]]:

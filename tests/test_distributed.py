@@ -269,21 +269,29 @@ def _finetuner(database=None, **extra):
 
 
 @pytest.mark.parametrize(
-    "scoring, probe_head", [("loss", False), ("roc_auc", False), ("loss", True)]
+    "scoring, probe_head, weighted",
+    [
+        ("loss", False, False),
+        ("roc_auc", False, False),
+        ("loss", True, False),
+        ("roc_auc", True, True),
+    ],
 )
-def test_fine_tuning_on_two_ranks_matches_one_process(scoring, probe_head):
+def test_fine_tuning_on_two_ranks_matches_one_process(scoring, probe_head, weighted):
     """TVEClassifier(n_workers=2): batches sharded over 2 spawned ranks, same training."""
     database, X, y = _database(), _X(), _labels()
     params = dict(scoring=scoring, probe_head=probe_head)
-    one = _finetuner(database, **params).fit(X, y)
-    two = _finetuner(database, n_workers=2, **params).fit(X, y)
+    # Uneven weights: ranks' shards must add weighted sums, not row counts.
+    weights = 1.0 + 3.0 * (X["customer_id"].to_numpy() % 4 == 0) if weighted else None
+    one = _finetuner(database, **params).fit(X, y, sample_weight=weights)
+    two = _finetuner(database, n_workers=2, **params).fit(X, y, sample_weight=weights)
     assert two.n_workers == 2 and two.database_ is database
     keys = ("train_loss", "holdout_loss") + (("holdout_score",) if scoring != "loss" else ())
     for key in keys:
         np.testing.assert_allclose(
             [h[key] for h in two.history_], [h[key] for h in one.history_], rtol=1e-3
         )
-        if probe_head:  # the probe's head-only epochs too
+        if probe_head and key != "holdout_score":  # the probe's epochs too (it stops on loss)
             assert len(one.probe_history_) >= 1
             np.testing.assert_allclose(
                 [h[key] for h in two.probe_history_],

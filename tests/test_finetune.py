@@ -133,6 +133,74 @@ def test_classifier_output_is_not_shifted(fitted):
     assert fitted.output_shift_ == 0.0
 
 
+def test_equal_sample_weights_are_no_weights(fitted, db, X, y_binary):
+    again = _classifier(db).fit(X, y_binary, sample_weight=np.full(len(X), 3.0))
+    np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_sample_weight_steers_the_fit(fitted, db, X, y_binary):
+    from sklearn.pipeline import Pipeline
+
+    # Class 1 nearly weightless: the weighted fit must believe in class 0 far more.
+    weights = np.where(y_binary == 1, 0.02, 1.0)
+    given = weights.copy()
+    weighted = _classifier(db).fit(X, y_binary, sample_weight=weights)
+    np.testing.assert_array_equal(weights, given)  # the user's array is left as it was
+    assert weighted.predict_proba(X)[:, 1].mean() < fitted.predict_proba(X)[:, 1].mean() - 0.2
+    # Through a Pipeline, as scikit-learn routes fit parameters to a step.
+    pipe = Pipeline([("clf", _classifier(db))]).fit(X, y_binary, clf__sample_weight=weights)
+    np.testing.assert_array_equal(pipe.predict_proba(X), weighted.predict_proba(X))
+    # A scorer for early stopping gets the held-out rows' weights too.
+    scored = _classifier(db, scoring="roc_auc").fit(X, y_binary, sample_weight=weights)
+    assert all(np.isfinite(h["holdout_score"]) for h in scored.history_)
+
+
+def test_weighted_regressor_centres_on_the_weighted_rows(db, X):
+    y = (X["customer_id"].to_numpy() % 5).astype(float)
+    # Rows with y >= 3 carry the weight: the weighted median is 3 or 4, not 2.
+    weights = np.where(y >= 3, 1.0, 0.01)
+    params = dict(init="random", random_state=0, pretrainer=TVEPretrainer(**PRETRAIN), **FAST)
+    plain = TVERegressor(database=db, loss="absolute_error", **params).fit(X, y)
+    heavy = TVERegressor(database=db, loss="absolute_error", **params)
+    heavy.fit(X, y, sample_weight=weights)
+    assert heavy.predict(X).mean() > plain.predict(X).mean() + 0.5
+    # The centre the starting bias and recentre use: weighted median / weighted mean.
+    values, w = np.array([1.0, 2.0, 10.0]), np.array([1.0, 1.0, 5.0])
+    assert heavy._centre(values, w) == 10.0 and heavy._centre(values, None) == 2.0
+    mean_reg = TVERegressor(loss="squared_error")
+    assert mean_reg._centre(values, w) == pytest.approx(np.average(values, weights=w))
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (lambda n: -np.ones(n), "Negative"),
+        (lambda n: np.ones(n - 1), "sample_weight"),
+        (lambda n: np.zeros(n), "non-zero"),
+        (lambda n: np.r_[np.nan, np.ones(n - 1)], "NaN"),
+    ],
+)
+def test_bad_sample_weights_are_refused(db, X, y_binary, weights, message):
+    with pytest.raises(ValueError, match=message):
+        _classifier(db).fit(X, y_binary, sample_weight=weights(len(X)))
+
+
+def test_weightless_held_out_rows_are_refused(db, X, y_binary):
+    late = (X["timestamp"] == X["timestamp"].max()).to_numpy()
+    with pytest.raises(ValueError, match="held-out"):
+        _classifier(db).fit(X, y_binary, sample_weight=np.where(late, 0.0, 1.0))
+
+
+def test_side_estimator_must_take_sample_weight(db, X, y_binary):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    clf = _classifier(
+        db, side_features=AggregateFeatures(window="30D"), side_estimator=KNeighborsClassifier()
+    )
+    with pytest.raises(ValueError, match="does not accept sample_weight"):
+        clf.fit(X, y_binary, sample_weight=np.where(y_binary == 1, 2.0, 1.0))
+
+
 def test_time_ordered_split_holds_out_latest_timestamps():
     times = np.repeat(np.arange(10), 3)
     held = time_ordered_split(times, 0.2)

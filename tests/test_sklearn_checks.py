@@ -58,9 +58,23 @@ _SHARED = {
     for k, v in EXPECTED_FAILED_CHECKS.items()
     if not k.startswith("check_transformer") and k != "check_complex_data"
 }
+# fit(X, y, sample_weight=...): the checks of its weights fit on random float X first.
+_SAMPLE_WEIGHT = {
+    name: RANDOM_X + " (the weights are checked on real task tables in test_finetune.py)"
+    for name in (
+        "check_sample_weight_equivalence_on_dense_data",
+        "check_sample_weights_list",
+        "check_sample_weights_not_an_array",
+        "check_sample_weights_not_overwritten",
+        "check_sample_weights_pandas_series",
+        "check_sample_weights_shape",
+    )
+}
 FINETUNE_EXPECTED = {
     TVEClassifier: {
         **_SHARED,
+        **_SAMPLE_WEIGHT,
+        "check_classifiers_one_label_sample_weights": NON_INTEGER_IDS,
         "check_classifier_data_not_an_array": RANDOM_X,
         "check_classifiers_classes": NON_INTEGER_IDS,
         "check_classifiers_train": NON_INTEGER_IDS,
@@ -69,6 +83,7 @@ FINETUNE_EXPECTED = {
     },
     TVERegressor: {
         **_SHARED,
+        **_SAMPLE_WEIGHT,
         "check_complex_data": EXPECTED_FAILED_CHECKS["check_complex_data"],
         "check_regressor_data_not_an_array": NOT_TWO_COLUMNS,
         "check_regressors_int": NOT_TWO_COLUMNS,
