@@ -59,6 +59,13 @@ def machine() -> dict:
     }
 
 
+def write_result(out_dir, name: str, result: dict, table: str) -> None:
+    """Write ``<name>.json`` (the result) and ``<name>.md`` (its table); print the table."""
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    (out_dir / f"{name}.md").write_text(table)
+    print(table)
+
+
 def timed_features(fit_transform, transform, X: dict) -> tuple[dict, dict[str, float]]:
     """Run fit_transform(X train) and transform(X val / test) under a peak-RSS probe."""
     with PeakRSS() as rss:

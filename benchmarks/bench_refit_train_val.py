@@ -32,7 +32,6 @@ Writes ``benchmarks/results/<name>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_pretrainer_relf1 import machine  # noqa: E402
+from bench_pretrainer_relf1 import machine, write_result  # noqa: E402
 from bench_quality_relf1 import cut_view, heads, select_and_test, with_cut_test  # noqa: E402
 
 ARMS = ("train", "train+val")
@@ -283,9 +282,7 @@ def main() -> None:
         "summary": summarise(runs, tasks),
         "total_seconds": round(time.perf_counter() - started_all, 1),
     }
-    (out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
-    (out_dir / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(out_dir, args.name, result, markdown(result))
 
 
 if __name__ == "__main__":
