@@ -575,6 +575,17 @@ class _TVEFineTuner(BaseEstimator):
         labels = np.asarray(y)
         weights = _row_weights(sample_weight, X)
         rows = self._resolve_rows(X, database)
+        if weights is not None and X_val is None:
+            # Before any pre-training: the split the held-out rows will come from.
+            held = time_ordered_split(rows.times_ns, float(self.validation_fraction))
+            for name, part in (("training", ~held), ("held-out", held)):
+                if part.any() and not weights[part].sum() > 0:
+                    raise ValueError(
+                        f"sample_weight is zero for every {name} row ({part.sum()} rows; "
+                        "the held-out rows are X's latest timestamps unless X_val is given), "
+                        "so fine-tuning has nothing to fit or to stop on there; give those "
+                        "rows some weight."
+                    )
         random_state = (
             int(np.random.default_rng().integers(2**31 - 1))
             if self.random_state is None
@@ -620,15 +631,6 @@ class _TVEFineTuner(BaseEstimator):
             targets, labels, is_val = targets[copy_of], labels[copy_of], is_val[copy_of]
             weights = None if weights is None else weights[copy_of]
         train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-        if weights is not None:
-            for name, index in (("training", train_idx), ("held-out", val_idx)):
-                if len(index) and not weights[index].sum() > 0:
-                    raise ValueError(
-                        f"sample_weight is zero for every {name} row ({len(index)} rows; "
-                        "the held-out rows are X's latest timestamps unless X_val is given), "
-                        "so fine-tuning has nothing to fit or to stop on there; give those "
-                        "rows some weight."
-                    )
 
         self.n_outputs_ = n_outputs
         side, offsets = self._side_inputs(

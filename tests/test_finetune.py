@@ -185,10 +185,16 @@ def test_bad_sample_weights_are_refused(db, X, y_binary, weights, message):
         _classifier(db).fit(X, y_binary, sample_weight=weights(len(X)))
 
 
-def test_weightless_held_out_rows_are_refused(db, X, y_binary):
+def test_weightless_held_out_rows_are_refused_before_pretraining(db, X, y_binary, monkeypatch):
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("pre-trained before checking the weights")
+
+    monkeypatch.setattr(pretrainer_module, "pretrain", no_pretraining)
     late = (X["timestamp"] == X["timestamp"].max()).to_numpy()
     with pytest.raises(ValueError, match="held-out"):
         _classifier(db).fit(X, y_binary, sample_weight=np.where(late, 0.0, 1.0))
+    with pytest.raises(ValueError, match="every training row"):
+        _classifier(db).fit(X, y_binary, sample_weight=np.where(late, 1.0, 0.0))
 
 
 def test_side_estimator_must_take_sample_weight(db, X, y_binary):
