@@ -575,10 +575,14 @@ class _TVEFineTuner(BaseEstimator):
         labels = np.asarray(y)
         weights = _row_weights(sample_weight, X)
         rows = self._resolve_rows(X, database)
-        if weights is not None and X_val is None:
-            # Before any pre-training: the split the held-out rows will come from.
-            held = time_ordered_split(rows.times_ns, float(self.validation_fraction))
-            for name, part in (("training", ~held), ("held-out", held)):
+        # X's own held-out rows (its latest timestamps), known before any pre-training.
+        held_out = (
+            None
+            if X_val is not None
+            else time_ordered_split(rows.times_ns, float(self.validation_fraction))
+        )
+        if weights is not None and held_out is not None:
+            for name, part in (("training", ~held_out), ("held-out", held_out)):
                 if part.any() and not weights[part].sum() > 0:
                     raise ValueError(
                         f"sample_weight is zero for every {name} row ({part.sum()} rows; "
@@ -614,7 +618,7 @@ class _TVEFineTuner(BaseEstimator):
                 weights = np.concatenate([weights, np.ones(len(val_rows.keys))])
             is_val = np.r_[np.zeros(len(rows.keys), bool), np.ones(len(val_rows.keys), bool)]
         else:
-            is_val = time_ordered_split(rows.times_ns, float(self.validation_fraction))
+            is_val = held_out
         # The side estimator's folds group rows by time; every copy of a row keeps the
         # row's own group, so no fold sees another copy's label.
         group_times = seed_times
