@@ -36,6 +36,9 @@ score them (and to choose the side estimator's HGB), test is predicted once.
 
 ``--train-years N`` fits heads and fine-tuning on the training rows of the last N years
 only (TVE pre-training still reads every training row), to measure what older rows add.
+``--decay-half-life H`` weighs each training row of the fine-tuners by ``0.5 ** (age / H)``,
+its age in years counted back from the latest training time (``fit(..., sample_weight=)``);
+the heads stay unweighted (``bench_time_decay.py`` found no half-life that helps them).
 ``--label-fraction F`` keeps the labels of a random fraction F of the training entities
 (drawn with ``--label-seed``): heads and fine-tuning see only those entities' training rows,
 while TVE pre-training and AggregateFeatures' fit, which read no labels, see every training
@@ -81,6 +84,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_pretrainer_relf1 import machine, timed_features  # noqa: E402
+from bench_time_decay import decay_weights  # noqa: E402
 
 HEAD_THREADS = 1  # set from --head-threads
 METHODS = (
@@ -240,7 +244,14 @@ def with_cut_test(feats: dict, transform: Any, estimator: Any, X_test: Any, cut:
 
 
 def finetune_and_test(
-    estimator: Any, X: dict, y_train: np.ndarray, task: Any, tables: dict, binary: bool, cut: Any
+    estimator: Any,
+    X: dict,
+    y_train: np.ndarray,
+    task: Any,
+    tables: dict,
+    binary: bool,
+    cut: Any,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Fine-tune on train (its own early stopping), score val, predict test once (per protocol)."""
     from bench_pretrainer_relf1 import PeakRSS
@@ -249,7 +260,7 @@ def finetune_and_test(
 
     with PeakRSS() as rss:
         started = time.perf_counter()
-        estimator.fit(X["train"], y_train)
+        estimator.fit(X["train"], y_train, sample_weight=sample_weight)
         fit_seconds = time.perf_counter() - started
         started = time.perf_counter()
         val_scores = predict_scores(estimator, X["val"], binary)
@@ -713,6 +724,14 @@ def main() -> None:
         "training row); default: every training row",
     )
     parser.add_argument(
+        "--decay-half-life",
+        type=float,
+        default=None,
+        help="fine-tuning weighs each training row by 0.5 ** (age / this many years), its age "
+        "counted back from the latest training time; the heads stay unweighted; default: "
+        "every training row weighs 1",
+    )
+    parser.add_argument(
         "--label-fraction",
         type=float,
         default=None,
@@ -835,6 +854,14 @@ def main() -> None:
             )
             label_info[task_name] = info
             log(f"{task_name}: heads and fine-tuning on labelled entities only: {info}")
+        decay = None
+        if args.decay_half_life is not None:
+            train_times = X["train"][task.time_col].to_numpy(dtype="datetime64[ns]")
+            decay = decay_weights(train_times, args.decay_half_life)
+            log(
+                f"{task_name}: fine-tuning rows weighted by age, half-life "
+                f"{args.decay_half_life:g} years (weights {decay.min():.3g} to 1)"
+            )
         logistic = partial(heads, "logistic", binary, size=args.hgb_grid)
         hgb = partial(heads, "hgb", binary, size=args.hgb_grid)
 
@@ -1006,7 +1033,9 @@ def main() -> None:
                     )
                     params["side_estimator"] = clone(agg_head)
                 estimator = (TVEClassifier if binary else TVERegressor)(database=database, **params)
-                outcome, cost = finetune_and_test(estimator, X, y_train, task, tables, binary, cut)
+                outcome, cost = finetune_and_test(
+                    estimator, X, y_train, task, tables, binary, cut, sample_weight=decay
+                )
                 record(task_name, seed, method, cost, outcome)
                 finetuned[method] = (outcome, cost)
             for method, (ft_method, _) in BLEND_METHODS.items():
@@ -1093,6 +1122,7 @@ def write_protocol(
             "aggregate_windows": agg_windows,
             "aggregate_max_hops": args.agg_hops,
             "train_years": args.train_years,
+            "decay_half_life_years": args.decay_half_life,
             "label_fraction": args.label_fraction,
             "labels": label_info or None,
             "rows": ROWS_NOTES[rows_kind],
