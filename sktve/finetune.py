@@ -73,8 +73,10 @@ from sktve.encoder_runtime import (
 )
 from sktve.graph import GraphFeaturizer
 from sktve.heads import zero_empty_columns
-from sktve.pretrainer import TVEPretrainer, target_windows
+from sktve.nn.tve import TVEHead, scaled_cosine_terms
+from sktve.pretrainer import TVEPretrainer, path_weights, target_windows
 from sktve.staleness import parse_lags, shift_times
+from sktve.targets import task_vectors
 from sktve.training import TrainingConfig, resolve_device, train_loop
 
 __all__ = ["TVEClassifier", "TVERegressor"]
@@ -250,6 +252,7 @@ class _TVEFineTuner(BaseEstimator):
         validation_fraction: float = 0.15,
         scoring: Any = "loss",
         average_epochs: float | None = None,
+        tve_weight: float = 0.0,
         refit: bool = False,
         recentre: bool = True,
         probe_head: bool = False,
@@ -282,6 +285,7 @@ class _TVEFineTuner(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.scoring = scoring
         self.average_epochs = average_epochs
+        self.tve_weight = tve_weight
         self.refit = refit
         self.recentre = recentre
         self.probe_head = probe_head
@@ -346,6 +350,23 @@ class _TVEFineTuner(BaseEstimator):
         ):
             raise ValueError(
                 f"average_epochs must be None or a positive number, got {self.average_epochs!r}."
+            )
+        if not (
+            isinstance(self.tve_weight, int | float | np.number)
+            and not isinstance(self.tve_weight, bool)
+            and self.tve_weight >= 0
+        ):
+            raise ValueError(f"tve_weight must be a number >= 0, got {self.tve_weight!r}.")
+        if self.tve_weight > 0 and self.init != "tve":
+            raise ValueError(
+                "tve_weight keeps the pre-training objective during fine-tuning, so it needs "
+                f"init='tve'; got init={self.init!r}. Set tve_weight=0."
+            )
+        if self.tve_weight > 0 and int(self.n_workers) > 1:
+            raise ValueError(
+                "tve_weight > 0 fine-tunes in one process: the task-vector loss is normalised "
+                "per batch, which does not split over ranks. Set n_workers=1 (n_jobs still "
+                "sets the threads)."
             )
         for pname, value in (
             ("refit", self.refit),
@@ -635,6 +656,14 @@ class _TVEFineTuner(BaseEstimator):
             targets, labels, is_val = targets[copy_of], labels[copy_of], is_val[copy_of]
             weights = None if weights is None else weights[copy_of]
         train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        tve_terms = None
+        if float(self.tve_weight) > 0:
+            if context() is not None:
+                raise ValueError(
+                    "tve_weight > 0 fine-tunes in one process, not inside a data-parallel "
+                    "group; set tve_weight=0 there."
+                )
+            tve_terms = self._tve_terms(database, keys, seed_times, train_idx, spec)
 
         self.n_outputs_ = n_outputs
         side, offsets = self._side_inputs(
@@ -677,9 +706,25 @@ class _TVEFineTuner(BaseEstimator):
 
         row_tensors = (side_t, offsets_t, targets_t, weights_t)
 
+        tve_weight = float(self.tve_weight)
+        if tve_terms is not None:
+            tve_terms[0].to(device)
+
         def batch_loss(index: np.ndarray, train: bool) -> torch.Tensor:
             batch = sampler.sample(self.entity_table, positions[index], seed_times[index])
-            return self._head_loss(head, encoder(batch.to(device)), index, row_tensors)
+            embedding = encoder(batch.to(device))
+            loss = self._head_loss(head, embedding, index, row_tensors)
+            if train and tve_terms is not None:
+                tve_head, tv_targets, tv_inactive, inactive_weight = tve_terms
+                loss_sum, weight = scaled_cosine_terms(
+                    tve_head(embedding),
+                    tv_targets[index].to(device),
+                    tv_inactive[index].to(device),
+                    inactive_weight,
+                    row_weight=None if weights_t is None else weights_t[index].to(device),
+                )
+                loss = loss + tve_weight * loss_sum / weight.clamp_min(1e-8)
+            return loss
 
         batch_terms = summed_terms(batch_loss, device, weights)
 
@@ -756,6 +801,10 @@ class _TVEFineTuner(BaseEstimator):
             {"params": list(encoder.parameters()), "lr": float(self.encoder_lr_scale)},
             {"params": list(head.parameters()), "lr": 1.0},
         ]
+        if tve_terms is not None:
+            groups.append(
+                {"params": list(tve_terms[0].parameters()), "lr": float(self.encoder_lr_scale)}
+            )
         # The refit replays the run from these weights and this dropout stream.
         start_state = (
             [copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict())]
@@ -909,6 +958,54 @@ class _TVEFineTuner(BaseEstimator):
             row_weights=row_weights,
         )
         return history, best_epoch
+
+    def _tve_terms(
+        self,
+        database: Database,
+        keys: np.ndarray,
+        seed_times: np.ndarray,
+        train_idx: np.ndarray,
+        spec: EncoderSpec,
+    ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, float]:
+        """(pre-training head, scaled task vectors, inactive flags, inactive weight) of the
+        training rows, for ``tve_weight``: each row's task vector over the window after
+        its (effective) time, as pre-training computed them at its cutoffs; other rows
+        get zeros and never enter the auxiliary loss."""
+        pretrainer = self.pretrainer_
+        windows = [str(w) for w in pretrainer.windows_]
+        pairs = pd.DataFrame(
+            {
+                database.pkey(self.entity_table): keys[train_idx],
+                "cutoff": seed_times[train_idx].astype("datetime64[ns]"),
+            }
+        )
+        frame = task_vectors(
+            database,
+            self.entity_table,
+            None,
+            windows if len(windows) > 1 else windows[0],
+            max_hops=pretrainer.max_hops,
+            entities=pairs,
+            include=pretrainer.target_include,
+            exclude=pretrainer.target_exclude,
+        )
+        scaler = pretrainer.target_scaler_
+        scaled = scaler.transform(frame)
+        if pretrainer.path_balance:
+            scaled *= path_weights(scaler.get_feature_names_out())[None, :]
+        n_rows = len(keys)
+        targets = np.zeros((n_rows, scaled.shape[1]), dtype=np.float32)
+        targets[train_idx] = scaled
+        inactive = np.zeros(n_rows, dtype=bool)
+        inactive[train_idx] = frame["no_activity"].to_numpy() != 0
+        tve_head = TVEHead(spec.embedding_dim, scaled.shape[1])
+        tve_head.load_state_dict(state_from_bytes(pretrainer.head_state_))
+        return (
+            tve_head,
+            torch.from_numpy(targets),
+            torch.from_numpy(inactive),
+            float(pretrainer.inactive_weight),
+        )
 
     def _starting_encoder(
         self, X: Any, rows: TaskRows, database: Database, random_state: int
@@ -1127,6 +1224,14 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         Keep an exponential moving average of the weights with a time constant of this
         many epochs; early stopping evaluates the averaged weights and the fitted network
         ends with them (training itself follows the raw weights). ``None``: no averaging.
+    tve_weight : float, default=0.0
+        Keep the pre-training objective while fine-tuning (``init="tve"`` only): each
+        training step adds ``tve_weight`` times the TVE loss of the pre-training head on
+        the batch's own task vectors (what happens to each training row's entity in the
+        pre-training window after the row's time; with the task's window, the window its
+        label covers). Early stopping watches the label loss alone, and predictions do
+        not use the pre-training head. Costs one task-vector computation over X's
+        training rows. ``0``: labels only. See :ref:`finetuning_tve_weight`.
     refit : bool, default=False
         When the rows for early stopping came from X, train again from the same start
         on every row of X, held-out rows included, for the best epoch's number of epochs
@@ -1334,6 +1439,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         validation_fraction: float = 0.15,
         scoring: Any = "loss",
         average_epochs: float | None = None,
+        tve_weight: float = 0.0,
         refit: bool = False,
         recentre: bool = True,
         probe_head: bool = False,
@@ -1367,6 +1473,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.validation_fraction = validation_fraction
         self.scoring = scoring
         self.average_epochs = average_epochs
+        self.tve_weight = tve_weight
         self.refit = refit
         self.recentre = recentre
         self.probe_head = probe_head

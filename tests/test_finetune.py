@@ -358,7 +358,9 @@ def test_predictions_ignore_rows_after_each_time(fitted, frames, X):
     np.testing.assert_array_equal(est.predict_proba(X), before)
 
 
-@pytest.mark.parametrize("extra", [{}, {"stale_lags": ["0D", "45D"]}, {"probe_head": True}])
+@pytest.mark.parametrize(
+    "extra", [{}, {"stale_lags": ["0D", "45D"]}, {"probe_head": True}, {"tve_weight": 1.0}]
+)
 def test_fit_ignores_rows_after_boundary_plus_window(frames, X, y_binary, extra):
     tables, schema = frames
     boundary = X["timestamp"].max() + pd.Timedelta("30D")
@@ -667,3 +669,37 @@ def test_stale_copies_before_the_data_starts_are_counted(db, X, y_binary):
     # every copy is before the start.
     with pytest.warns(UserWarning, match=f"{len(X)} of the {len(X)} stale copies"):
         _classifier(db, init="random", stale_lags=["0D", "730D"], max_epochs=1).fit(X, y_binary)
+
+
+def test_tve_weight_keeps_the_pretraining_objective(fitted, db, X, y_binary, monkeypatch):
+    kept = _classifier(db, tve_weight=5.0).fit(X, y_binary)
+    again = _classifier(db, tve_weight=5.0).fit(X, y_binary)
+    assert kept.encoder_state_ == again.encoder_state_  # deterministic
+    assert kept.encoder_state_ != fitted.encoder_state_  # the extra term changes training
+    # The auxiliary targets are the training rows' own task vectors, as pre-training
+    # computes them: each row's entity at its time, nothing else.
+    seen = []
+    real = finetune_module.task_vectors
+
+    def spy(database, entity_table, cutoffs, window, **kwargs):
+        seen.append(kwargs["entities"].copy())
+        return real(database, entity_table, cutoffs, window, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "task_vectors", spy)
+    _classifier(db, tve_weight=5.0).fit(X, y_binary)
+    (pairs,) = seen
+    held_out = time_ordered_split(
+        X["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64), 0.15
+    )
+    train = X[~held_out]
+    np.testing.assert_array_equal(pairs["customer_id"], train["customer_id"])
+    np.testing.assert_array_equal(pairs["cutoff"], train["timestamp"])
+
+
+def test_tve_weight_needs_tve_init(db, X, y_binary):
+    with pytest.raises(ValueError, match="tve_weight .*init='tve'"):
+        _classifier(db, init="random", tve_weight=1.0).fit(X, y_binary)
+    with pytest.raises(ValueError, match="tve_weight must be a number >= 0"):
+        _classifier(db, tve_weight=-1.0).fit(X, y_binary)
+    with pytest.raises(ValueError, match="tve_weight > 0 fine-tunes in one process"):
+        _classifier(db, tve_weight=1.0, n_workers=2).fit(X, y_binary)

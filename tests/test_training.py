@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from sktve.nn.tve import TVEHead, scaled_cosine_loss
+from sktve.nn.tve import TVEHead, scaled_cosine_loss, scaled_cosine_terms
 from sktve.training import TrainingConfig, epoch_batches, resolve_device, train_loop
 
 
@@ -19,6 +19,20 @@ def test_scaled_cosine_loss_zero_for_parallel_and_weighted():
     # The wrong row weighs w when inactive and 1 - w when active.
     assert float(loss_inactive_wrong) == pytest.approx(w / (w + (1 - w)))
     assert float(loss_active_wrong) == pytest.approx((1 - w) / 1.0)
+
+
+def test_row_weights_multiply_the_activity_weights():
+    target = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    pred = torch.tensor([[1.0, 2.0, 0.0], [1.0, 0.0, 0.0]])  # row 0 right, row 1 orthogonal
+    inactive = torch.tensor([0, 0])
+    plain = scaled_cosine_terms(pred, target, inactive, 0.1)
+    ones = scaled_cosine_terms(pred, target, inactive, 0.1, row_weight=torch.ones(2))
+    assert [float(v) for v in plain] == [float(v) for v in ones]
+    loss_sum, weight = scaled_cosine_terms(
+        pred, target, inactive, 0.1, row_weight=torch.tensor([3.0, 1.0])
+    )
+    # The wrong row now holds a quarter of the weight: loss 1 * 0.9 / (4 * 0.9).
+    assert float(loss_sum / weight) == pytest.approx(0.25)
 
 
 def test_loss_gradient_reaches_head():

@@ -60,15 +60,19 @@ def scaled_cosine_terms(
     inactive: torch.Tensor,
     inactive_weight: float = 0.1,
     eps: float = 1e-8,
+    row_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The numerator and denominator of :func:`scaled_cosine_loss`.
 
     Returns the sum of the weighted per-row losses and the sum of the weights; their
     ratio is the loss. Data-parallel training adds both over ranks before dividing, so
-    the mean is that of the whole batch (:mod:`sktve.distributed`).
+    the mean is that of the whole batch (:mod:`sktve.distributed`). ``row_weight``
+    (e.g. a fine-tuner's ``sample_weight``) multiplies each row's activity weight.
     """
     cos = nn.functional.cosine_similarity(prediction, target, dim=1, eps=eps)
     per_row = (1.0 - cos).pow(2)
     inactive = inactive.to(per_row.dtype)
     weights = inactive * inactive_weight + (1.0 - inactive) * (1.0 - inactive_weight)
+    if row_weight is not None:
+        weights = weights * row_weight.to(per_row.dtype)
     return (weights * per_row).sum(), weights.sum()
