@@ -806,11 +806,8 @@ class _TVEFineTuner(BaseEstimator):
                 {"params": list(tve_terms[0].parameters()), "lr": float(self.encoder_lr_scale)}
             )
         # The refit replays the run from these weights and this dropout stream.
-        start_state = (
-            [copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict())]
-            if self.refit
-            else None
-        )
+        replayed = [encoder, head] + ([] if tve_terms is None else [tve_terms[0]])
+        start_state = [copy.deepcopy(m.state_dict()) for m in replayed] if self.refit else None
         loop = {
             "average_epochs": None if self.average_epochs is None else float(self.average_epochs),
             "param_groups": groups,
@@ -835,8 +832,8 @@ class _TVEFineTuner(BaseEstimator):
             # Early stopping held out X's latest rows, the nearest to what will be
             # predicted: the chosen number of epochs is run again on every row.
             say(f"[sktve] refit on all {len(positions)} rows for {best_epoch} epochs", flush=True)
-            encoder.load_state_dict(start_state[0])
-            head.load_state_dict(start_state[1])
+            for module, state in zip(replayed, start_state):
+                module.load_state_dict(state)
             torch.manual_seed(random_state if dist is None else rank_seed(random_state, dist.rank))
             _, _, refit_steps, _ = train_loop(
                 [encoder, head],
@@ -988,6 +985,7 @@ class _TVEFineTuner(BaseEstimator):
             entities=pairs,
             include=pretrainer.target_include,
             exclude=pretrainer.target_exclude,
+            engine=pretrainer.engine,
         )
         scaler = pretrainer.target_scaler_
         scaled = scaler.transform(frame)

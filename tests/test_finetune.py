@@ -696,6 +696,15 @@ def test_tve_weight_keeps_the_pretraining_objective(fitted, db, X, y_binary, mon
     np.testing.assert_array_equal(pairs["cutoff"], train["timestamp"])
 
 
+def test_tve_weight_with_refit_replays_from_the_start(db, X, y_binary):
+    # The refit restarts every trained module, the pre-training head among them, so the
+    # replay of the first run's epochs on every row is itself deterministic.
+    first = _classifier(db, tve_weight=5.0, refit=True).fit(X, y_binary)
+    second = _classifier(db, tve_weight=5.0, refit=True).fit(X, y_binary)
+    assert first.refit_epochs_ == first.best_epoch_ >= 1
+    assert first.encoder_state_ == second.encoder_state_
+
+
 def test_tve_weight_needs_tve_init(db, X, y_binary):
     with pytest.raises(ValueError, match="tve_weight .*init='tve'"):
         _classifier(db, init="random", tve_weight=1.0).fit(X, y_binary)
