@@ -74,9 +74,8 @@ from sktve.encoder_runtime import (
 from sktve.graph import GraphFeaturizer
 from sktve.heads import zero_empty_columns
 from sktve.nn.tve import TVEHead, scaled_cosine_terms
-from sktve.pretrainer import TVEPretrainer, path_weights, target_windows
+from sktve.pretrainer import TVEPretrainer, target_windows
 from sktve.staleness import parse_lags, shift_times
-from sktve.targets import task_vectors
 from sktve.training import TrainingConfig, resolve_device, train_loop
 
 __all__ = ["TVEClassifier", "TVERegressor"]
@@ -969,33 +968,18 @@ class _TVEFineTuner(BaseEstimator):
         its (effective) time, as pre-training computed them at its cutoffs; other rows
         get zeros and never enter the auxiliary loss."""
         pretrainer = self.pretrainer_
-        windows = [str(w) for w in pretrainer.windows_]
         pairs = pd.DataFrame(
             {
                 database.pkey(self.entity_table): keys[train_idx],
                 "cutoff": seed_times[train_idx].astype("datetime64[ns]"),
             }
         )
-        frame = task_vectors(
-            database,
-            self.entity_table,
-            None,
-            windows if len(windows) > 1 else windows[0],
-            max_hops=pretrainer.max_hops,
-            entities=pairs,
-            include=pretrainer.target_include,
-            exclude=pretrainer.target_exclude,
-            engine=pretrainer.engine,
-        )
-        scaler = pretrainer.target_scaler_
-        scaled = scaler.transform(frame)
-        if pretrainer.path_balance:
-            scaled *= path_weights(scaler.get_feature_names_out())[None, :]
+        scaled, train_inactive = pretrainer._training_targets(database, pairs)
         n_rows = len(keys)
         targets = np.zeros((n_rows, scaled.shape[1]), dtype=np.float32)
         targets[train_idx] = scaled
         inactive = np.zeros(n_rows, dtype=bool)
-        inactive[train_idx] = frame["no_activity"].to_numpy() != 0
+        inactive[train_idx] = train_inactive
         tve_head = TVEHead(spec.embedding_dim, scaled.shape[1])
         tve_head.load_state_dict(state_from_bytes(pretrainer.head_state_))
         return (

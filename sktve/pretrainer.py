@@ -130,6 +130,44 @@ def path_weights(names: np.ndarray) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def target_frame(
+    database: Database,
+    entity_table: str,
+    cutoffs: Any,
+    windows: list[pd.Timedelta],
+    settings: dict[str, Any],
+    *,
+    entities: Any = "active",
+    engine: Any = None,
+) -> pd.DataFrame:
+    """The task vectors pre-training learns (``settings``: its ``max_hops``,
+    ``target_include`` and ``target_exclude``), at ``cutoffs`` or for given ``entities``."""
+    return task_vectors(
+        database,
+        entity_table,
+        cutoffs,
+        [str(w) for w in windows] if len(windows) > 1 else str(windows[0]),
+        max_hops=settings["max_hops"],
+        entities=entities,
+        include=settings["target_include"],
+        exclude=settings["target_exclude"],
+        engine=engine,
+    )
+
+
+def scale_targets(
+    scaler: TaskVectorScaler, frame: pd.DataFrame, path_balance: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(task vectors as the encoder is trained on them, the column weights applied):
+    scaled by ``scaler``, then weighted by :func:`path_weights` when ``path_balance``."""
+    targets = scaler.transform(frame)
+    weights = np.ones(targets.shape[1], dtype=np.float32)
+    if path_balance:
+        weights = path_weights(scaler.get_feature_names_out())
+        targets *= weights[None, :]
+    return targets, weights
+
+
 OUTPUTS = ("embedding", "task_vector", "both")
 
 # Rows of the training cutoffs on which the task-vector readout is fitted: enough for a
@@ -258,17 +296,7 @@ def _pretrain_state(
         f"boundary {boundary} + {largest} ...",
     )
     with timed_step(verbose, "task vectors computed") as step:
-        frame = task_vectors(
-            database,
-            entity_table,
-            cutoffs,
-            [str(w) for w in windows] if len(windows) > 1 else str(windows[0]),
-            max_hops=settings["max_hops"],
-            entities="active",
-            include=settings["target_include"],
-            exclude=settings["target_exclude"],
-            engine=engine,
-        )
+        frame = target_frame(database, entity_table, cutoffs, windows, settings, engine=engine)
         step["detail"] = f"{len(frame):,} (entity, cutoff) rows x {frame.shape[1]} columns"
     if len(frame) == 0:
         raise ValueError(
@@ -301,11 +329,7 @@ def _pretrain_state(
     # mostly inactive rows by hundreds of columns.
     used = np.union1d(train_idx, holdout_idx)
     scaler = TaskVectorScaler().fit(frame.iloc[train_idx])
-    targets = scaler.transform(frame.iloc[used])
-    weights = np.ones(targets.shape[1], dtype=np.float32)
-    if settings["path_balance"]:
-        weights = path_weights(scaler.get_feature_names_out())
-        targets *= weights[None, :]
+    targets, weights = scale_targets(scaler, frame.iloc[used], settings["path_balance"])
     positions, seed_times, inactive = positions[used], seed_times[used], inactive[used]
     train_idx = np.searchsorted(used, train_idx)
     holdout_idx = np.searchsorted(used, holdout_idx)
@@ -971,6 +995,28 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         predicted = self._predict_task_vectors(out)
         predicted[rows.unknown] = 0.0
         return predicted if self.output == "task_vector" else np.hstack([out, predicted])
+
+    def _training_targets(
+        self, database: Database, pairs: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scaled task vectors, no-activity flags) of ``pairs`` (the entity key and
+        ``"cutoff"`` columns), computed and scaled as ``fit`` computed its own targets."""
+        settings = {
+            "max_hops": self.max_hops,
+            "target_include": self.target_include,
+            "target_exclude": self.target_exclude,
+        }
+        frame = target_frame(
+            database,
+            self.entity_table,
+            None,
+            self.windows_,
+            settings,
+            entities=pairs,
+            engine=self.engine,
+        )
+        targets, _ = scale_targets(self.target_scaler_, frame, self.path_balance)
+        return targets, frame["no_activity"].to_numpy() != 0
 
     def _predict_task_vectors(self, embedding: np.ndarray) -> np.ndarray:
         """Task vectors in the aggregates' units from embeddings (float32)."""

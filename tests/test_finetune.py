@@ -679,13 +679,14 @@ def test_tve_weight_keeps_the_pretraining_objective(fitted, db, X, y_binary, mon
     # The auxiliary targets are the training rows' own task vectors, as pre-training
     # computes them: each row's entity at its time, nothing else.
     seen = []
-    real = finetune_module.task_vectors
+    real = pretrainer_module.task_vectors
 
     def spy(database, entity_table, cutoffs, window, **kwargs):
-        seen.append(kwargs["entities"].copy())
+        if isinstance(kwargs["entities"], pd.DataFrame):  # not pre-training's "active"
+            seen.append(kwargs["entities"].copy())
         return real(database, entity_table, cutoffs, window, **kwargs)
 
-    monkeypatch.setattr(finetune_module, "task_vectors", spy)
+    monkeypatch.setattr(pretrainer_module, "task_vectors", spy)
     _classifier(db, tve_weight=5.0).fit(X, y_binary)
     (pairs,) = seen
     held_out = time_ordered_split(
