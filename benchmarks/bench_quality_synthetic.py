@@ -569,13 +569,14 @@ def main() -> None:
                         "as_of": as_of,
                         "random_state": seed,
                         **ft_epochs,
-                        **args.ft_params,
                     }
                     if init == "tve":
                         params["pretrainer"] = tve  # the fitted encoder, shared
                     if not binary:
                         params["loss"] = "absolute_error"
-                    else:
+                    # after the task's defaults, so that these may override any of them
+                    params.update(args.ft_params)
+                    if binary:
                         params.update(args.ft_classifier_params)
                     if with_agg:
                         params["side_features"] = AggregateFeatures(
