@@ -240,7 +240,7 @@ class _TVEFineTuner(BaseEstimator):
         as_of: Any = None,
         stale_lags: Any = None,
         hidden_dim: int = 128,
-        dropout: float = 0.1,
+        dropout: float = 0.3,
         max_epochs: int = 40,
         steps_per_epoch: int = 50,
         batch_size: int = 256,
@@ -1178,8 +1178,8 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         Default: the rows as given.
     hidden_dim : int, default=128
         Width of the head's hidden layer (and of the side-feature projection).
-    dropout : float, default=0.1
-        Dropout in the head.
+    dropout : float, default=0.3
+        Dropout in the head (the encoder's is the pretrainer's ``dropout``).
     max_epochs : int, default=40
     steps_per_epoch : int, default=50
         Cap on optimizer steps per epoch.
@@ -1410,7 +1410,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         as_of: Any = None,
         stale_lags: Any = None,
         hidden_dim: int = 128,
-        dropout: float = 0.1,
+        dropout: float = 0.3,
         max_epochs: int = 40,
         steps_per_epoch: int = 50,
         batch_size: int = 256,
