@@ -697,12 +697,24 @@ def test_tve_weight_keeps_the_pretraining_objective(fitted, db, X, y_binary, mon
     np.testing.assert_array_equal(pairs["cutoff"], train["timestamp"])
 
 
-def test_tve_weight_with_refit_replays_from_the_start(db, X, y_binary):
+def test_tve_weight_with_refit_replays_from_the_start(db, X, y_binary, monkeypatch):
     # The refit restarts every trained module, the pre-training head among them, so the
     # replay of the first run's epochs on every row is itself deterministic.
+    starts = []  # the pre-training head's weights as each training run begins
+    real = finetune_module.train_loop
+
+    def spy(*args, **kwargs):
+        tve_group = kwargs["param_groups"][-1]["params"]
+        starts.append([p.detach().clone() for p in tve_group])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "train_loop", spy)
     first = _classifier(db, tve_weight=5.0, refit=True).fit(X, y_binary)
-    second = _classifier(db, tve_weight=5.0, refit=True).fit(X, y_binary)
     assert first.refit_epochs_ == first.best_epoch_ >= 1
+    fit_start, refit_start = starts
+    for before, again in zip(fit_start, refit_start):
+        torch.testing.assert_close(again, before, rtol=0, atol=0)
+    second = _classifier(db, tve_weight=5.0, refit=True).fit(X, y_binary)
     assert first.encoder_state_ == second.encoder_state_
 
 
