@@ -135,22 +135,24 @@ def target_frame(
     entity_table: str,
     cutoffs: Any,
     windows: list[pd.Timedelta],
-    settings: dict[str, Any],
     *,
+    max_hops: int,
+    include: list[str] | None,
+    exclude: list[str] | None,
     entities: Any = "active",
     engine: Any = None,
 ) -> pd.DataFrame:
-    """The task vectors pre-training learns (``settings``: its ``max_hops``,
+    """The task vectors pre-training learns (the pretrainer's ``max_hops``,
     ``target_include`` and ``target_exclude``), at ``cutoffs`` or for given ``entities``."""
     return task_vectors(
         database,
         entity_table,
         cutoffs,
         [str(w) for w in windows] if len(windows) > 1 else str(windows[0]),
-        max_hops=settings["max_hops"],
+        max_hops=max_hops,
         entities=entities,
-        include=settings["target_include"],
-        exclude=settings["target_exclude"],
+        include=include,
+        exclude=exclude,
         engine=engine,
     )
 
@@ -296,7 +298,16 @@ def _pretrain_state(
         f"boundary {boundary} + {largest} ...",
     )
     with timed_step(verbose, "task vectors computed") as step:
-        frame = target_frame(database, entity_table, cutoffs, windows, settings, engine=engine)
+        frame = target_frame(
+            database,
+            entity_table,
+            cutoffs,
+            windows,
+            max_hops=settings["max_hops"],
+            include=settings["target_include"],
+            exclude=settings["target_exclude"],
+            engine=engine,
+        )
         step["detail"] = f"{len(frame):,} (entity, cutoff) rows x {frame.shape[1]} columns"
     if len(frame) == 0:
         raise ValueError(
@@ -1001,17 +1012,14 @@ class TVEPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scaled task vectors, no-activity flags) of ``pairs`` (the entity key and
         ``"cutoff"`` columns), computed and scaled as ``fit`` computed its own targets."""
-        settings = {
-            "max_hops": self.max_hops,
-            "target_include": self.target_include,
-            "target_exclude": self.target_exclude,
-        }
         frame = target_frame(
             database,
             self.entity_table,
             None,
             self.windows_,
-            settings,
+            max_hops=self.max_hops,
+            include=self.target_include,
+            exclude=self.target_exclude,
             entities=pairs,
             engine=self.engine,
         )
