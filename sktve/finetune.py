@@ -241,6 +241,7 @@ class _TVEFineTuner(BaseEstimator):
         stale_lags: Any = None,
         hidden_dim: int = 128,
         dropout: float = 0.3,
+        mask_rate: float = 0.15,
         max_epochs: int = 40,
         steps_per_epoch: int = 50,
         batch_size: int = 256,
@@ -274,6 +275,7 @@ class _TVEFineTuner(BaseEstimator):
         self.stale_lags = stale_lags
         self.hidden_dim = hidden_dim
         self.dropout = dropout
+        self.mask_rate = mask_rate
         self.max_epochs = max_epochs
         self.steps_per_epoch = steps_per_epoch
         self.batch_size = batch_size
@@ -324,6 +326,7 @@ class _TVEFineTuner(BaseEstimator):
                 raise ValueError(f"{pname} must be an integer >= {low}, got {value!r}.")
         for pname, value in (
             ("dropout", self.dropout),
+            ("mask_rate", self.mask_rate),
             ("validation_fraction", self.validation_fraction),
         ):
             if not 0.0 <= float(value) < 1.0:
@@ -708,10 +711,18 @@ class _TVEFineTuner(BaseEstimator):
         tve_weight = float(self.tve_weight)
         if tve_terms is not None:
             tve_terms[0].to(device)
+        mask_rate = float(self.mask_rate)
+        # Its own stream, reseeded for a refit, so that the refit replays the same noise.
+        corruption_seed = random_state if dist is None else rank_seed(random_state, dist.rank)
+        corruption = torch.Generator(device="cpu").manual_seed(corruption_seed)
 
         def batch_loss(index: np.ndarray, train: bool) -> torch.Tensor:
             batch = sampler.sample(self.entity_table, positions[index], seed_times[index])
-            embedding = encoder(batch.to(device))
+            embedding = encoder(
+                batch.to(device),
+                corruption_rate=mask_rate if train else 0.0,
+                generator=corruption,
+            )
             loss = self._head_loss(head, embedding, index, row_tensors)
             if train and tve_terms is not None:
                 tve_head, tv_targets, tv_inactive, inactive_weight = tve_terms
@@ -834,6 +845,7 @@ class _TVEFineTuner(BaseEstimator):
             for module, state in zip(replayed, start_state):
                 module.load_state_dict(state)
             torch.manual_seed(random_state if dist is None else rank_seed(random_state, dist.rank))
+            corruption.manual_seed(corruption_seed)
             _, _, refit_steps, _ = train_loop(
                 [encoder, head],
                 batch_loss,
@@ -1180,6 +1192,13 @@ class TVEClassifier(ClassifierMixin, _TVEFineTuner):
         Width of the head's hidden layer (and of the side-feature projection).
     dropout : float, default=0.3
         Dropout in the head (the encoder's is the pretrainer's ``dropout``).
+    mask_rate : float, default=0.15
+        Feature swap noise while fine-tuning, a regulariser: each input cell of each
+        sampled node is, with this probability, replaced by the same column of another
+        node of its table in the batch (pre-training's corruption,
+        :class:`TVEPretrainer`'s ``mask_rate``), never from a donor stamped after the
+        receiving row's time. Prediction and early stopping see clean inputs; 0 turns it
+        off.
     max_epochs : int, default=40
     steps_per_epoch : int, default=50
         Cap on optimizer steps per epoch.
@@ -1411,6 +1430,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         stale_lags: Any = None,
         hidden_dim: int = 128,
         dropout: float = 0.3,
+        mask_rate: float = 0.15,
         max_epochs: int = 40,
         steps_per_epoch: int = 50,
         batch_size: int = 256,
@@ -1445,6 +1465,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self.stale_lags = stale_lags
         self.hidden_dim = hidden_dim
         self.dropout = dropout
+        self.mask_rate = mask_rate
         self.max_epochs = max_epochs
         self.steps_per_epoch = steps_per_epoch
         self.batch_size = batch_size

@@ -251,7 +251,8 @@ def _labels():
 
 
 def _finetuner(database=None, **extra):
-    """A small TVEClassifier from random init, without dropout (ranks match one process)."""
+    """A small TVEClassifier from random init, without dropout or feature swap noise (ranks
+    match one process)."""
     from sktve import TVEClassifier
 
     return TVEClassifier(
@@ -260,6 +261,7 @@ def _finetuner(database=None, **extra):
         init="random",
         pretrainer=TVEPretrainer(embedding_dim=16, fanouts=(8, 4), dropout=0.0),
         dropout=0.0,
+        mask_rate=0.0,
         max_epochs=3,
         steps_per_epoch=3,
         batch_size=64,

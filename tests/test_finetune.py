@@ -19,6 +19,7 @@ from sktve import AggregateFeatures, TVEClassifier, TVEPretrainer, TVERegressor,
 from sktve.datasets import make_synthetic_database
 from sktve.encoder_runtime import build_encoder
 from sktve.finetune import time_ordered_split
+from sktve.nn.model import RelationalEncoder
 
 PRETRAIN = dict(window="30D", embedding_dim=16, fanouts=(8, 4), max_epochs=1, steps_per_epoch=2)
 FAST = dict(entity_table="customers", max_epochs=3, steps_per_epoch=4, batch_size=64, hidden_dim=16)
@@ -302,6 +303,29 @@ def test_deterministic_given_random_state(fitted, db, X, y_binary):
     np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
 
 
+def test_mask_rate_corrupts_training_batches_only(db, X, y_binary, monkeypatch):
+    pre = TVEPretrainer(database=db, entity_table="customers", random_state=0, **PRETRAIN).fit(X)
+    rates = []
+    real_forward = RelationalEncoder.forward
+
+    def recording_forward(self, batch, corruption_rate=0.0, generator=None):
+        rates.append(corruption_rate)
+        return real_forward(self, batch, corruption_rate, generator)
+
+    monkeypatch.setattr(RelationalEncoder, "forward", recording_forward)
+    clf = _classifier(db, pretrainer=pre, mask_rate=0.5, refit=True).fit(X, y_binary)
+    fit_rates = set(rates)
+    rates.clear()
+    proba = clf.predict_proba(X)
+    # Training batches are corrupted, the held-out rows (early stopping) and predictions not.
+    assert fit_rates == {0.0, 0.5} and set(rates) == {0.0}
+    monkeypatch.undo()
+    again = _classifier(db, pretrainer=pre, mask_rate=0.5, refit=True).fit(X, y_binary)
+    np.testing.assert_array_equal(again.predict_proba(X), proba)
+    clean = _classifier(db, pretrainer=pre, mask_rate=0.0, refit=True).fit(X, y_binary)
+    assert not np.allclose(proba, clean.predict_proba(X))
+
+
 def test_probe_trains_the_head_alone_then_fine_tunes_from_it(db, X, y_binary, monkeypatch):
     calls = []
     real_loop = finetune_module.train_loop
@@ -359,7 +383,14 @@ def test_predictions_ignore_rows_after_each_time(fitted, frames, X):
 
 
 @pytest.mark.parametrize(
-    "extra", [{}, {"stale_lags": ["0D", "45D"]}, {"probe_head": True}, {"tve_weight": 1.0}]
+    "extra",
+    [
+        {},
+        {"stale_lags": ["0D", "45D"]},
+        {"probe_head": True},
+        {"tve_weight": 1.0},
+        {"mask_rate": 0.5},
+    ],
 )
 def test_fit_ignores_rows_after_boundary_plus_window(frames, X, y_binary, extra):
     tables, schema = frames
@@ -547,6 +578,7 @@ def test_clone_keeps_params(fitted):
         ({"init": "pretrained"}, "init must be"),
         ({"hidden_dim": 0}, "hidden_dim"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"mask_rate": 1.0}, "mask_rate must lie in"),
         ({"refit": "yes"}, "refit must be True or False"),
         ({"recentre": 1}, "recentre must be True or False"),
         ({"probe_head": "yes"}, "probe_head must be True or False"),
