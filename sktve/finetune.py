@@ -712,7 +712,8 @@ class _TVEFineTuner(BaseEstimator):
         if tve_terms is not None:
             tve_terms[0].to(device)
         mask_rate = float(self.mask_rate)
-        # Its own stream, reseeded for a refit, so that the refit replays the same noise.
+        # Its own stream, reseeded for a refit as the dropout stream is, so that a refit does
+        # not depend on how many draws the first run made.
         corruption_seed = random_state if dist is None else rank_seed(random_state, dist.rank)
         corruption = torch.Generator(device="cpu").manual_seed(corruption_seed)
 
