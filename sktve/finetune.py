@@ -696,11 +696,13 @@ class _TVEFineTuner(BaseEstimator):
                 head.mlp[-1].weight.zero_()
                 head.mlp[-1].bias.zero_()
         dist = context()
+        # Dropout and swap noise: one stream per rank.
+        rank_random_state = random_state if dist is None else rank_seed(random_state, dist.rank)
         device = rank_device(resolve_device(self.device), dist)
         encoder.to(device)
         head.to(device)
         if dist is not None:
-            torch.manual_seed(rank_seed(random_state, dist.rank))  # dropout: one stream per rank
+            torch.manual_seed(rank_random_state)
         targets_t = torch.from_numpy(targets)
         side_t = None if side is None else torch.from_numpy(side)
         offsets_t = None if offsets is None else torch.from_numpy(offsets)
@@ -714,8 +716,7 @@ class _TVEFineTuner(BaseEstimator):
         mask_rate = float(self.mask_rate)
         # Its own stream, reseeded for a refit as the dropout stream is, so that a refit does
         # not depend on how many draws the first run made.
-        corruption_seed = random_state if dist is None else rank_seed(random_state, dist.rank)
-        corruption = torch.Generator(device="cpu").manual_seed(corruption_seed)
+        corruption = torch.Generator(device="cpu").manual_seed(rank_random_state)
 
         def batch_loss(index: np.ndarray, train: bool) -> torch.Tensor:
             batch = sampler.sample(self.entity_table, positions[index], seed_times[index])
@@ -845,8 +846,8 @@ class _TVEFineTuner(BaseEstimator):
             say(f"[sktve] refit on all {len(positions)} rows for {best_epoch} epochs", flush=True)
             for module, state in zip(replayed, start_state):
                 module.load_state_dict(state)
-            torch.manual_seed(random_state if dist is None else rank_seed(random_state, dist.rank))
-            corruption.manual_seed(corruption_seed)
+            torch.manual_seed(rank_random_state)
+            corruption.manual_seed(rank_random_state)
             _, _, refit_steps, _ = train_loop(
                 [encoder, head],
                 batch_loss,
