@@ -757,3 +757,77 @@ def test_tve_weight_needs_tve_init(db, X, y_binary):
         _classifier(db, tve_weight=-1.0).fit(X, y_binary)
     with pytest.raises(ValueError, match="tve_weight > 0 fine-tunes in one process"):
         _classifier(db, tve_weight=1.0, n_workers=2).fit(X, y_binary)
+
+
+@pytest.mark.parametrize("loss", ["absolute_error", "squared_error"])
+def test_binned_regressor_learns_a_planted_target(db, X, loss):
+    # The same planted target as above, through a head that predicts a distribution.
+    agg = AggregateFeatures(
+        database=db, entity_table="customers", window="365D", include="orders|amount"
+    )
+    names = list(agg.fit(X).get_feature_names_out())
+    y = np.nan_to_num(agg.transform(X)[:, names.index("365D|orders|amount|mean")].astype(float))
+    params = dict(
+        database=db,
+        init="random",
+        loss=loss,
+        n_bins=16,
+        random_state=0,
+        pretrainer=TVEPretrainer(**PRETRAIN),
+        **{**FAST, "max_epochs": 15, "steps_per_epoch": 8},
+    )
+    reg = TVERegressor(**params).fit(X, y)
+    assert 2 <= reg.n_outputs_ == len(reg.bin_centres_) <= 16  # ties (the zeros) merge
+    pred = reg.predict(X)
+    assert pred.shape == (len(X),) and np.isfinite(pred).all()
+    # A point read out of the distribution: within the training targets' range.
+    slack = abs(reg.output_shift_) * reg.target_scale_ + 1e-6  # recentre moves the point
+    assert y.min() - slack <= pred.min() and pred.max() <= y.max() + slack
+    baseline = np.abs(y - np.median(y)).mean()
+    assert np.abs(y - pred).mean() < 0.8 * baseline
+    np.testing.assert_array_equal(TVERegressor(**params).fit(X, y).predict(X), pred)
+    assert pickle.loads(pickle.dumps(reg)).predict(X).tolist() == pred.tolist()
+
+
+def test_binned_regressor_starts_at_the_training_distribution(db, X):
+    # The head's starting bias is the training targets' two-hot distribution, whose point
+    # is their median (up to the interpolation between neighbouring centres); a count's
+    # centres are its values.
+    y = (X["customer_id"].to_numpy() % 7).astype(float)
+    reg = TVERegressor(
+        database=db,
+        init="random",
+        loss="absolute_error",
+        n_bins=32,
+        random_state=0,
+        pretrainer=TVEPretrainer(**PRETRAIN),
+        **FAST,
+    ).fit(X, y)
+    np.testing.assert_allclose(
+        reg.bin_centres_ * reg.target_scale_ + reg.target_centre_, np.arange(7.0), atol=1e-5
+    )
+    scaled = ((y - reg.target_centre_) / reg.target_scale_).astype(np.float32).reshape(-1, 1)
+    start = reg._output_bias(scaled)[None, :]
+    point = reg._targets_from(start)[0]
+    assert abs(point - np.median(y)) < 1.0
+    assert reg._targets_from(start, 0.5)[0] == pytest.approx(point + 0.5 * reg.target_scale_)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"n_bins": 1}, "n_bins must be None or an integer >= 2"),
+        ({"n_bins": 8.0}, "n_bins must be None or an integer >= 2"),
+        (
+            {
+                "n_bins": 8,
+                "side_features": AggregateFeatures(window="30D"),
+                "side_estimator": HistGradientBoostingRegressor(max_iter=5),
+            },
+            "cannot start from side_estimator",
+        ),
+    ],
+)
+def test_bad_bins_are_refused(db, X, params, message):
+    with pytest.raises(ValueError, match=message):
+        TVERegressor(database=db, init="random", **FAST, **params).fit(X, np.arange(len(X)) % 3)
