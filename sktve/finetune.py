@@ -73,7 +73,6 @@ from sktve.encoder_runtime import (
 )
 from sktve.graph import GraphFeaturizer
 from sktve.heads import zero_empty_columns
-from sktve.nn.binned import bin_centres, distribution_point, prior_logits, two_hot
 from sktve.nn.tve import TVEHead, scaled_cosine_terms
 from sktve.pretrainer import TVEPretrainer, target_windows
 from sktve.staleness import parse_lags, shift_times
@@ -1400,13 +1399,6 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
     loss : {"squared_error", "absolute_error"}, default="squared_error"
         Training loss (and early-stopping criterion unless ``scoring`` says otherwise).
         ``"absolute_error"`` predicts a conditional median, for MAE-scored tasks.
-    n_bins : int or None, default=None
-        None: the head has one output, trained on ``loss``. An integer >= 2: the head
-        predicts a distribution over up to that many bins (centres at quantiles of the
-        training targets, one per value for a target with few distinct values), trained
-        with cross-entropy (also the early-stopping criterion unless ``scoring`` says
-        otherwise), and ``predict`` returns its median for ``"absolute_error"``, its mean
-        for ``"squared_error"``. Not combined with ``side_estimator``.
     **params
         Every other parameter as in :class:`TVEClassifier`.
 
@@ -1428,7 +1420,6 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         self,
         *,
         loss: str = "squared_error",
-        n_bins: int | None = None,
         database: Any = None,
         entity_table: str | None = None,
         entity_col: str | None = None,
@@ -1464,7 +1455,6 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         verbose: bool = False,
     ) -> None:
         self.loss = loss
-        self.n_bins = n_bins
         self.database = database
         self.entity_table = entity_table
         self.entity_col = entity_col
@@ -1505,19 +1495,6 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
             raise ValueError(
                 f"loss must be 'squared_error' or 'absolute_error', got {self.loss!r}."
             )
-        if self.n_bins is not None:
-            if (
-                not isinstance(self.n_bins, int | np.integer)
-                or isinstance(self.n_bins, bool)
-                or self.n_bins < 2
-            ):
-                raise ValueError(f"n_bins must be None or an integer >= 2, got {self.n_bins!r}.")
-            if self.side_estimator is not None:
-                raise ValueError(
-                    "n_bins predicts a distribution, which cannot start from side_estimator's "
-                    "point prediction; set n_bins=None or side_estimator=None (side_features "
-                    "alone combine with n_bins)."
-                )
 
     def _encode_targets(self, y: Any, n_rows: int, refit: bool = True) -> tuple[np.ndarray, int]:
         try:
@@ -1538,35 +1515,18 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
             self.target_centre_ = float(centre)
             self.target_scale_ = float(scale) if scale > 0 else 1.0
         scaled = (y - self.target_centre_) / self.target_scale_
-        if refit:
-            self.bin_centres_ = None if self.n_bins is None else bin_centres(scaled, self.n_bins)
-        n_outputs = 1 if self.bin_centres_ is None else len(self.bin_centres_)
-        return scaled.astype(np.float32).reshape(-1, 1), n_outputs
+        return scaled.astype(np.float32).reshape(-1, 1), 1
 
     def _loss(
         self, output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self.bin_centres_ is not None:
-            centres = torch.as_tensor(self.bin_centres_, device=output.device)
-            rows = -(two_hot(target, centres) * nn.functional.log_softmax(output, dim=1)).sum(1)
-            return rows.mean() if weight is None else _weighted_mean(rows, weight)
         loss = nn.functional.l1_loss if self.loss == "absolute_error" else nn.functional.mse_loss
         if weight is None:
             return loss(output, target)
         return _weighted_mean(loss(output, target, reduction="none")[:, 0], weight)
 
     def _output_bias(self, targets: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        if self.bin_centres_ is not None:
-            return prior_logits(targets[:, 0], self.bin_centres_, weights)
         return np.asarray([self._centre(targets[:, 0], weights)], dtype=np.float32)
-
-    def _point(self, outputs: np.ndarray) -> np.ndarray:
-        """The head's standardised point prediction: its output, or its distribution's
-        median (absolute error) or mean (squared error)."""
-        if getattr(self, "bin_centres_", None) is None:
-            return outputs[:, 0].astype(np.float64)
-        statistic = "median" if self.loss == "absolute_error" else "mean"
-        return distribution_point(outputs, self.bin_centres_, statistic)
 
     def _centre(self, values: np.ndarray, weights: np.ndarray | None) -> float:
         """The loss's own centre of ``values``: the (weighted) median or mean."""
@@ -1582,7 +1542,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
     def _output_shift(
         self, outputs: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
     ) -> float:
-        residual = targets[:, 0].astype(np.float64) - self._point(outputs)
+        residual = targets[:, 0].astype(np.float64) - outputs[:, 0]
         return self._centre(residual, weights)
 
     def _held_out_view(self, outputs: np.ndarray) -> _HeldOutRegressor:
@@ -1590,7 +1550,8 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
 
     def _targets_from(self, outputs: np.ndarray, shift: float = 0.0) -> np.ndarray:
         """Standardised head outputs (plus ``shift``) in the target's units."""
-        return (self._point(outputs) + shift) * self.target_scale_ + self.target_centre_
+        out = outputs[:, 0].astype(np.float64) + shift
+        return out * self.target_scale_ + self.target_centre_
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, shape (n_rows,)."""
