@@ -204,8 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="how far the pre-training of the model scored on test reads: 'train' (the "
             "training rows' horizon, as for the models compared on val) or 'test' (refit the "
             "chosen model with pre-training up to the test timestamp, learning from the "
-            "unlabelled years before it) (default: train; docs: benchmarks page, "
-            "'Pre-training up to the cut', on when the refit pays)",
+            "unlabelled years before it) (default: test with --rows cut, train with all)",
         )
         cmd.add_argument(
             "--out",

@@ -353,10 +353,9 @@ def run_task(
         ``"test"``: once the model is chosen on val, it is fitted again with pre-training
         up to the test timestamp (:class:`~sktve.TVEPretrainer`'s ``pretrain_until``),
         which also learns from the unlabelled years between the training rows and the
-        test rows; the test rows, at or after that timestamp, stay time-correct. None (default):
-        ``"train"``. A backtest on val one val-test gap earlier decides whether the refit
-        pays; on rel-f1 it did for one task of three (docs: benchmarks page, "Pre-training
-        up to the cut"), so it is asked for, never assumed.
+        test rows; the test rows, at or after that timestamp, stay time-correct. None
+        (default): ``"test"`` with ``rows="cut"``, ``"train"`` with ``rows="all"``, as
+        a backtest on val preferred (docs: benchmarks page, "Pre-training up to the cut").
 
     Returns
     -------
@@ -389,7 +388,7 @@ def run_task(
     if model not in MODELS:
         raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}.")
     if pretrain_until is None:
-        pretrain_until = "train"
+        pretrain_until = "test" if rows == "cut" else "train"
     if pretrain_until not in PRETRAIN_UNTIL:
         raise ValueError(
             f"pretrain_until must be one of {list(PRETRAIN_UNTIL)} or None, got {pretrain_until!r}."

@@ -178,7 +178,7 @@ def test_run_task_rows_all_keeps_every_row_and_sets_no_cut(synthetic_path, tmp_p
 
 
 @pytest.mark.parametrize("model", ["embed", "finetune", "blend"])
-def test_asked_refit_fits_the_chosen_model_again_pretrained_up_to_the_test_timestamp(
+def test_cut_runs_refit_the_chosen_model_pretrained_up_to_the_test_timestamp(
     synthetic_path, tmp_path, model
 ):
     common = dict(
@@ -189,14 +189,14 @@ def test_asked_refit_fits_the_chosen_model_again_pretrained_up_to_the_test_times
         pretrainer_params=FAST,
         finetune_params=FINETUNE_FAST,
     )
-    refit = run_task(
+    refit = run_task(str(synthetic_path), "customer-churn", out=tmp_path / "refit", **common)
+    plain = run_task(
         str(synthetic_path),
         "customer-churn",
-        out=tmp_path / "refit",
-        pretrain_until="test",
+        out=tmp_path / "plain",
+        pretrain_until="train",
         **common,
     )
-    plain = run_task(str(synthetic_path), "customer-churn", out=tmp_path / "plain", **common)
     test_at = refit["cut"]["test_timestamp"]
     assert refit["pretrain_until"] == test_at and plain["pretrain_until"] is None
     # Val is the chosen model's, the same with either setting; only the tested model moves.
@@ -223,17 +223,14 @@ def test_asked_refit_fits_the_chosen_model_again_pretrained_up_to_the_test_times
         assert repr(heads[0].estimator) == repr(heads[1].estimator)
 
 
-@pytest.mark.parametrize("rows", ["cut", "all"])
-def test_pretraining_reads_to_the_training_rows_unless_asked(synthetic_path, rows):
+def test_rows_all_keeps_pretraining_to_the_training_rows_unless_asked(synthetic_path):
     common = dict(
         model="embed", head="logistic", max_epochs=0, verbose=False, pretrainer_params=FAST
     )
-    plain = run_task(str(synthetic_path), "customer-churn", rows=rows, **common)
-    assert plain["pretrain_until"] is None and "refit_seconds" not in plain["timings"]
-    if rows == "cut":
-        return
+    every = run_task(str(synthetic_path), "customer-churn", rows="all", **common)
+    assert every["pretrain_until"] is None
     asked = run_task(
-        str(synthetic_path), "customer-churn", rows=rows, pretrain_until="test", **common
+        str(synthetic_path), "customer-churn", rows="all", pretrain_until="test", **common
     )
     assert asked["pretrain_until"] == asked["cut"]["test_timestamp"]
     with pytest.raises(ValueError, match="pretrain_until must be one of"):
