@@ -3,9 +3,9 @@
 Used by ``sktve run`` and ``sktve demo``. The model is frozen TVE embeddings with a head
 chosen on val, the TVE-pre-trained network fine-tuned on the labels, that network blended
 with AggregateFeatures and a head chosen on val, or (the default) whichever of the three
-has the best val; asked to (``pretrain_until="test"``), the chosen model is then fitted
-again with pre-training up to the test timestamp. The test split is touched once, after
-every choice was made on the validation split.
+has the best val; under the cut, by default (``pretrain_until="test"``), the chosen model
+is then fitted again with pre-training up to the test timestamp. The test split is
+touched once, after every choice was made on the validation split.
 """
 
 from __future__ import annotations
