@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +71,8 @@ def main() -> None:
     parser.add_argument("--out-dir", default=str(HERE / "results"))
     parser.add_argument("--name", default="main_job")
     args = parser.parse_args()
+
+    from bench_pretrainer_relf1 import machine  # the quality benchmarks' machine record
 
     from sktve.run import run_task
 
@@ -130,10 +130,7 @@ def main() -> None:
                         json.dumps(
                             {
                                 "benchmark": "bench_main_job",
-                                "machine": {
-                                    "platform": platform.platform(),
-                                    "cpus": os.cpu_count(),
-                                },
+                                "machine": machine(),
                                 "runs": runs,
                             },
                             indent=1,

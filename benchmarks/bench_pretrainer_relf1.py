@@ -49,13 +49,54 @@ class PeakRSS:
         self._thread.join()
 
 
+# Fine-tuned networks do not reproduce bit for bit across installations or processors
+# (docs: benchmarks page, "Stored runs and a fresh environment"): every result says which.
+RECORDED_PACKAGES = (
+    "numpy",
+    "pandas",
+    "duckdb",
+    "scikit-learn",
+    "torch",
+    "torch-geometric",
+    "relbench",
+    "lightgbm",
+)
+
+
+def cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo (Linux), else platform's answer."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def installed_versions(names=RECORDED_PACKAGES) -> dict[str, str | None]:
+    """Each package's installed version (None where it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def machine() -> dict:
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
+        "packages": installed_versions(),
     }
 
 
