@@ -75,7 +75,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def installed_versions(names=RECORDED_PACKAGES) -> dict[str, str | None]:
+def installed_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str | None]:
     """Each package's installed version (None where it is not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
