@@ -32,6 +32,7 @@ Metric: AUROC for binary tasks, MAE for regression (:func:`sktve.run.task_metric
     python benchmarks/bench_quality_synthetic.py --quick        # one seed, tiny data, 2 epochs
     python benchmarks/bench_quality_synthetic.py --rows all     # every row, no cut
     python benchmarks/bench_quality_synthetic.py --label-fraction 0.1  # few labels
+    python benchmarks/bench_quality_synthetic.py --count-tasks  # + two count regressions
 
 ``--label-fraction F``: heads and fine-tuning see the training rows of a random fraction F
 of the training entities (drawn with the database's seed); TVE pre-training and
@@ -111,6 +112,81 @@ QUICK_SIZES = {
     "ecommerce": {"n_customers": 80, "n_orders": 1200},
     "library": {"n_members": 80, "n_loans": 1500},
     "bank": {"n_accounts": 80, "n_transactions": 1500},
+}
+
+
+# Count regressions beside each schema's own tasks (``--count-tasks``): how many orders a
+# shop customer places, or payments an account makes, in the next 30 days, 0 when none,
+# on the same entity rows as the schema's tasks. With the library's member-loans they make
+# one integer-valued regression per schema.
+_SHOP_ACTIVE = """WITH active AS (
+    SELECT DISTINCT t.timestamp, o.customer_id
+    FROM timestamps t
+    JOIN orders o
+      ON o.order_time > t.timestamp - INTERVAL '365 days'
+     AND o.order_time <= t.timestamp
+    WHERE o.customer_id IS NOT NULL
+)"""
+_BANK_ACTIVE = """WITH active AS (
+    SELECT DISTINCT t.timestamp, x.account_id
+    FROM timestamps t
+    JOIN transactions x
+      ON x.tx_time > t.timestamp - INTERVAL '90 days'
+     AND x.tx_time <= t.timestamp
+    WHERE x.account_id IS NOT NULL
+)"""
+
+
+def _count_sql(active: str, table: str, entity: str, time_col: str, target: str) -> str:
+    return f"""{active}, future AS (
+    SELECT t.timestamp, f.{entity}, COUNT(*) AS n
+    FROM timestamps t
+    JOIN {table} f
+      ON f.{time_col} > t.timestamp
+     AND f.{time_col} <= t.timestamp + INTERVAL '{{timedelta}}'
+    GROUP BY t.timestamp, f.{entity}
+)
+SELECT a.timestamp AS timestamp, a.{entity} AS {entity},
+       CAST(COALESCE(f.n, 0) AS DOUBLE) AS {target}
+FROM active a
+LEFT JOIN future f ON f.timestamp = a.timestamp AND f.{entity} = a.{entity}"""
+
+
+def _count_task(name: str, entity_table: str, entity: str, target: str, sql: str) -> dict:
+    return {
+        "name": name,
+        "kind": "forecast",
+        "task_type": "regression",
+        "entity_table": entity_table,
+        "entity_col": entity,
+        "time_col": "timestamp",
+        "timedelta": "30 days",
+        "num_eval_timestamps": 3,
+        "target_col": target,
+        "description": f"{target} in the next 30 days (0 when none)",
+        "sql": sql,
+    }
+
+
+COUNT_TASKS = {
+    "ecommerce": [
+        _count_task(
+            "customer-orders",
+            "customers",
+            "customer_id",
+            "n_orders",
+            _count_sql(_SHOP_ACTIVE, "orders", "customer_id", "order_time", "n_orders"),
+        )
+    ],
+    "bank": [
+        _count_task(
+            "account-payments",
+            "accounts",
+            "account_id",
+            "n_payments",
+            _count_sql(_BANK_ACTIVE, "transactions", "account_id", "tx_time", "n_payments"),
+        )
+    ],
 }
 
 
@@ -296,12 +372,18 @@ def merge(paths: list[str], out_path: Path) -> None:
 
 
 def main() -> None:
-    from sktve.datasets import SYNTHETIC_SCHEMAS
+    from sktve.datasets import SYNTHETIC_SCHEMAS, write_tasks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--schemas", default=",".join(SYNTHETIC_SCHEMAS))
     parser.add_argument("--tasks", default=None, help="task names (default: every task)")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--count-tasks",
+        action="store_true",
+        help="add a count regression to the shop (customer-orders) and the bank "
+        "(account-payments); see COUNT_TASKS",
+    )
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--agg-windows", default="30D,90D,365D")
     parser.add_argument("--agg-hops", type=int, default=2, help="AggregateFeatures max_hops")
@@ -455,6 +537,8 @@ def main() -> None:
             path = SYNTHETIC_SCHEMAS[schema](
                 workdir / f"{schema}-{seed}", random_state=seed, **sizes[schema]
             )
+            if args.count_tasks:
+                write_tasks(path, COUNT_TASKS.get(schema, []))
             dataset = relbench.load_dataset(str(path))
             # "cut": the database as RelBench hands it to models, rows up to the test
             # timestamp, featurised as of it; "all": every row (each feature still reads
@@ -617,7 +701,8 @@ def main() -> None:
                 "the database is cut at the test timestamp with as_of there"
                 if args.rows == "cut"
                 else "every row of the database (--rows all), no as_of"
-            ),
+            )
+            + ("; with the count tasks of COUNT_TASKS (--count-tasks)" if args.count_tasks else ""),
             "tve": "TVEPretrainer defaults, window = task.timedelta"
             + (", max_epochs=2" if args.quick else "")
             + "".join(f", {k}={v!r}" for k, v in args.tve_params.items()),

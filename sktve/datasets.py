@@ -42,6 +42,7 @@ __all__ = [
     "task_to_xy",
     "train_val_cv",
     "write_relbench_folder",
+    "write_tasks",
 ]
 
 # --------------------------------------------------------------------------- vocabularies
@@ -674,8 +675,7 @@ def write_relbench_folder(
     >>> sorted(p.name for p in (folder / "tasks").iterdir())
     ['customer-churn', 'customer-spend']
     """
-    import relbench
-    from relbench.manifest import DatasetManifest, TableSpec, TaskManifest
+    from relbench.manifest import DatasetManifest, TableSpec
 
     frames, table_specs = _frames_and_schema(db_or_frames, schema)
     val_ts, test_ts = pd.Timestamp(val_timestamp), pd.Timestamp(test_timestamp)
@@ -707,25 +707,69 @@ def write_relbench_folder(
         tables={t: TableSpec.from_dict(s) for t, s in table_specs.items()},
     ).save(folder / "manifest.yaml")
 
+    write_tasks(folder, tasks)
+    return folder
+
+
+def write_tasks(path: str | Path, tasks: Sequence[Any]) -> Path:
+    """Add forecast tasks, with their labels, to a RelBench 3 folder.
+
+    Each task gets ``tasks/<task>/manifest.yaml`` and ``{train,val,test}.parquet``, its
+    labels produced by RelBench itself (the task's SQL run on the folder's whole
+    database, with RelBench's split cutoffs and sort order). A task of the same name is
+    overwritten; the database and the other tasks are left as they are.
+
+    Parameters
+    ----------
+    path : str or Path
+        A RelBench 3 folder (``manifest.yaml`` and ``db/``), e.g. one written by
+        :func:`write_relbench_folder` or :func:`make_library_dataset`.
+    tasks : sequence of TaskManifest or dict
+        Forecast task manifests (see :func:`synthetic_tasks` for their fields).
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sktve.datasets import make_synthetic_dataset, synthetic_tasks, write_tasks
+    >>> folder = make_synthetic_dataset(tempfile.mkdtemp(), n_customers=100, n_orders=2000)
+    >>> churn = synthetic_tasks()[0].to_dict() | {"name": "churn-60d", "timedelta": "60 days"}
+    >>> sorted(p.name for p in (write_tasks(folder, [churn]) / "tasks").iterdir())
+    ['churn-60d', 'customer-churn', 'customer-spend']
+    """
+    import relbench
+    from relbench.manifest import TaskManifest
+
+    folder = Path(path).expanduser()
+    if not (folder / "manifest.yaml").is_file():
+        raise FileNotFoundError(
+            f"{folder} has no manifest.yaml: give a RelBench 3 folder (write one with "
+            "write_relbench_folder)."
+        )
     manifests = [
         t if isinstance(t, TaskManifest) else TaskManifest.from_dict(dict(t)) for t in tasks
     ]
-    if manifests:
-        dataset = relbench.load_dataset(str(folder))
-        full_db = None
-        for manifest in manifests:
-            manifest.validate()
-            task_dir = folder / "tasks" / manifest.name
-            manifest.save(task_dir / "manifest.yaml")
-            for stale in task_dir.glob("*.parquet"):
-                stale.unlink()  # so that loading below regenerates, never reads old labels
-            task = dataset.load_task(manifest.name, regenerate=True)
-            if full_db is None:
-                # One database build for every split and task (the tasks remove no columns).
-                full_db = task.get_db(upto_test_timestamp=False)
-            for split in ("train", "val", "test"):
-                table = task.get_table(split, mask_input_cols=False, db=full_db)
-                table.df.to_parquet(task_dir / f"{split}.parquet", index=False)
+    if not manifests:
+        return folder
+    dataset = relbench.load_dataset(str(folder))
+    full_db = None
+    for manifest in manifests:
+        manifest.validate()
+        task_dir = folder / "tasks" / manifest.name
+        manifest.save(task_dir / "manifest.yaml")
+        for stale in task_dir.glob("*.parquet"):
+            stale.unlink()  # so that loading below regenerates, never reads old labels
+        task = dataset.load_task(manifest.name, regenerate=True)
+        if full_db is None:
+            # One database build for every split and task (the tasks remove no columns).
+            full_db = task.get_db(upto_test_timestamp=False)
+        for split in ("train", "val", "test"):
+            table = task.get_table(split, mask_input_cols=False, db=full_db)
+            table.df.to_parquet(task_dir / f"{split}.parquet", index=False)
     return folder
 
 

@@ -17,6 +17,7 @@ from sktve.datasets import (
     task_to_xy,
     train_val_cv,
     write_relbench_folder,
+    write_tasks,
 )
 
 TASKS = ["customer-churn", "customer-spend"]
@@ -356,6 +357,26 @@ def test_write_rejects_what_relbench_cannot_load(tmp_path, frames_and_schema):
         )  # fmt: skip
     with pytest.raises(TypeError):
         write_relbench_folder(frames, tmp_path / "d", **kwargs)  # no schema
+
+
+def test_write_tasks_adds_a_task_and_leaves_the_rest(tmp_path, small_db):
+    folder = write_relbench_folder(
+        small_db, tmp_path / "shop", name="t", val_timestamp="2023-01-01",
+        test_timestamp="2023-07-01", tasks=synthetic_tasks(),
+    )  # fmt: skip
+    churn_before = pd.read_parquet(folder / "tasks" / "customer-churn" / "val.parquet")
+    churn = synthetic_tasks()[0].to_dict()
+    # A 60-day churn under a new name: a window twice as long churns fewer customers.
+    write_tasks(folder, [churn | {"name": "churn-60d", "timedelta": "60 days"}])
+    dataset = relbench.load_dataset(str(folder))
+    assert dataset.get_task_names() == ["churn-60d", *TASKS]
+    pd.testing.assert_frame_equal(
+        churn_before, pd.read_parquet(folder / "tasks" / "customer-churn" / "val.parquet")
+    )
+    long = dataset.load_task("churn-60d").get_table("val", mask_input_cols=False).df
+    assert len(long) > 0 and long["churn"].mean() < churn_before["churn"].mean()
+    with pytest.raises(FileNotFoundError, match="manifest.yaml"):
+        write_tasks(tmp_path / "nowhere", [churn])
 
 
 def test_synthetic_task_manifests():
