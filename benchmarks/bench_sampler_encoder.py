@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -64,24 +63,16 @@ def peak_rss_gib() -> float:
 
 
 def machine() -> dict:
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "torch": torch.__version__,
+    """The quality benchmarks' machine record (processor model, package versions) and
+    this run's torch threads and CUDA."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_pretrainer_relf1 import machine as base_machine
+
+    return {
+        **base_machine(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
     }
-    try:
-        import psutil
-
-        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        pass
-    return info
 
 
 def batches(n: int, size: int):

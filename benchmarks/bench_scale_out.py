@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -98,21 +97,14 @@ def _max_rss_gib() -> float:
 
 
 def machine() -> dict:
-    import pandas as pd
-    import psutil
+    """The quality benchmarks' machine record (processor model, package versions) and
+    the sktve version."""
+    sys.path.insert(0, str(HERE))
+    from bench_pretrainer_relf1 import machine as base_machine
 
     import sktve
 
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
-        "python": platform.python_version(),
-        "sktve": sktve.__version__,
-        "pandas": pd.__version__,
-        "duckdb": __import__("duckdb").__version__,
-    }
+    return {**base_machine(), "sktve": sktve.__version__}
 
 
 def _database(n_orders: int):

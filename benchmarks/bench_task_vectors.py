@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import threading
 import time
@@ -73,17 +71,11 @@ def timed(fn):
 
 
 def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "duckdb_threads": 2,
-        "sktve": sktve.__version__,
-        "pandas": pd.__version__,
-        "duckdb": __import__("duckdb").__version__,
-    }
+    """The quality benchmarks' machine record (processor model, package versions), the
+    sktve version and the DuckDB threads this benchmark sets."""
+    from bench_pretrainer_relf1 import machine as base_machine
+
+    return {**base_machine(), "duckdb_threads": 2, "sktve": sktve.__version__}
 
 
 def reference_ratio(db, entity_table, frame, window, max_hops) -> dict:
