@@ -1399,6 +1399,13 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
     loss : {"squared_error", "absolute_error"}, default="squared_error"
         Training loss (and early-stopping criterion unless ``scoring`` says otherwise).
         ``"absolute_error"`` predicts a conditional median, for MAE-scored tasks.
+    integer_output : {"auto", True, False}, default="auto"
+        Round predictions to the nearest integer. ``"auto"``: when ``loss`` is
+        ``"absolute_error"`` and every training target is an integer (counts, say), since
+        the median of an integer-valued target can always be taken as an integer, and
+        between two integers the expected absolute error is linear, so a point between
+        them is never better than both. Early stopping's loss sees the unrounded outputs;
+        a ``scoring`` scorer sees what ``predict`` returns.
     **params
         Every other parameter as in :class:`TVEClassifier`.
 
@@ -1414,12 +1421,24 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
     ...                    loss="absolute_error", max_epochs=2, random_state=0)
     >>> reg.fit(X, [float(i % 5) for i in range(80)]).predict(X).shape
     (80,)
+    >>> bool(reg.integer_output_)  # integer targets and absolute error: integer predictions
+    True
+
+    Attributes
+    ----------
+    integer_output_ : bool
+        Whether ``predict`` rounds to integers (see ``integer_output``).
+    target_centre_, target_scale_ : float
+        The standardisation of the targets (median or mean, and standard deviation).
+    **attributes
+        Every other attribute as in :class:`TVEClassifier` (but ``classes_``).
     """
 
     def __init__(
         self,
         *,
         loss: str = "squared_error",
+        integer_output: str | bool = "auto",
         database: Any = None,
         entity_table: str | None = None,
         entity_col: str | None = None,
@@ -1455,6 +1474,7 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
         verbose: bool = False,
     ) -> None:
         self.loss = loss
+        self.integer_output = integer_output
         self.database = database
         self.entity_table = entity_table
         self.entity_col = entity_col
@@ -1495,6 +1515,10 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
             raise ValueError(
                 f"loss must be 'squared_error' or 'absolute_error', got {self.loss!r}."
             )
+        if not (isinstance(self.integer_output, bool | np.bool_) or self.integer_output == "auto"):
+            raise ValueError(
+                f"integer_output must be 'auto', True or False, got {self.integer_output!r}."
+            )
 
     def _encode_targets(self, y: Any, n_rows: int, refit: bool = True) -> tuple[np.ndarray, int]:
         try:
@@ -1510,6 +1534,11 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
                 f"y has {int((~np.isfinite(y)).sum())} NaN or infinite targets; drop or fill them."
             )
         if refit:
+            if self.integer_output == "auto":
+                integers = bool(np.array_equal(y, np.round(y)))
+                self.integer_output_ = self.loss == "absolute_error" and integers
+            else:
+                self.integer_output_ = bool(self.integer_output)
             centre = np.median(y) if self.loss == "absolute_error" else y.mean()
             scale = y.std()
             self.target_centre_ = float(centre)
@@ -1550,8 +1579,10 @@ class TVERegressor(RegressorMixin, _TVEFineTuner):
 
     def _targets_from(self, outputs: np.ndarray, shift: float = 0.0) -> np.ndarray:
         """Standardised head outputs (plus ``shift``) in the target's units."""
-        out = outputs[:, 0].astype(np.float64) + shift
-        return out * self.target_scale_ + self.target_centre_
+        out = (outputs[:, 0].astype(np.float64) + shift) * self.target_scale_
+        out += self.target_centre_
+        # Fitted before the integer option existed: no rounding.
+        return np.rint(out) if getattr(self, "integer_output_", False) else out
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, shape (n_rows,)."""

@@ -111,7 +111,13 @@ def test_regressor_recentres_on_the_held_out_rows(db, X, loss, centre):
     late = (X["timestamp"] == X["timestamp"].max()).to_numpy()
     # Planted: the held-out (latest) rows sit 3 units above the rest.
     y = (X["customer_id"].to_numpy() % 5).astype(float) + 3.0 * late
-    params = dict(init="random", loss=loss, random_state=0, pretrainer=TVEPretrainer(**PRETRAIN))
+    params = dict(
+        init="random",
+        loss=loss,
+        integer_output=False,  # the shift is continuous; rounding is tested on its own
+        random_state=0,
+        pretrainer=TVEPretrainer(**PRETRAIN),
+    )
     plain = TVERegressor(database=db, recentre=False, **params, **FAST).fit(X, y)
     shifted = TVERegressor(database=db, **params, **FAST).fit(X, y)
     # Training is the same; only the output moves, by the held-out rows' centre residual.
@@ -128,6 +134,28 @@ def test_regressor_recentres_on_the_held_out_rows(db, X, loss, centre):
         **FAST,
     ).fit(X, y)
     assert side.output_shift_ == 0.0  # predict uses a side estimator refitted on all rows
+
+
+def test_integer_targets_with_absolute_error_get_integer_predictions(db, X):
+    ids = X["customer_id"].to_numpy()
+    counts = (ids % 4).astype(float)  # integer-valued, like a count of orders
+    params = dict(init="random", random_state=0, pretrainer=TVEPretrainer(**PRETRAIN), **FAST)
+    auto = TVERegressor(database=db, loss="absolute_error", **params).fit(X, counts)
+    raw = TVERegressor(database=db, loss="absolute_error", integer_output=False, **params)
+    raw.fit(X, counts)
+    assert auto.integer_output_ and not raw.integer_output_
+    # The same network; only the read-out rounds.
+    assert not np.array_equal(raw.predict(X), np.rint(raw.predict(X)))
+    np.testing.assert_array_equal(auto.predict(X), np.rint(raw.predict(X)))
+    # A non-integer target, or the squared error's mean, is not rounded unless asked.
+    halves = TVERegressor(database=db, loss="absolute_error", **params).fit(X, counts + 0.5)
+    mean = TVERegressor(database=db, loss="squared_error", **params).fit(X, counts)
+    forced = TVERegressor(database=db, integer_output=True, **params).fit(X, counts + 0.5)
+    assert not halves.integer_output_ and not mean.integer_output_ and forced.integer_output_
+    assert not np.array_equal(mean.predict(X), np.rint(mean.predict(X)))
+    np.testing.assert_array_equal(forced.predict(X), np.rint(forced.predict(X)))
+    with pytest.raises(ValueError, match="integer_output must be 'auto', True or False"):
+        TVERegressor(database=db, integer_output="yes", **params).fit(X, counts)
 
 
 def test_classifier_output_is_not_shifted(fitted):
@@ -279,6 +307,7 @@ def test_scorer_sees_the_held_out_rows_and_their_predictions(db, X):
         database=db,
         init="random",
         loss="absolute_error",
+        integer_output=False,  # compared with predict's continuous output below
         scoring=scorer,
         random_state=0,
         pretrainer=TVEPretrainer(**PRETRAIN),
