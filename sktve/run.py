@@ -235,8 +235,10 @@ def task_finetuner(database: Any, task: Any, pretrainer: TVEPretrainer, **params
     """A :class:`~sktve.TVEClassifier` (binary tasks) or :class:`~sktve.TVERegressor`.
 
     Regression trains for the conditional median (``loss="absolute_error"``), since the
-    task is scored by MAE. ``pretrainer`` (e.g. :func:`task_pretrainer`'s) is fitted on the
-    rows the estimator is fitted on, unless it is already fitted.
+    task is scored by MAE (with integer predictions where the training labels are all
+    integers: ``TVERegressor``'s ``integer_output``). ``pretrainer`` (e.g.
+    :func:`task_pretrainer`'s) is fitted on the rows the estimator is fitted on, unless it
+    is already fitted.
     """
     from relbench.base import TaskType
 
