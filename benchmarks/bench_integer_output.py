@@ -25,13 +25,15 @@ Writes ``<out-dir>/<name>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_pretrainer_relf1 import write_result  # noqa: E402  (the benchmarks' JSON + table)
 
 
 def arms(agg: np.ndarray, net: np.ndarray, weight: float) -> dict[str, np.ndarray]:
@@ -149,10 +151,7 @@ def main() -> None:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{args.name}_test" if args.test else args.name
-    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
-    table = markdown(result)
-    (out_dir / f"{name}.md").write_text(table)
-    print(table)
+    write_result(out_dir, name, result, markdown(result))
 
 
 if __name__ == "__main__":

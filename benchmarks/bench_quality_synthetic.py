@@ -115,79 +115,41 @@ QUICK_SIZES = {
 }
 
 
-# Count regressions beside each schema's own tasks (``--count-tasks``): how many orders a
-# shop customer places, or payments an account makes, in the next 30 days, 0 when none,
-# on the same entity rows as the schema's tasks. With the library's member-loans they make
-# one integer-valued regression per schema.
-_SHOP_ACTIVE = """WITH active AS (
-    SELECT DISTINCT t.timestamp, o.customer_id
-    FROM timestamps t
-    JOIN orders o
-      ON o.order_time > t.timestamp - INTERVAL '365 days'
-     AND o.order_time <= t.timestamp
-    WHERE o.customer_id IS NOT NULL
-)"""
-_BANK_ACTIVE = """WITH active AS (
-    SELECT DISTINCT t.timestamp, x.account_id
-    FROM timestamps t
-    JOIN transactions x
-      ON x.tx_time > t.timestamp - INTERVAL '90 days'
-     AND x.tx_time <= t.timestamp
-    WHERE x.account_id IS NOT NULL
-)"""
+def count_tasks(schema: str) -> list[dict[str, Any]]:
+    """The count regressions ``--count-tasks`` adds to a schema's folder.
 
+    How many orders a shop customer places, or payments an account makes, in the next 30
+    days, 0 when none: the schema's own regression manifest (customer-spend,
+    account-outflow) with the count query the schema's module keeps beside it, so the rows
+    and window are those of the schema's tasks. With the library's member-loans they make
+    one integer-valued regression per schema; the library gets none here.
+    """
+    from sktve.datasets import ORDERS_SQL, synthetic_tasks
+    from sktve.synthetic_bank import PAYMENTS_SQL, bank_tasks
 
-def _count_sql(active: str, table: str, entity: str, time_col: str, target: str) -> str:
-    return f"""{active}, future AS (
-    SELECT t.timestamp, f.{entity}, COUNT(*) AS n
-    FROM timestamps t
-    JOIN {table} f
-      ON f.{time_col} > t.timestamp
-     AND f.{time_col} <= t.timestamp + INTERVAL '{{timedelta}}'
-    GROUP BY t.timestamp, f.{entity}
-)
-SELECT a.timestamp AS timestamp, a.{entity} AS {entity},
-       CAST(COALESCE(f.n, 0) AS DOUBLE) AS {target}
-FROM active a
-LEFT JOIN future f ON f.timestamp = a.timestamp AND f.{entity} = a.{entity}"""
-
-
-def _count_task(name: str, entity_table: str, entity: str, target: str, sql: str) -> dict:
-    return {
-        "name": name,
-        "kind": "forecast",
-        "task_type": "regression",
-        "entity_table": entity_table,
-        "entity_col": entity,
-        "time_col": "timestamp",
-        "timedelta": "30 days",
-        "num_eval_timestamps": 3,
-        "target_col": target,
-        "description": f"{target} in the next 30 days (0 when none)",
-        "sql": sql,
-    }
-
-
-COUNT_TASKS = {
-    "ecommerce": [
-        _count_task(
+    counts = {
+        "ecommerce": (
+            synthetic_tasks(),
+            "customer-spend",
             "customer-orders",
-            "customers",
-            "customer_id",
             "n_orders",
-            _count_sql(_SHOP_ACTIVE, "orders", "customer_id", "order_time", "n_orders"),
-        )
-    ],
-    "bank": [
-        _count_task(
-            "account-payments",
-            "accounts",
-            "account_id",
-            "n_payments",
-            _count_sql(_BANK_ACTIVE, "transactions", "account_id", "tx_time", "n_payments"),
-        )
-    ],
-}
+            ORDERS_SQL,
+        ),
+        "bank": (bank_tasks(), "account-outflow", "account-payments", "n_payments", PAYMENTS_SQL),
+    }
+    if schema not in counts:
+        return []
+    manifests, base, name, target, sql = counts[schema]
+    manifest = next(m for m in manifests if m.name == base)
+    return [
+        manifest.to_dict()
+        | {
+            "name": name,
+            "target_col": target,
+            "sql": sql,
+            "description": f"{target} in the next {manifest.timedelta} (0 when none)",
+        }
+    ]
 
 
 def best_tve_verdict(summary: dict, runs: list[dict], key: str) -> dict[str, Any] | None:
@@ -382,7 +344,7 @@ def main() -> None:
         "--count-tasks",
         action="store_true",
         help="add a count regression to the shop (customer-orders) and the bank "
-        "(account-payments); see COUNT_TASKS",
+        "(account-payments); see count_tasks",
     )
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--agg-windows", default="30D,90D,365D")
@@ -538,7 +500,7 @@ def main() -> None:
                 workdir / f"{schema}-{seed}", random_state=seed, **sizes[schema]
             )
             if args.count_tasks:
-                write_tasks(path, COUNT_TASKS.get(schema, []))
+                write_tasks(path, count_tasks(schema))
             dataset = relbench.load_dataset(str(path))
             # "cut": the database as RelBench hands it to models, rows up to the test
             # timestamp, featurised as of it; "all": every row (each feature still reads
@@ -702,7 +664,7 @@ def main() -> None:
                 if args.rows == "cut"
                 else "every row of the database (--rows all), no as_of"
             )
-            + ("; with the count tasks of COUNT_TASKS (--count-tasks)" if args.count_tasks else ""),
+            + ("; with the count tasks of count_tasks (--count-tasks)" if args.count_tasks else ""),
             "tve": "TVEPretrainer defaults, window = task.timedelta"
             + (", max_epochs=2" if args.quick else "")
             + "".join(f", {k}={v!r}" for k, v in args.tve_params.items()),

@@ -149,6 +149,15 @@ FROM active a
 LEFT JOIN future f ON f.timestamp = a.timestamp AND f.customer_id = a.customer_id"""
 )
 
+# Not one of the shop's tasks: the count regression of bench_quality_synthetic --count-tasks.
+ORDERS_SQL = (
+    _ACTIVE_CTE
+    + """SELECT a.timestamp AS timestamp, a.customer_id AS customer_id,
+       CAST(COALESCE(f.n_orders, 0) AS DOUBLE) AS n_orders
+FROM active a
+LEFT JOIN future f ON f.timestamp = a.timestamp AND f.customer_id = a.customer_id"""
+)
+
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))

@@ -110,18 +110,32 @@ FROM active a
 LEFT JOIN future f ON f.timestamp = a.timestamp AND f.account_id = a.account_id"""
 )
 
-OUTFLOW_SQL = (
-    _ACTIVE_CTE
-    + """, future AS (
-    SELECT t.timestamp, x.account_id, SUM(x.amount) AS outflow
+# Each account's payments in the window after each cutoff: their sum and their number.
+_PAYMENTS_CTE = """, future AS (
+    SELECT t.timestamp, x.account_id, SUM(x.amount) AS outflow, COUNT(*) AS n_payments
     FROM timestamps t
     JOIN transactions x
       ON x.tx_time > t.timestamp
      AND x.tx_time <= t.timestamp + INTERVAL '{timedelta}'
     GROUP BY t.timestamp, x.account_id
 )
-SELECT a.timestamp AS timestamp, a.account_id AS account_id,
+"""
+
+OUTFLOW_SQL = (
+    _ACTIVE_CTE
+    + _PAYMENTS_CTE
+    + """SELECT a.timestamp AS timestamp, a.account_id AS account_id,
        CAST(COALESCE(f.outflow, 0.0) AS DOUBLE) AS outflow
+FROM active a
+LEFT JOIN future f ON f.timestamp = a.timestamp AND f.account_id = a.account_id"""
+)
+
+# Not one of the bank's tasks: the count regression of bench_quality_synthetic --count-tasks.
+PAYMENTS_SQL = (
+    _ACTIVE_CTE
+    + _PAYMENTS_CTE
+    + """SELECT a.timestamp AS timestamp, a.account_id AS account_id,
+       CAST(COALESCE(f.n_payments, 0) AS DOUBLE) AS n_payments
 FROM active a
 LEFT JOIN future f ON f.timestamp = a.timestamp AND f.account_id = a.account_id"""
 )
