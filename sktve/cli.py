@@ -199,12 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         cmd.add_argument(
             "--pretrain-until",
-            choices=("train", "test"),
+            choices=("train", "test", "both"),
             default=None,
             help="how far the pre-training of the model scored on test reads: 'train' (the "
-            "training rows' horizon, as for the models compared on val) or 'test' (refit the "
+            "training rows' horizon, as for the models compared on val), 'test' (refit the "
             "chosen model with pre-training up to the test timestamp, learning from the "
-            "unlabelled years before it) (default: test with --rows cut, train with all)",
+            "unlabelled years before it) or 'both' (that refit averaged with the chosen "
+            "model) (default: test with --rows cut, train with all)",
         )
         cmd.add_argument(
             "--out",

@@ -31,6 +31,7 @@ from sktve.pretrainer import TVEPretrainer, later_cutoffs
 __all__ = [
     "blend",
     "check_out_folder",
+    "hedge",
     "predict_scores",
     "refit_pretrained_until",
     "run_task",
@@ -43,7 +44,7 @@ __all__ = [
 
 RESULT_FILES = ("pipeline.joblib", "metrics.json")
 MODELS = ("embed", "finetune", "blend", "auto")
-PRETRAIN_UNTIL = ("train", "test")
+PRETRAIN_UNTIL = ("train", "test", "both")
 # Weight on the fine-tuned network in the blend: the fixed rule that held on val across
 # rel-f1 and the synthetic schemas (docs: benchmarks page, "Choosing the blend weight").
 BLEND_WEIGHT = 0.3
@@ -292,6 +293,25 @@ def refit_pretrained_until(model: Any, until: pd.Timestamp, X: Any, y: Any, bina
     return clone(model).set_params(pretrainer=pretrainer).fit(X, y)
 
 
+def hedge(chosen: Any, refitted: Any, binary: bool, X: Any, y: Any) -> Any:
+    """The mean of ``chosen`` and ``refitted``, both fitted: a frozen two-member vote.
+
+    Averaged positive-class probabilities (a soft ``VotingClassifier``) or predictions (a
+    ``VotingRegressor``). Two integer predictions average to an integer or a half: not
+    rounded, since between two integers the expected absolute error is linear, and the
+    half is as good as the two members' average where rounding would pick one of them
+    blindly. ``X`` and ``y``: the training rows, which fitting the vote only checks
+    (nothing is refitted).
+    """
+    from sklearn.ensemble import VotingClassifier, VotingRegressor
+    from sklearn.frozen import FrozenEstimator
+
+    members = [("chosen", FrozenEstimator(chosen)), ("refit", FrozenEstimator(refitted))]
+    if binary:
+        return VotingClassifier(members, voting="soft").fit(X, y)
+    return VotingRegressor(members).fit(X, y)
+
+
 def run_task(
     source: str,
     task_name: str,
@@ -349,15 +369,17 @@ def run_task(
         Extra TVEClassifier / TVERegressor parameters (``"finetune"``, ``"blend"``).
     n_jobs : int, optional
         CPU threads for pre-training, fine-tuning and the heads (None: one; -1: every core).
-    pretrain_until : {"train", "test"}, optional
+    pretrain_until : {"train", "test", "both"}, optional
         How far the pre-training of the model scored on test reads the database.
         ``"train"``: up to the training rows' horizon, as for the models compared on val.
         ``"test"``: once the model is chosen on val, it is fitted again with pre-training
         up to the test timestamp (:class:`~sktve.TVEPretrainer`'s ``pretrain_until``),
         which also learns from the unlabelled years between the training rows and the
-        test rows; the test rows, at or after that timestamp, stay time-correct. None
-        (default): ``"test"`` with ``rows="cut"``, ``"train"`` with ``rows="all"``, as
-        a backtest on val preferred (docs: benchmarks page, "Pre-training up to the cut").
+        test rows; the test rows, at or after that timestamp, stay time-correct.
+        ``"both"``: that refit averaged with the chosen model (:func:`hedge`), since val
+        cannot judge the refit (val lies inside the years it adds). None (default):
+        ``"test"`` with ``rows="cut"``, ``"train"`` with ``rows="all"``, as a backtest on
+        val preferred (docs: benchmarks page, "Pre-training up to the cut").
 
     Returns
     -------
@@ -370,9 +392,10 @@ def run_task(
         ``"blend"`` and ``"auto"``: the kept model minus the AggregateFeatures pipeline
         alone on val, paired: whether pre-training adds to the aggregates on this task;
         the aggregates alone are a reference, never kept), how far the tested model's
-        pre-training read (``pretrain_until``; val is always that of the model as chosen,
-        pre-trained up to the training rows' horizon), the dataset,
-        task, rows protocol and cut, random_state, threads, every fitted part's settings
+        pre-training read (``pretrain_until``; ``hedged`` when the test model averages
+        the chosen model and its refit; val is always that of the model as chosen,
+        pre-trained up to the training rows' horizon), the dataset, task, rows protocol
+        and cut, random_state, threads, every fitted part's settings
         as JSON values, the parts' own val metrics for ``"blend"``, the sktve version and
         timings.
     """
@@ -561,22 +584,28 @@ def run_task(
     last = clamp_times(X["train"][task.time_col].to_numpy(), pretrainer.as_of_).max()
     added = later_cutoffs(last, max(pretrainer.windows_), until, database.max_timestamp)
     pretrained_until = None
-    if pretrain_until == "test" and len(added):
+    if pretrain_until != "train" and len(added):
         say(f"[sktve] refitting the {chosen} model with pre-training up to {until} ...")
         started = time.perf_counter()
         with limit_threads(n_threads):  # the embeddings' head (OpenMP) refits too
-            fitted = refit_pretrained_until(fitted, until, X["train"], y_train, binary)
+            refitted = refit_pretrained_until(fitted, until, X["train"], y_train, binary)
         timings["refit_seconds"] = time.perf_counter() - started
-        # The history reported: pre-training's for embeddings, fine-tuning's otherwise.
+        # The history reported: the refit's pre-training for embeddings, its fine-tuning
+        # otherwise.
         if chosen == "embed":
-            pretrainer = fitted.named_steps["tve"]
+            pretrainer = refitted.named_steps["tve"]
             history = pretrainer.history_
         else:
-            network = fitted if chosen == "finetune" else dict(fitted.estimators)["network"]
+            network = refitted if chosen == "finetune" else dict(refitted.estimators)["network"]
             network = getattr(network, "estimator", network)  # a blend's member is frozen
             pretrainer, history = network.pretrainer_, network.history_
+        if pretrain_until == "both":
+            say(f"[sktve] averaging the {chosen} model with its refit")
+            fitted = hedge(fitted, refitted, binary, X["train"], y_train)
+        else:
+            fitted = refitted
         pretrained_until = str(until)
-    elif pretrain_until == "test":
+    elif pretrain_until != "train":
         say(f"[sktve] no refit: no pre-training cutoff fits between the training rows and {until}")
     with limit_threads(n_threads):
         started = time.perf_counter()
@@ -626,7 +655,8 @@ def run_task(
             f"{aggregates_val_difference['se']:.4f} over "
             f"{aggregates_val_difference['n_groups']} entities)"
         )
-    embed_head = fitted.named_steps["head"] if chosen == "embed" else None
+    # The head as chosen on val (a refit keeps its settings; a hedge holds two pipelines).
+    embed_head = models[chosen].named_steps["head"] if chosen == "embed" else None
     timings["total_seconds"] = time.perf_counter() - started_run
     result = {
         "dataset": str(source),
@@ -639,8 +669,10 @@ def run_task(
         "models_val_difference": models_val_difference,
         # The kept model minus AggregateFeatures + head alone on val ("blend", "auto").
         "aggregates_val_difference": aggregates_val_difference,
-        # Val is that of the model as chosen; test and the saved model are the refit.
+        # Val is that of the model as chosen; test and the saved model are the refit, or
+        # the refit averaged with the chosen model ("hedged").
         "pretrain_until": pretrained_until,
+        "hedged": pretrained_until is not None and pretrain_until == "both",
         "rows": rows,
         "cut": {
             "test_timestamp": str(dataset.test_timestamp),

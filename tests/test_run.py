@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import relbench
 
-from sktve.run import run_task, task_pretrainer
+from sktve.run import hedge, run_task, task_pretrainer
 
 FAST = {"embedding_dim": 8, "fanouts": (4, 2), "steps_per_epoch": 2, "batch_size": 64}
 
@@ -177,11 +177,9 @@ def test_run_task_rows_all_keeps_every_row_and_sets_no_cut(synthetic_path, tmp_p
         run_task(str(synthetic_path), "customer-churn", rows="some", **common)
 
 
-@pytest.mark.parametrize("model", ["embed", "finetune", "blend"])
-def test_cut_runs_refit_the_chosen_model_pretrained_up_to_the_test_timestamp(
-    synthetic_path, tmp_path, model
-):
-    common = dict(
+def refit_settings(model: str) -> dict:
+    """run_task's settings for the refit tests: one epoch each, a logistic head."""
+    return dict(
         model=model,
         head="logistic",
         max_epochs=1,
@@ -189,6 +187,13 @@ def test_cut_runs_refit_the_chosen_model_pretrained_up_to_the_test_timestamp(
         pretrainer_params=FAST,
         finetune_params=FINETUNE_FAST,
     )
+
+
+@pytest.mark.parametrize("model", ["embed", "finetune", "blend"])
+def test_cut_runs_refit_the_chosen_model_pretrained_up_to_the_test_timestamp(
+    synthetic_path, tmp_path, model
+):
+    common = refit_settings(model)
     refit = run_task(str(synthetic_path), "customer-churn", out=tmp_path / "refit", **common)
     plain = run_task(
         str(synthetic_path),
@@ -221,6 +226,52 @@ def test_cut_runs_refit_the_chosen_model_pretrained_up_to_the_test_timestamp(
     if model == "blend":  # the aggregates' member is kept as chosen
         heads = [saved[k].named_estimators_["aggregates"] for k in ("refit", "plain")]
         assert repr(heads[0].estimator) == repr(heads[1].estimator)
+
+
+@pytest.mark.parametrize("model", ["embed", "blend"])
+def test_pretrain_until_both_averages_the_chosen_model_and_its_refit(
+    synthetic_path, tmp_path, model
+):
+    common = refit_settings(model)
+    runs = {
+        until: run_task(
+            str(synthetic_path),
+            "customer-churn",
+            out=tmp_path / until,
+            pretrain_until=until,
+            **common,
+        )
+        for until in ("train", "test", "both")
+    }
+    assert runs["both"]["hedged"] and not runs["test"]["hedged"]
+    assert runs["both"]["pretrain_until"] == runs["test"]["pretrain_until"] is not None
+    assert runs["both"]["val"] == pytest.approx(runs["train"]["val"], rel=1e-9)
+    saved = {k: joblib.load(tmp_path / k / "pipeline.joblib") for k in runs}
+    # The hedge's members are the two other runs' models (each deterministic given the
+    # seed), and it predicts the mean of their probabilities.
+    members = saved["both"].named_estimators_
+    dataset = relbench.load_dataset(str(synthetic_path))
+    task = dataset.load_task("customer-churn")
+    X_test = task.get_table("test", mask_input_cols=False).df[[task.entity_col, task.time_col]]
+    proba = {k: saved[k].predict_proba(X_test)[:, 1] for k in ("train", "test")}
+    np.testing.assert_allclose(
+        members["chosen"].predict_proba(X_test)[:, 1], proba["train"], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        members["refit"].predict_proba(X_test)[:, 1], proba["test"], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        saved["both"].predict_proba(X_test)[:, 1], (proba["train"] + proba["test"]) / 2, rtol=1e-6
+    )
+    assert runs["both"]["pretrainer"]["pretrain_until"] == runs["both"]["pretrain_until"]
+
+
+def test_hedge_of_regressors_averages_without_rounding():
+    from sklearn.dummy import DummyRegressor
+
+    X, y = np.zeros((4, 1)), np.arange(4.0)
+    pair = [DummyRegressor(strategy="constant", constant=c).fit(X, y) for c in (1.0, 2.0)]
+    np.testing.assert_array_equal(hedge(*pair, False, X, y).predict(X), [1.5] * 4)
 
 
 def test_rows_all_keeps_pretraining_to_the_training_rows_unless_asked(synthetic_path):
