@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import joblib
 
 HERE = Path(__file__).resolve().parent
 
@@ -59,6 +62,25 @@ def entity_tasks(folder: str) -> list[str]:
     return [name for name in names if dataset.load_task(name).task_type in kinds]
 
 
+def members_test(folder: str, task_name: str, hedged: Any) -> dict[str, float]:
+    """Test metric of each member of a hedged model (``--pretrain-until both``).
+
+    A benchmark's diagnostic, beside the hedge's own test: the model as chosen on val and
+    its refit through the test timestamp, each scored alone on the same test rows.
+    """
+    from sktve.database import open_relbench_dataset
+    from sktve.run import predict_scores, task_metric
+
+    task = open_relbench_dataset(folder).load_task(task_name)
+    table = task.get_table("test", mask_input_cols=False)
+    X = table.df[[task.entity_col, task.time_col]]
+    binary = task.task_type.value == "binary_classification"
+    return {
+        name: task_metric(task, predict_scores(member, X, binary), table)[1]
+        for name, member in hedged.named_estimators_.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="synthetic,library,bank")
@@ -68,6 +90,13 @@ def main() -> None:
         "--models", default="auto", help="comma-separated: auto, blend, finetune, embed"
     )
     parser.add_argument("--seeds", default="0")
+    parser.add_argument(
+        "--pretrain-until",
+        choices=("train", "test", "both"),
+        default=None,
+        help="sktve run's --pretrain-until (default: its own); with 'both' the JSON also "
+        "holds each member's test (test_members)",
+    )
     parser.add_argument("--out-dir", default=str(HERE / "results"))
     parser.add_argument("--name", default="main_job")
     args = parser.parse_args()
@@ -91,9 +120,18 @@ def main() -> None:
                     for m in args.models.split(",")
                 ):
                     started = time.perf_counter()
+                    run_out = Path(scratch) / f"run-{len(runs)}"
                     result: dict[str, Any] = run_task(
-                        folder, task, model=model, rows=rows, random_state=seed, verbose=False
+                        folder,
+                        task,
+                        model=model,
+                        rows=rows,
+                        random_state=seed,
+                        verbose=False,
+                        pretrain_until=args.pretrain_until,
+                        out=run_out,
                     )
+                    seconds = round(time.perf_counter() - started, 1)
                     entry = {
                         "dataset": source,
                         "task": task,
@@ -116,8 +154,15 @@ def main() -> None:
                             if "val" in found
                         },
                         "timings": result["timings"],
-                        "seconds": round(time.perf_counter() - started, 1),
+                        "seconds": seconds,
+                        "pretrain_until": result["pretrain_until"],
+                        "hedged": result["hedged"],
                     }
+                    if result["hedged"]:
+                        entry["test_members"] = members_test(
+                            folder, task, joblib.load(run_out / "pipeline.joblib")
+                        )
+                    shutil.rmtree(run_out)
                     runs.append(entry)
                     parts = {k: round(v, 4) for k, v in entry["parts_val"].items()}
                     print(

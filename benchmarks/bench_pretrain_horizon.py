@@ -52,8 +52,10 @@ def measure_task(
 ) -> dict[str, Any]:
     """Backtest (val) and, with ``test``, the real protocols, per seed and encoder.
 
-    With ``scores_out``, the real fits' per-row scores go there under
-    ``"{task}|{encoder}|{seed}|{view}"`` and the labels under ``"{task}|y|{split}"``.
+    With ``scores_out``, the per-row scores go there under ``"{task}|{encoder}|{seed}|{view}"``
+    (the backtest's under ``"{task}|backtest_{encoder}|{seed}|{view}"``) and the labels under
+    ``"{task}|y|{split}"``. Frozen embeddings save the scores of the head that the default
+    encoder's fresh val view chose, for both encoders (the main job's refit keeps the head).
     ``model``: ``"finetune"`` (the network fine-tuned from the encoder) or ``"embed"``
     (frozen embeddings and sktve's HGB grid; each view scores the grid's best head on
     that view, for both encoders alike).
@@ -91,13 +93,27 @@ def measure_task(
                 for view, split, clip in views
             }
             entry = {"n_cutoffs": int(len(pretrainer.cutoffs_))}
+            head_scores = []
             for head in head_grid("hgb", binary=binary, random_state=seed):
                 head.fit(Z_fit, y_fit)
+                head_scores.append({})
                 for view, split, _ in views:
-                    value = task_score(task, tables[split], predict_scores(head, Z[view], binary))
+                    head_scores[-1][view] = predict_scores(head, Z[view], binary)
+                    value = task_score(task, tables[split], head_scores[-1][view])
                     best = entry.get(view)
                     if best is None or (value > best if binary else value < best):
                         entry[view] = value
+            if scores_out is not None and key is not None:
+                # As the main job does: the head is chosen on the fresh val rows with the
+                # default encoder, and a refit through the cut keeps that head's settings.
+                if until is None:
+                    values = [task_score(task, tables["val"], h["val"]) for h in head_scores]
+                    head_pick[seed] = int(np.argmax(values) if binary else np.argmin(values))
+                entry["head_pick"] = head_pick[seed]
+                for view, _, _ in views:
+                    scores_out[f"{task_name}|{key}|{seed}|{view}"] = head_scores[head_pick[seed]][
+                        view
+                    ]
             entry["seconds"] = round(time.perf_counter() - started, 1)
             return entry
         params: dict[str, Any] = {"loss": "absolute_error"} if not binary else {}
@@ -141,9 +157,10 @@ def measure_task(
     if scores_out is not None:
         for split in ("val", "test"):
             scores_out[f"{task_name}|y|{split}"] = y[split]
+    head_pick: dict[int, int] = {}  # embed: the default encoder's head, chosen on val
     for seed in seeds:
         for name, until in (("default", None), ("through_cut", val_at)) if backtest else ():
-            entry = fit_and_score(seed, X_back, y_back, until, val_views)
+            entry = fit_and_score(seed, X_back, y_back, until, val_views, key=f"backtest_{name}")
             entry.update(seed=seed, encoder=name, protocol="backtest")
             results["runs"].append(entry)
             print(
@@ -176,7 +193,9 @@ def main() -> None:
         "--no-backtest", action="store_true", help="only the real fits (with --test)"
     )
     parser.add_argument(
-        "--save-scores", metavar="PATH", help="write the real fits' per-row scores (.npz)"
+        "--save-scores",
+        metavar="PATH",
+        help="write the per-row scores of the backtest and the real fits (.npz)",
     )
     parser.add_argument(
         "--model",
