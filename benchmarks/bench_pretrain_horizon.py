@@ -58,7 +58,8 @@ def measure_task(
     encoder's fresh val view chose, for both encoders (the main job's refit keeps the head).
     ``model``: ``"finetune"`` (the network fine-tuned from the encoder) or ``"embed"``
     (frozen embeddings and sktve's HGB grid; each view scores the grid's best head on
-    that view, for both encoders alike).
+    that view, for both encoders alike, and ``"{view}_main_job_head"`` the head that the
+    default encoder's fresh val view chose, kept for the refit, as the main job does).
     """
     from bench_stale_training import featurise_rows, task_score
 
@@ -103,17 +104,17 @@ def measure_task(
                     best = entry.get(view)
                     if best is None or (value > best if binary else value < best):
                         entry[view] = value
-            if scores_out is not None and key is not None:
-                # As the main job does: the head is chosen on the fresh val rows with the
-                # default encoder, and a refit through the cut keeps that head's settings.
-                if until is None:
-                    values = [task_score(task, tables["val"], h["val"]) for h in head_scores]
-                    head_pick[seed] = int(np.argmax(values) if binary else np.argmin(values))
-                entry["head_pick"] = head_pick[seed]
-                for view, _, _ in views:
-                    scores_out[f"{task_name}|{key}|{seed}|{view}"] = head_scores[head_pick[seed]][
-                        view
-                    ]
+            # As the main job does: the head is chosen on the fresh val rows with the
+            # default encoder, and a refit through the cut keeps that head's settings.
+            if until is None:
+                values = [task_score(task, tables["val"], h["val"]) for h in head_scores]
+                head_pick[seed] = int(np.argmax(values) if binary else np.argmin(values))
+            entry["head_pick"] = head_pick[seed]
+            picked = head_scores[head_pick[seed]]
+            for view, split, _ in views:
+                entry[f"{view}_main_job_head"] = task_score(task, tables[split], picked[view])
+                if scores_out is not None and key is not None:
+                    scores_out[f"{task_name}|{key}|{seed}|{view}"] = picked[view]
             entry["seconds"] = round(time.perf_counter() - started, 1)
             return entry
         params: dict[str, Any] = {"loss": "absolute_error"} if not binary else {}
