@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sktve._task_sql import label_select
+
 __all__ = [
     "SYNTHETIC_SCHEMAS",
     "bank_tasks",
@@ -133,29 +135,15 @@ future AS (
 )
 """
 
-CHURN_SQL = (
-    _ACTIVE_CTE
-    + """SELECT a.timestamp AS timestamp, a.customer_id AS customer_id,
-       CAST(f.n_orders IS NULL AS BIGINT) AS churn
-FROM active a
-LEFT JOIN future f ON f.timestamp = a.timestamp AND f.customer_id = a.customer_id"""
-)
+CHURN_SQL = _ACTIVE_CTE + label_select("customer_id", "CAST(f.n_orders IS NULL AS BIGINT)", "churn")
 
-SPEND_SQL = (
-    _ACTIVE_CTE
-    + """SELECT a.timestamp AS timestamp, a.customer_id AS customer_id,
-       CAST(COALESCE(f.spend, 0.0) AS DOUBLE) AS spend
-FROM active a
-LEFT JOIN future f ON f.timestamp = a.timestamp AND f.customer_id = a.customer_id"""
+SPEND_SQL = _ACTIVE_CTE + label_select(
+    "customer_id", "CAST(COALESCE(f.spend, 0.0) AS DOUBLE)", "spend"
 )
 
 # Not one of the shop's tasks: the count regression of bench_quality_synthetic --count-tasks.
-ORDERS_SQL = (
-    _ACTIVE_CTE
-    + """SELECT a.timestamp AS timestamp, a.customer_id AS customer_id,
-       CAST(COALESCE(f.n_orders, 0) AS DOUBLE) AS n_orders
-FROM active a
-LEFT JOIN future f ON f.timestamp = a.timestamp AND f.customer_id = a.customer_id"""
+ORDERS_SQL = _ACTIVE_CTE + label_select(
+    "customer_id", "CAST(COALESCE(f.n_orders, 0) AS DOUBLE)", "n_orders"
 )
 
 

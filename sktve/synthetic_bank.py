@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sktve._task_sql import label_select
+
 __all__ = ["bank_tasks", "make_bank_database", "make_bank_dataset"]
 
 # --------------------------------------------------------------------------- vocabularies
@@ -104,10 +106,8 @@ DISPUTE_SQL = (
      AND d.dispute_time <= t.timestamp + INTERVAL '{timedelta}'
     JOIN transactions x ON x.tx_id = d.tx_id
 )
-SELECT a.timestamp AS timestamp, a.account_id AS account_id,
-       CAST(f.account_id IS NOT NULL AS BIGINT) AS dispute
-FROM active a
-LEFT JOIN future f ON f.timestamp = a.timestamp AND f.account_id = a.account_id"""
+"""
+    + label_select("account_id", "CAST(f.account_id IS NOT NULL AS BIGINT)", "dispute")
 )
 
 # Each account's payments in the window after each cutoff: their sum and their number.
@@ -124,20 +124,14 @@ _PAYMENTS_CTE = """, future AS (
 OUTFLOW_SQL = (
     _ACTIVE_CTE
     + _PAYMENTS_CTE
-    + """SELECT a.timestamp AS timestamp, a.account_id AS account_id,
-       CAST(COALESCE(f.outflow, 0.0) AS DOUBLE) AS outflow
-FROM active a
-LEFT JOIN future f ON f.timestamp = a.timestamp AND f.account_id = a.account_id"""
+    + label_select("account_id", "CAST(COALESCE(f.outflow, 0.0) AS DOUBLE)", "outflow")
 )
 
 # Not one of the bank's tasks: the count regression of bench_quality_synthetic --count-tasks.
 PAYMENTS_SQL = (
     _ACTIVE_CTE
     + _PAYMENTS_CTE
-    + """SELECT a.timestamp AS timestamp, a.account_id AS account_id,
-       CAST(COALESCE(f.n_payments, 0) AS DOUBLE) AS n_payments
-FROM active a
-LEFT JOIN future f ON f.timestamp = a.timestamp AND f.account_id = a.account_id"""
+    + label_select("account_id", "CAST(COALESCE(f.n_payments, 0) AS DOUBLE)", "n_payments")
 )
 
 

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sktve._task_sql import label_select
+
 __all__ = ["library_tasks", "make_library_database", "make_library_dataset"]
 
 # --------------------------------------------------------------------------- vocabularies
@@ -113,21 +115,11 @@ future AS (
 )
 """
 
-LOANS_SQL = (
-    _ACTIVE_CTE
-    + """SELECT a.timestamp AS timestamp, a.member_id AS member_id,
-       CAST(COALESCE(f.n_loans, 0) AS DOUBLE) AS n_loans
-FROM active a
-LEFT JOIN future f ON f.timestamp = a.timestamp AND f.member_id = a.member_id"""
+LOANS_SQL = _ACTIVE_CTE + label_select(
+    "member_id", "CAST(COALESCE(f.n_loans, 0) AS DOUBLE)", "n_loans"
 )
 
-LAPSE_SQL = (
-    _ACTIVE_CTE
-    + """SELECT a.timestamp AS timestamp, a.member_id AS member_id,
-       CAST(f.n_loans IS NULL AS BIGINT) AS lapse
-FROM active a
-LEFT JOIN future f ON f.timestamp = a.timestamp AND f.member_id = a.member_id"""
-)
+LAPSE_SQL = _ACTIVE_CTE + label_select("member_id", "CAST(f.n_loans IS NULL AS BIGINT)", "lapse")
 
 
 def _generate(
