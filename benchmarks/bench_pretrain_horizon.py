@@ -94,27 +94,30 @@ def measure_task(
                 for view, split, clip in views
             }
             entry = {"n_cutoffs": int(len(pretrainer.cutoffs_))}
-            head_scores = []
+            head_scores, head_values = [], []  # per head: view -> scores, view -> metric
             for head in head_grid("hgb", binary=binary, random_state=seed):
                 head.fit(Z_fit, y_fit)
                 head_scores.append({})
+                head_values.append({})
                 for view, split, _ in views:
                     head_scores[-1][view] = predict_scores(head, Z[view], binary)
                     value = task_score(task, tables[split], head_scores[-1][view])
+                    head_values[-1][view] = value
                     best = entry.get(view)
                     if best is None or (value > best if binary else value < best):
                         entry[view] = value
             # As the main job does: the head is chosen on the fresh val rows with the
             # default encoder, and a refit through the cut keeps that head's settings.
             if until is None:
-                values = [task_score(task, tables["val"], h["val"]) for h in head_scores]
+                values = [h["val"] for h in head_values]
                 head_pick[seed] = int(np.argmax(values) if binary else np.argmin(values))
             entry["head_pick"] = head_pick[seed]
-            picked = head_scores[head_pick[seed]]
-            for view, split, _ in views:
-                entry[f"{view}_main_job_head"] = task_score(task, tables[split], picked[view])
+            for view, _, _ in views:
+                entry[f"{view}_main_job_head"] = head_values[head_pick[seed]][view]
                 if scores_out is not None and key is not None:
-                    scores_out[f"{task_name}|{key}|{seed}|{view}"] = picked[view]
+                    scores_out[f"{task_name}|{key}|{seed}|{view}"] = head_scores[head_pick[seed]][
+                        view
+                    ]
             entry["seconds"] = round(time.perf_counter() - started, 1)
             return entry
         params: dict[str, Any] = {"loss": "absolute_error"} if not binary else {}
