@@ -647,6 +647,17 @@ def plot_pca(embeddings: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def add_agg_params_argument(parser: argparse.ArgumentParser) -> None:
+    """``--agg-params``: further AggregateFeatures parameters (both quality benchmarks)."""
+    parser.add_argument(
+        "--agg-params",
+        type=json.loads,
+        default={},
+        help="further AggregateFeatures parameters as JSON (the agg-* methods' features and "
+        "the side features), e.g. '{\"seasonal\": true}'",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--relf1", default=str(HERE.parents[1] / "shared" / "data" / "rel-f1"))
@@ -671,6 +682,7 @@ def main() -> None:
         "at or before its row's time; both: fit once on every row, predict test both ways",
     )
     parser.add_argument("--torch-threads", type=int, default=2)
+    add_agg_params_argument(parser)
     parser.add_argument(
         "--tve-params",
         type=json.loads,
@@ -887,6 +899,7 @@ def main() -> None:
                 window=agg_windows,
                 max_hops=args.agg_hops,
                 as_of=as_of,
+                **args.agg_params,
             )
             agg_fit = fit_then_transform(agg, None if args.label_fraction is None else X_pretrain)
             agg_feats, agg_cost = timed_features(agg_fit, agg.transform, X)
@@ -1029,7 +1042,7 @@ def main() -> None:
                 params.update(args.ft_params)  # last: --ft-params may override any of these
                 if with_agg:
                     params["side_features"] = AggregateFeatures(
-                        window=agg_windows, max_hops=args.agg_hops
+                        window=agg_windows, max_hops=args.agg_hops, **args.agg_params
                     )
                     params["side_estimator"] = clone(agg_head)
                 estimator = (TVEClassifier if binary else TVERegressor)(database=database, **params)
@@ -1121,6 +1134,7 @@ def write_protocol(
             "untrained": "TVEPretrainer(max_epochs=0), same seed",
             "aggregate_windows": agg_windows,
             "aggregate_max_hops": args.agg_hops,
+            "aggregate_params": args.agg_params,
             "train_years": args.train_years,
             "decay_half_life_years": args.decay_half_life,
             "label_fraction": args.label_fraction,

@@ -66,6 +66,7 @@ from bench_pretrainer_relf1 import machine, timed_features  # noqa: E402
 from bench_quality_relf1 import (  # noqa: E402
     ScoreLog,
     _cell,
+    add_agg_params_argument,
     blend_and_test,
     blend_weights,
     finetune_and_test,
@@ -350,6 +351,7 @@ def main() -> None:
     parser.add_argument("--agg-windows", default="30D,90D,365D")
     parser.add_argument("--agg-hops", type=int, default=2, help="AggregateFeatures max_hops")
     parser.add_argument("--torch-threads", type=int, default=1)
+    add_agg_params_argument(parser)
     parser.add_argument(
         "--tve-params",
         type=json.loads,
@@ -556,6 +558,7 @@ def main() -> None:
                         window=agg_windows,
                         max_hops=args.agg_hops,
                         as_of=as_of,
+                        **args.agg_params,
                     )
                     agg_fit = fit_then_transform(agg, X_fit)
                     agg_feats, agg_cost = timed_features(agg_fit, agg.transform, X)
@@ -626,7 +629,7 @@ def main() -> None:
                         params.update(args.ft_classifier_params)
                     if with_agg:
                         params["side_features"] = AggregateFeatures(
-                            window=agg_windows, max_hops=args.agg_hops
+                            window=agg_windows, max_hops=args.agg_hops, **args.agg_params
                         )
                         params["side_estimator"] = clone(agg_head)
                     estimator = (TVEClassifier if binary else TVERegressor)(
@@ -670,6 +673,7 @@ def main() -> None:
             + "".join(f", {k}={v!r}" for k, v in args.tve_params.items()),
             "aggregate_windows": agg_windows,
             "aggregate_max_hops": args.agg_hops,
+            "aggregate_params": args.agg_params,
             "heads": "sktve.heads.head_grid('hgb'): learning_rate in (0.03, 0.1) x "
             "max_leaf_nodes in (3, 7, 31), 200 iterations; chosen on val, test predicted once",
             "finetune": "TVEClassifier / TVERegressor defaults (regression loss "

@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from sktve._as_of import clamp_times, parse_as_of
 from sktve._entity_profile import entity_column_spec, entity_column_values, recency_values
+from sktve._seasonal import parse_season, seasonal_counts, seasonal_tables
 from sktve._threads import limit_threads, resolve_n_threads
 from sktve._validation import parse_windows, raise_unknown_entities, resolve_task_table
 from sktve.database import Database, check_same_schema, load_database, schema_of
@@ -65,6 +66,17 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         days since the entity's latest and earliest such row at or before the row's time
         (``"<table>|days_since_last"``, ``"<table>|days_since_first"``; NaN before the
         first). Window-free, so they also reach further back than the longest window.
+    seasonal : bool or str or Timedelta, default=False
+        Add seasonal counts: for each window shorter than the season (``True``: a year;
+        or a time span such as ``"7D"``) and each timestamped table, the mean number of
+        rows in the stretch of calendar of the row's *coming* window, ``(t, t + w]``,
+        one, two and three seasons earlier (the latest three whose windows end by
+        ``min(t, as_of)``): all of the table's rows (``"<w>|<table>|seasonal_count_all"``,
+        how busy the calendar usually is then) and, for tables referencing the entity,
+        the entity's own (``"<w>|<table>|seasonal_count"``). NaN before a whole season of
+        history. The row's own date places the windows, also for rows after ``as_of``,
+        whose other features are those of the cut; only rows at or before
+        ``min(t, as_of)`` are read.
     n_jobs : int, optional
         CPU threads (scikit-learn's convention: None means 1, -1 all available cores);
         see :class:`~sktve.TVEPretrainer`.
@@ -150,6 +162,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         max_columns: int | None = DEFAULT_MAX_COLUMNS,
         entity_columns: bool = True,
         recency: bool = True,
+        seasonal: Any = False,
         n_jobs: int | None = None,
         as_of: Any = None,
         engine: Any = None,
@@ -168,6 +181,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         self.max_columns = max_columns
         self.entity_columns = entity_columns
         self.recency = recency
+        self.seasonal = seasonal
         self.n_jobs = n_jobs
         self.as_of = as_of
         self.engine = engine
@@ -186,6 +200,7 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         if not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {self.top_k!r}.")
         resolve_engine(self.engine, "engine")  # raises on unknown names and objects
+        parse_season(self.seasonal)  # raises on anything but a switch or a time span
 
     def _current_database(self) -> Database:
         # As TVEPretrainer: the fitted database while the parameter is the one given at
@@ -260,6 +275,20 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
                 extra |= recency_values(database, self.entity_table, positions, unique_times)
             for name, values in extra.items():
                 columns[name] = values[inverse]
+            if getattr(self, "_season", None) is not None:  # (fitted before the option)
+                # Per row, not per (entity, clamped time): a row's own date places its
+                # windows even after the cut; what they read stops at the clamped time.
+                columns |= seasonal_counts(
+                    database,
+                    self.entity_table,
+                    self._seasonal_tables,
+                    rows.positions[known].astype(np.int64),
+                    rows.times.view(np.int64)[known],
+                    times,
+                    self._windows,
+                    self._season,
+                    labels,
+                )
         return columns, known
 
     def _encode(self, columns: dict[str, np.ndarray], known: np.ndarray, n: int) -> np.ndarray:
@@ -304,6 +333,8 @@ class AggregateFeatures(TransformerMixin, BaseEstimator):
         self._entity_spec = (
             entity_column_spec(database, self.entity_table, as_of) if self.entity_columns else []
         )
+        self._season = parse_season(self.seasonal)
+        self._seasonal_tables = seasonal_tables(database, self.entity_table)
         self._dropped_by_cap = []
         columns, known = self._raw(rows, database)
         spec: list[tuple[str, Any]] = []
