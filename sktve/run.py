@@ -19,6 +19,7 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.ensemble import VotingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 
@@ -29,6 +30,7 @@ from sktve.heads import head_grid
 from sktve.pretrainer import TVEPretrainer, later_cutoffs
 
 __all__ = [
+    "RoundedVotingRegressor",
     "blend",
     "check_out_folder",
     "hedge",
@@ -256,20 +258,36 @@ def task_finetuner(database: Any, task: Any, pretrainer: TVEPretrainer, **params
     return TVERegressor(database=database, **{**kwargs, "loss": "absolute_error", **params})
 
 
+class RoundedVotingRegressor(VotingRegressor):
+    """A ``VotingRegressor`` whose predictions are rounded to the nearest integer.
+
+    For a count scored by absolute error: its conditional median can be taken as an
+    integer, and between two integers the expected absolute error is linear, so a
+    prediction in between is never better than both (docs: benchmarks page, "Count
+    regressions: integer predictions").
+    """
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.rint(super().predict(X))
+
+
 def blend(network: Any, aggregates: Any, binary: bool, weight: float = BLEND_WEIGHT) -> Any:
     """Fitted ``network`` and ``aggregates`` averaged with weights ``(weight, 1 - weight)``.
 
     A soft-voting ``VotingClassifier`` (averaged class probabilities) or a
     ``VotingRegressor`` over the two fitted models, frozen: fitting the blend fits
-    nothing again.
+    nothing again. When the network answers in integers (``integer_output_``: integer
+    targets and absolute error), so does the blend (:class:`RoundedVotingRegressor`).
     """
-    from sklearn.ensemble import VotingClassifier, VotingRegressor
+    from sklearn.ensemble import VotingClassifier
     from sklearn.frozen import FrozenEstimator
 
     members = [("network", FrozenEstimator(network)), ("aggregates", FrozenEstimator(aggregates))]
     weights = [weight, 1.0 - weight]
     if binary:
         return VotingClassifier(members, voting="soft", weights=weights)
+    if getattr(network, "integer_output_", False):
+        return RoundedVotingRegressor(members, weights=weights)
     return VotingRegressor(members, weights=weights)
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import relbench
 
-from sktve.run import hedge, run_task, task_pretrainer
+from sktve.run import RoundedVotingRegressor, blend, hedge, run_task, task_pretrainer
 
 FAST = {"embedding_dim": 8, "fanouts": (4, 2), "steps_per_epoch": 2, "batch_size": 64}
 
@@ -272,6 +272,21 @@ def test_hedge_of_regressors_averages_without_rounding():
     X, y = np.zeros((4, 1)), np.arange(4.0)
     pair = [DummyRegressor(strategy="constant", constant=c).fit(X, y) for c in (1.0, 2.0)]
     np.testing.assert_array_equal(hedge(*pair, False, X, y).predict(X), [1.5] * 4)
+
+
+@pytest.mark.parametrize("integer_output", [True, False])
+def test_blend_answers_in_integers_when_its_network_does(integer_output):
+    from sklearn.base import clone
+    from sklearn.dummy import DummyRegressor
+
+    X, y = np.zeros((4, 1)), np.arange(4.0)
+    network = DummyRegressor(strategy="constant", constant=2.0).fit(X, y)
+    network.integer_output_ = integer_output  # as a fitted TVERegressor records it
+    aggregates = DummyRegressor(strategy="constant", constant=0.0).fit(X, y)
+    model = blend(network, aggregates, binary=False).fit(X, y)  # 0.3 * 2 + 0.7 * 0 = 0.6
+    assert isinstance(model, RoundedVotingRegressor) == integer_output
+    np.testing.assert_allclose(model.predict(X), [1.0 if integer_output else 0.6] * 4)
+    assert type(clone(model)) is type(model)
 
 
 def test_rows_all_keeps_pretraining_to_the_training_rows_unless_asked(synthetic_path):
