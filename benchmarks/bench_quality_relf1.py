@@ -285,6 +285,8 @@ def finetune_and_test(
             # With probe_head: the head-only epochs before fine-tuning, and the one kept.
             "probe_epoch": estimator.probe_epoch_,
             "probe_epochs": len(estimator.probe_history_),
+            # A regressor answering in integers (a count): its blends do too, as sktve run's.
+            "integer_output": bool(getattr(estimator, "integer_output_", False)),
         },
         head_select_seconds=0.0,
         head_test_seconds=0.0,
@@ -320,27 +322,37 @@ def blend_and_test(
     tables: dict,
     weights: np.ndarray = BLEND_WEIGHTS,
 ) -> dict[str, Any]:
-    """w * first + (1 - w) * second, with w the best of ``weights`` on val; test scored once."""
+    """w * first + (1 - w) * second, with w the best of ``weights`` on val; test scored once.
+
+    Rounded to integers when ``first`` is a network answering in integers (its
+    ``chosen_head["integer_output"]``), as :func:`sktve.run.blend` rounds.
+    """
     from sktve.run import task_metric
 
     a, b = first["scores"], second["scores"]
+    rounded = bool(first.get("chosen_head", {}).get("integer_output"))
+
+    def mix(w: float, split: str) -> np.ndarray:
+        scores = w * a[split] + (1 - w) * b[split]
+        return np.rint(scores) if rounded else scores
+
     val_values = []
     for w in weights:
-        metric, value, higher = task_metric(task, w * a["val"] + (1 - w) * b["val"], tables["val"])
+        metric, value, higher = task_metric(task, mix(w, "val"), tables["val"])
         val_values.append(value if higher else -value)
     best = int(np.argmax(val_values))  # first of ties: the smallest weight on ``first``
     w = float(weights[best])
     outcome = {
         "metric": metric,
         "val": abs(val_values[best]),
-        "test": task_metric(task, w * a["test"] + (1 - w) * b["test"], tables["test"])[1],
+        "test": task_metric(task, mix(w, "test"), tables["test"])[1],
         "val_grid": [round(abs(v), 5) for v in val_values],
-        "chosen_head": {"weight_on_finetuned": w},
+        "chosen_head": {"weight_on_finetuned": w, "rounded": rounded},
         "head_select_seconds": 0.0,
         "head_test_seconds": 0.0,
     }
     # The blend's own scores, so that --save-scores keeps them beside its parts'.
-    outcome["scores"] = {split: w * a[split] + (1 - w) * b[split] for split in a if split in b}
+    outcome["scores"] = {split: mix(w, split) for split in a if split in b}
     if "test_cut" in outcome["scores"]:
         outcome["test_cut"] = task_metric(task, outcome["scores"]["test_cut"], tables["test"])[1]
     return outcome
