@@ -268,6 +268,18 @@ class RoundedVotingRegressor(VotingRegressor):
     """
 
     def predict(self, X: Any) -> np.ndarray:
+        """The weighted average of the members' predictions, rounded.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame
+            What the members take (for the main job's blend: entity id and time rows).
+
+        Returns
+        -------
+        ndarray of float64
+            Integer-valued predictions, one per row.
+        """
         return np.rint(super().predict(X))
 
 
