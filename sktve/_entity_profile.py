@@ -22,7 +22,12 @@ from sktve.database import TIME_DTYPE, Database
 from sktve.targets.paths import direct_edges, profile_table
 from sktve.targets.vectors import _Ranges
 
-__all__ = ["entity_column_spec", "entity_column_values", "recency_values"]
+__all__ = [
+    "direct_table_label",
+    "entity_column_spec",
+    "entity_column_values",
+    "recency_values",
+]
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -102,6 +107,13 @@ def entity_column_values(
     return out
 
 
+def direct_table_label(database: Database, entity_table: str, table: str, fkey: str) -> str:
+    """How features name a table that references the entity: the table, or ``<table>.<fkey>``
+    when it references the entity table through several keys."""
+    several = list(database.fkeys(table).values()).count(entity_table) > 1
+    return f"{table}.{fkey}" if several else table
+
+
 def recency_values(
     database: Database, entity_table: str, positions: np.ndarray, times_ns: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -131,8 +143,7 @@ def recency_values(
         before_all = np.full(len(positions), ranges.t0 - 1, dtype=np.int64)
         start, stop = ranges.window(positions, before_all, times_ns)
         found = stop > start
-        several = list(database.fkeys(table).values()).count(entity_table) > 1
-        name = f"{table}.{fkey}" if several else table
+        name = direct_table_label(database, entity_table, table, fkey)
         for label, index in (("last", stop - 1), ("first", start)):
             days = np.full(len(positions), np.nan)
             row_times = stamps[ranges.rows[index[found]]]

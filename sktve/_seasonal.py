@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sktve._entity_profile import direct_table_label
 from sktve.database import Database
 from sktve.targets.paths import direct_edges
 from sktve.targets.vectors import _Ranges
@@ -77,8 +78,7 @@ def seasonal_tables(database: Database, entity_table: str) -> list[tuple[str, st
 def _feature_name(database: Database, entity_table: str, table: str, fkey: str | None) -> str:
     if fkey is None:
         return f"{table}|seasonal_count_all"
-    several = list(database.fkeys(table).values()).count(entity_table) > 1
-    return f"{table}.{fkey}|seasonal_count" if several else f"{table}|seasonal_count"
+    return f"{direct_table_label(database, entity_table, table, fkey)}|seasonal_count"
 
 
 def seasonal_counts(
